@@ -1,0 +1,17 @@
+//! psmgate: privileged-session recording gateway.
+//!
+//! This crate holds the protocol-independent gateway: the per-session [`recording::Recorder`]
+//! every proxy records through, the data store ([`store`]), the admin/player HTTPS server
+//! ([`admin`]), exports ([`export`]), the demo source ([`demo`]) and the benchmark ([`bench`]).
+//! The `psmgate` binary (src/main.rs) is a thin command-line layer over these.
+
+pub mod admin;
+pub mod assets;
+pub mod bench;
+pub mod demo;
+pub mod export;
+pub mod recording;
+pub mod report;
+pub mod settings;
+pub mod store;
+pub mod tls;

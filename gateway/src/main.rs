@@ -1,0 +1,612 @@
+//! The `psmgate` command.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use psmgate::store::Store;
+use psmgate_policy::Config;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "psmgate",
+    version,
+    about = "Privileged-session recording gateway"
+)]
+struct Cli {
+    /// Configuration file (TOML). Without one, embedded defaults are used.
+    #[arg(long, short, global = true, env = "PSMGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data folder (overrides `gateway.data_dir`).
+    #[arg(long, global = true, env = "PSMGATE_DATA")]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway: recover interrupted recordings, then serve the player and admin API.
+    Serve {
+        /// Also record a demo session in the background and print its player URL.
+        #[arg(long)]
+        demo: bool,
+        /// Length of that demo session in seconds.
+        #[arg(long, default_value_t = 30)]
+        demo_seconds: u64,
+        /// Admin listener address (overrides `gateway.admin_listen`).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Serve the admin listener without TLS (behind a TLS-terminating proxy, or tests).
+        #[arg(long)]
+        no_tls: bool,
+    },
+    /// Record a demo session of the synthetic desktop (real time) and print its id.
+    Demo {
+        /// Session length in seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Screen width.
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        /// Screen height.
+        #[arg(long, default_value_t = 720)]
+        height: u32,
+        /// Workload seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Verify a recording's hash chain, signatures and files. Exit 0 when intact, 1 otherwise.
+    Verify {
+        /// Session id, or a recording folder.
+        recording: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List and inspect recordings.
+    Recordings {
+        #[command(subcommand)]
+        command: RecordingsCommand,
+    },
+    /// Export a recording as a folder that plays from disk in a browser.
+    Export {
+        /// Session id.
+        recording: String,
+        /// Output folder (created; must be empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a configuration file and print every problem found.
+    CheckConfig {
+        /// The file (default: --config).
+        file: Option<PathBuf>,
+    },
+    /// Show the gateway signing key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Apply retention: delete recordings past their retention unless on legal hold.
+    Retention {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Benchmark the recording pipeline on the standard workload.
+    Bench {
+        /// Encoders: svt-av1, rav1e or all.
+        #[arg(long, default_value = "all")]
+        encoder: String,
+        /// Session minutes.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Screen width.
+        #[arg(long, default_value_t = 1920)]
+        width: u32,
+        /// Screen height.
+        #[arg(long, default_value_t = 1080)]
+        height: u32,
+        /// Workload seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Frame-rate cap.
+        #[arg(long, default_value_t = 10)]
+        max_fps: u32,
+        /// Quantizer 0..=63.
+        #[arg(long, default_value_t = 40)]
+        quantizer: u8,
+        /// Encoder speed/preset (default: the backend's default).
+        #[arg(long)]
+        speed: Option<u8>,
+        /// Where the benchmark recordings go.
+        #[arg(long, default_value = "target/bench-recordings")]
+        out: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RecordingsCommand {
+    /// List recordings, newest first.
+    List {
+        /// Only this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one recording's manifest.
+    Show {
+        /// Session id.
+        recording: String,
+    },
+    /// Set or clear legal hold (held recordings are never deleted by retention).
+    Hold {
+        /// Session id.
+        recording: String,
+        /// Clear the hold instead of setting it.
+        #[arg(long)]
+        release: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Print the key id, public key and key file.
+    Show,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("psmgate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PSMGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("{e}")),
+        None => Ok(Config::default()),
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let config = match &cli.command {
+        Command::CheckConfig { file } => {
+            let Some(path) = file.as_deref().or(cli.config.as_deref()) else {
+                bail!("check-config needs a file (argument or --config)");
+            };
+            return Ok(
+                match Config::load(path).and_then(|c| c.check_secrets().map(|_| c)) {
+                    Ok(c) => {
+                        println!("{}: ok (policy {})", path.display(), c.policy_version());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ExitCode::from(1)
+                    }
+                },
+            );
+        }
+        _ => load_config(cli.config.as_deref())?,
+    };
+    let data = cli.data.as_deref();
+    match cli.command {
+        Command::CheckConfig { .. } => unreachable!("handled above"),
+        Command::Serve {
+            demo,
+            demo_seconds,
+            listen,
+            no_tls,
+        } => {
+            let mut config = config;
+            if let Some(l) = listen {
+                config.gateway.admin_listen = l;
+            }
+            if no_tls {
+                config.gateway.admin_tls = false;
+            }
+            serve(config, data, demo, demo_seconds)
+        }
+        Command::Demo {
+            seconds,
+            width,
+            height,
+            seed,
+        } => {
+            let store = Store::open(&config, data)?;
+            store.recover()?;
+            let opts = psmgate::demo::DemoOptions {
+                seconds,
+                width,
+                height,
+                seed,
+            };
+            let m = psmgate::demo::run(&store, &config, &opts)?;
+            println!("session {}", m.session_id);
+            println!(
+                "recorded {:.1} s, state {}, {} bytes of video",
+                m.duration_ms.unwrap_or(0) as f64 / 1000.0,
+                m.state,
+                m.segment_bytes()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { recording, json } => verify(&config, data, &recording, json),
+        Command::Recordings { command } => recordings(&config, data, command),
+        Command::Export { recording, out } => {
+            let store = Store::open(&config, data)?;
+            let dir = store.resolve_recording(&recording)?;
+            let s = psmgate::export::export(&store, &dir, &out)?;
+            println!(
+                "exported {} files to {} ({} bytes of video); open {}",
+                s.files.len(),
+                out.display(),
+                s.mp4_bytes,
+                out.join("index.html").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::Show,
+        } => {
+            let store = Store::open(&config, data)?;
+            println!("key id:     {}", store.key.key_id());
+            println!(
+                "public key: {} (Ed25519, base64)",
+                store.key.public_key_base64()
+            );
+            println!(
+                "key file:   {}",
+                store
+                    .data_dir
+                    .join("keys")
+                    .join("gateway.ed25519")
+                    .display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retention { dry_run } => retention(&config, data, dry_run),
+        Command::Bench {
+            encoder,
+            minutes,
+            width,
+            height,
+            seed,
+            max_fps,
+            quantizer,
+            speed,
+            out,
+            json,
+        } => {
+            let encoders = match encoder.as_str() {
+                "all" => psmgate_codecs::encoder::available(),
+                "svt-av1" => vec![psmgate_codecs::encoder::EncoderKind::SvtAv1],
+                "rav1e" => vec![psmgate_codecs::encoder::EncoderKind::Rav1e],
+                other => bail!("unknown encoder {other:?} (svt-av1, rav1e, all)"),
+            };
+            let opts = psmgate::bench::BenchOptions {
+                encoders,
+                minutes,
+                width,
+                height,
+                seed,
+                max_fps,
+                quantizer,
+                speed,
+                out,
+                quality_every_s: 10,
+            };
+            let results = psmgate::bench::run(&opts, &[])?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                println!("standard workload, {width}x{height}, {minutes} session minutes, seed {seed}, max {max_fps} fps, quantizer {quantizer}");
+                println!(
+                    "{:<8} {:>7} {:>7} {:>9} {:>10} {:>8} {:>11} {:>8} {:>8} {:>7} {:>9}",
+                    "encoder",
+                    "frames",
+                    "bridge",
+                    "cpu s",
+                    "cpu s/min",
+                    "core %",
+                    "MB/hour",
+                    "PSNR dB",
+                    "min dB",
+                    "SSIM",
+                    "lag ms"
+                );
+                for r in &results {
+                    println!("{:<8} {:>7} {:>7} {:>9.1} {:>10.2} {:>8.2} {:>11.2} {:>8.2} {:>8.2} {:>7.4} {:>9}", r.encoder, r.frames, r.bridge_frames, r.cpu_seconds, r.cpu_s_per_session_min, r.core_share_percent, r.bytes_per_hour / 1e6, r.psnr_db, r.psnr_min_db, r.ssim, r.worst_lag_ms);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> Result<ExitCode> {
+    let store = Store::open(&config, data)?;
+    let recovered = store.recover()?;
+    if recovered > 0 {
+        tracing::warn!(recovered, "sealed interrupted recordings as `interrupted`");
+    }
+    let token = store.admin_token()?;
+    let listen = config.gateway.admin_listen;
+    let tls = if config.gateway.admin_tls {
+        let (tls, fp) = psmgate::tls::load_or_generate(&store.data_dir.join("tls"))?;
+        tracing::info!(sha256 = %fp, "admin certificate");
+        Some(tls)
+    } else {
+        None
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding admin listener {listen}"))?;
+        let addr = listener.local_addr()?;
+        let base = format!("{scheme}://{addr}");
+        println!("psmgate serving the player and admin API on {base}");
+        println!("open {base}/login?token={token}");
+        let state = std::sync::Arc::new(psmgate::admin::AdminState { store: store.clone(), token: token.clone() });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(psmgate::admin::serve(listener, state, tls, stop_rx));
+        if demo {
+            let store = store.clone();
+            let config = config.clone();
+            let base = base.clone();
+            let token = token.clone();
+            tokio::task::spawn_blocking(move || {
+                let opts = psmgate::demo::DemoOptions { seconds: demo_seconds, ..Default::default() };
+                println!("recording a {demo_seconds} s demo session…");
+                match psmgate::demo::run(&store, &config, &opts) {
+                    Ok(m) => println!("demo recorded; watch it: {base}/login?token={token}&next=/player/%3Fid%3D{}", m.session_id),
+                    Err(e) => eprintln!("psmgate: demo failed: {e:#}"),
+                }
+            });
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(config: &Config, data: Option<&Path>, recording: &str, json: bool) -> Result<ExitCode> {
+    let store = Store::open(config, data)?;
+    // A recording folder anywhere (an exported or copied recording), or one in the store.
+    let folder = Path::new(recording);
+    let (backend, dir): (
+        std::sync::Arc<dyn psmgate_storage::backend::Backend>,
+        String,
+    ) = if folder.join("chain.jsonl").is_file() {
+        let folder = folder
+            .canonicalize()
+            .with_context(|| format!("resolving {recording}"))?;
+        let parent = folder.parent().context("recording folder has no parent")?;
+        let name = folder
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("recording folder name")?;
+        (
+            std::sync::Arc::new(psmgate_storage::backend::LocalBackend::new(parent)?),
+            name.to_string(),
+        )
+    } else {
+        (store.backend.clone(), store.resolve_recording(recording)?)
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("verifying {bar:40} {bytes}/{total_bytes} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report = psmgate_storage::verify::verify(
+        backend.as_ref(),
+        &dir,
+        Some(store.key.verifying_key()),
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    );
+    bar.finish_and_clear();
+    let ok = report.ok;
+    use psmgate_storage::index::{Integrity, IntegrityStatus};
+    let integrity = Integrity {
+        status: if ok {
+            IntegrityStatus::Ok
+        } else {
+            IntegrityStatus::Failed
+        },
+        message: report.problems.first().map(|p| p.message.clone()),
+        verified_at: Some(time::OffsetDateTime::now_utc()),
+    };
+    let id = psmgate_storage::layout::session_id_of(&dir).to_string();
+    if let Err(e) = store.index.set_integrity(&id, &integrity) {
+        tracing::debug!(error = %e, "could not store the verification result in the index");
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&psmgate::report::verify_json(&report))?
+        );
+    } else {
+        print!("{}", psmgate::report::verify_text(&report));
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn recordings(
+    config: &Config,
+    data: Option<&Path>,
+    command: RecordingsCommand,
+) -> Result<ExitCode> {
+    let store = Store::open(config, data)?;
+    match command {
+        RecordingsCommand::List {
+            user,
+            target,
+            limit,
+            json,
+        } => {
+            let filter = psmgate_storage::index::ListFilter {
+                user,
+                target,
+                limit: Some(limit),
+                ..Default::default()
+            };
+            let rows = store.index.list(&filter)?;
+            if json {
+                let rows: Vec<_> = rows.iter().map(psmgate::report::row_json).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<36}  {:<20}  {:<10} {:<16} {:<6} {:>9} {:<11} integrity",
+                    "id", "started (UTC)", "user", "target", "proto", "duration", "state"
+                );
+                for r in rows {
+                    println!(
+                        "{:<36}  {:<20}  {:<10} {:<16} {:<6} {:>8.1}s {:<11} {}",
+                        r.id,
+                        psmgate::report::short_time(r.started_at),
+                        r.user,
+                        r.target,
+                        r.protocol,
+                        r.duration_ms.unwrap_or(0) as f64 / 1000.0,
+                        r.state.as_str(),
+                        r.integrity.status.as_str()
+                    );
+                }
+            }
+        }
+        RecordingsCommand::Show { recording } => {
+            let dir = store.resolve_recording(&recording)?;
+            let backend = store.backend.as_ref();
+            let text = backend
+                .read(&format!("{dir}/manifest.json"))
+                .or_else(|_| backend.read(&format!("{dir}/manifest.partial.json")))
+                .with_context(|| format!("{dir} has no manifest"))?;
+            println!(
+                "folder: {}",
+                store.data_dir.join("recordings").join(&dir).display()
+            );
+            println!("{}", String::from_utf8_lossy(&text));
+        }
+        RecordingsCommand::Hold { recording, release } => {
+            let dir = store.resolve_recording(&recording)?;
+            let id = psmgate_storage::layout::session_id_of(&dir).to_string();
+            let mut audit = psmgate_storage::audit::AuditLog::open(store.backend.clone())?;
+            psmgate_storage::retention::set_legal_hold(
+                store.index.as_ref(),
+                &mut audit,
+                &id,
+                !release,
+                "cli",
+            )?;
+            println!(
+                "{id}: legal hold {}",
+                if release { "released" } else { "set" }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn retention(config: &Config, data: Option<&Path>, dry_run: bool) -> Result<ExitCode> {
+    let store = Store::open(config, data)?;
+    let policy = |row: &psmgate_storage::index::SessionRow| -> Option<u32> {
+        let days = config
+            .retention_days(&row.target)
+            .unwrap_or(config.retention.days);
+        (days > 0).then_some(days)
+    };
+    let now = time::OffsetDateTime::now_utc();
+    if dry_run {
+        let rows = store
+            .index
+            .list(&psmgate_storage::index::ListFilter::default())?;
+        for row in rows {
+            if let Some(days) = policy(&row) {
+                if psmgate_storage::retention::is_expired(&row, days, now) {
+                    let hold = if row.legal_hold {
+                        " (legal hold: kept)"
+                    } else {
+                        ""
+                    };
+                    println!("would delete {} ({} days){hold}", row.id, days);
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut audit = psmgate_storage::audit::AuditLog::open(store.backend.clone())?;
+    let report = psmgate_storage::retention::apply_retention(
+        store.backend.as_ref(),
+        store.index.as_ref(),
+        now,
+        &policy,
+        &mut audit,
+    )?;
+    for id in &report.deleted {
+        println!("deleted {id}");
+    }
+    for id in &report.held {
+        println!("kept {id} (legal hold)");
+    }
+    for (id, why) in &report.failed {
+        eprintln!("could not delete {id}: {why}");
+    }
+    println!(
+        "{} deleted, {} held, {} failed",
+        report.deleted.len(),
+        report.held.len(),
+        report.failed.len()
+    );
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

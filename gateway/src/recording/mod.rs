@@ -1,0 +1,17 @@
+//! The session recorder: the one interface every protocol proxy records through.
+//!
+//! A proxy owns a [`Recorder`] per session and hands it what it decoded: pixels into the
+//! framebuffer ([`Recorder::screen`]), input ([`Recorder::input`]) and metadata
+//! ([`Recorder::event`]). None of these wait for encoding or storage: pixels land in a shared
+//! framebuffer that coalesces changes, inputs in a queue; a worker thread per session turns them
+//! into masked video, a masked transcript and chained, signed storage. Forwarding never waits on
+//! recording. If recording fails, [`Recorder::failure`] says why so the proxy can end the session
+//! (fail-closed).
+
+mod recorder;
+mod settings;
+mod sink;
+
+pub use recorder::{Recorder, RecorderError, SessionInfo};
+pub use settings::{MaskRule, RecordingSettings};
+pub use sink::{SinkError, StorageSink};

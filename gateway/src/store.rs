@@ -1,0 +1,122 @@
+//! The gateway's data folder: recordings backend, signing key, index, admin credentials.
+//!
+//! Layout below `data_dir`:
+//! ```text
+//! recordings/            storage backend root (YYYY/MM/DD/<session-id>/…, audit.jsonl)
+//! keys/gateway.ed25519   gateway signing key (0600), generated on first start
+//! index.sqlite3          recordings index
+//! tls/                   admin listener certificate (generated if absent)
+//! admin-token            bearer token for the admin API and player (0600)
+//! ```
+
+use anyhow::{Context, Result};
+use psmgate_policy::Config;
+use psmgate_storage::backend::{Backend, LocalBackend};
+use psmgate_storage::index::{Index, SqliteIndex};
+use psmgate_storage::keys::GatewayKey;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Open handles on the data folder.
+#[derive(Clone)]
+pub struct Store {
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// Recordings storage.
+    pub backend: Arc<dyn Backend>,
+    /// Gateway signing key.
+    pub key: Arc<GatewayKey>,
+    /// Recordings index.
+    pub index: Arc<dyn Index>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating on first use) the data folder named by `config` or `override_dir`.
+    pub fn open(config: &Config, override_dir: Option<&Path>) -> Result<Store> {
+        let data_dir = override_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| config.data_dir());
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating data folder {}", data_dir.display()))?;
+        let backend = Arc::new(
+            LocalBackend::new(data_dir.join("recordings"))
+                .with_context(|| format!("opening {}", data_dir.join("recordings").display()))?,
+        );
+        std::fs::create_dir_all(data_dir.join("keys"))?;
+        let key = GatewayKey::load_or_generate(&data_dir.join("keys").join("gateway.ed25519"))
+            .context("loading the gateway signing key")?;
+        let index =
+            SqliteIndex::open(&data_dir.join("index.sqlite3")).context("opening the index")?;
+        Ok(Store {
+            data_dir,
+            backend,
+            key: Arc::new(key),
+            index: Arc::new(index),
+        })
+    }
+
+    /// Seals recordings left unsealed by a crash, as `interrupted`, and indexes them.
+    pub fn recover(&self) -> Result<usize> {
+        let outcomes = psmgate_storage::recovery::recover_all(&self.backend, &self.key)
+            .context("recovering unsealed recordings")?;
+        let mut n = 0;
+        for (dir, outcome) in outcomes {
+            match outcome {
+                Ok(r) => {
+                    let Some(manifest) = r.manifest else { continue };
+                    if r.action == psmgate_storage::recovery::RecoveryAction::NothingToDo {
+                        continue;
+                    }
+                    tracing::warn!(dir = %dir, records = r.records, action = ?r.action, "recovered an unsealed recording");
+                    let bytes = manifest.segment_bytes();
+                    self.index
+                        .upsert(&psmgate_storage::index::SessionRow::from_manifest(
+                            &manifest,
+                            &dir,
+                            bytes,
+                            time::OffsetDateTime::now_utc(),
+                        ))?;
+                    n += 1;
+                }
+                Err(e) => {
+                    tracing::error!(dir = %dir, error = %e, "could not recover a recording; left untouched")
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Finds a recording folder by session id or by path (absolute or below the backend root).
+    pub fn resolve_recording(&self, id_or_dir: &str) -> Result<String> {
+        if let Ok(Some(row)) = self.index.get(id_or_dir) {
+            return Ok(row.dir);
+        }
+        if let Some(dir) = psmgate_storage::layout::find_recording(self.backend.as_ref(), id_or_dir)
+            .context("searching recordings")?
+        {
+            return Ok(dir);
+        }
+        anyhow::bail!("no recording with id {id_or_dir}")
+    }
+
+    /// The admin bearer token, generated on first use.
+    pub fn admin_token(&self) -> Result<String> {
+        let path = self.data_dir.join("admin-token");
+        if let Ok(t) = std::fs::read_to_string(&path) {
+            return Ok(t.trim().to_string());
+        }
+        let mut raw = [0u8; 24];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut raw);
+        let token = hex::encode(raw);
+        crate::tls::write_private(&path, token.as_bytes())?;
+        Ok(token)
+    }
+}

@@ -1,0 +1,426 @@
+//! Semantic checks on a typed configuration. Every problem is collected.
+
+use crate::error::{index_path, key_path, Issues};
+use crate::mask::{Dim, MaskRegion};
+use crate::model::*;
+use crate::secret::{is_valid_env_name, SecretRef};
+use crate::units::{ByteSize, Duration};
+use crate::Config;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Longest user, role, target, rule and mask name.
+pub const MAX_NAME: usize = 64;
+
+/// Runs every check.
+pub(crate) fn check(c: &Config, out: &mut Issues) {
+    gateway(&c.gateway, out);
+    storage(&c.storage, out);
+    recording(&c.recording, out);
+    for (name, u) in &c.users {
+        user(&key_path("users", name), name, u, out);
+    }
+    for (name, t) in &c.targets {
+        target(&key_path("targets", name), name, t, out);
+    }
+    rules(c, out);
+    for (path, secret) in secret_refs(c) {
+        secret_ref(&path, secret, out);
+    }
+}
+
+/// Every secret reference with its field path.
+pub(crate) fn secret_refs(c: &Config) -> Vec<(String, &SecretRef)> {
+    let mut v = Vec::new();
+    if let Some(s) = &c.storage.index_url {
+        v.push(("storage.index_url".to_owned(), s));
+    }
+    if let Some(s3) = &c.storage.s3 {
+        if let Some(s) = &s3.access_key_id {
+            v.push(("storage.s3.access_key_id".to_owned(), s));
+        }
+        if let Some(s) = &s3.secret_access_key {
+            v.push(("storage.s3.secret_access_key".to_owned(), s));
+        }
+    }
+    for (name, t) in &c.targets {
+        if let Some(s) = &t.password {
+            v.push((key_path(&key_path("targets", name), "password"), s));
+        }
+    }
+    v
+}
+
+/// Names of users, roles, targets, rules and masks: `[A-Za-z0-9._-]`, 1..=64 characters,
+/// starting with a letter or digit (so they fit `user@target` and `TARGET\user` logins).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn name(path: &str, kind: &str, n: &str, out: &mut Issues) {
+    if !is_valid_name(n) {
+        out.push(path, format!("{kind} name {n:?} must be 1..={MAX_NAME} characters of A-Z a-z 0-9 . _ - starting with a letter or digit"));
+    }
+}
+
+fn gateway(g: &GatewayConfig, out: &mut Issues) {
+    if g.data_dir.as_os_str().is_empty() {
+        out.push("gateway.data_dir", "must not be empty");
+    }
+    let listeners = [
+        ("gateway.admin_listen", g.admin_listen),
+        ("gateway.vnc_listen", g.vnc_listen),
+        ("gateway.rdp_listen", g.rdp_listen),
+        ("gateway.web_listen", g.web_listen),
+    ];
+    for (i, (path, a)) in listeners.iter().enumerate() {
+        if a.port() == 0 {
+            continue;
+        }
+        if let Some((other, _)) = listeners[..i].iter().find(|(_, b)| b == a) {
+            out.push(*path, format!("{a} is already used by {other}"));
+        }
+    }
+}
+
+fn storage(s: &StorageConfig, out: &mut Issues) {
+    match (s.index, &s.index_url) {
+        (IndexBackend::Postgres, None) => out.push(
+            "storage.index",
+            "index = \"postgres\" needs storage.index_url = { file = \"…\" } or { env = \"…\" }",
+        ),
+        (IndexBackend::Sqlite, Some(_)) => {
+            out.push("storage.index_url", "only used with index = \"postgres\"")
+        }
+        _ => {}
+    }
+    match (s.backend, &s.s3) {
+        (StorageBackend::S3, None) => out.push(
+            "storage.backend",
+            "backend = \"s3\" needs a [storage.s3] section with a bucket",
+        ),
+        (StorageBackend::Local, Some(_)) => {
+            out.push("storage.s3", "only used with backend = \"s3\"")
+        }
+        (StorageBackend::S3, Some(s3)) => {
+            let bucket_ok = (3..=63).contains(&s3.bucket.len())
+                && s3
+                    .bucket
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !bucket_ok {
+                out.push(
+                    "storage.s3.bucket",
+                    format!(
+                        "{:?} is not an S3 bucket name (3..=63 of a-z 0-9 . -)",
+                        s3.bucket
+                    ),
+                );
+            }
+            if s3.region.trim().is_empty() {
+                out.push("storage.s3.region", "must not be empty");
+            }
+            if let Some(e) = &s3.endpoint {
+                if !(e.starts_with("https://") || e.starts_with("http://"))
+                    || e.len() <= "https://".len()
+                {
+                    out.push(
+                        "storage.s3.endpoint",
+                        format!("{e:?} is not an http(s) URL"),
+                    );
+                }
+            }
+            if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+                out.push("storage.s3", "set both access_key_id and secret_access_key, or neither (default credential chain)");
+            }
+        }
+        (StorageBackend::Local, None) => {}
+    }
+}
+
+fn range_u32(path: &str, v: u32, lo: u32, hi: u32, out: &mut Issues) {
+    if v < lo {
+        out.push(path, format!("{v} is less than {lo}"));
+    } else if v > hi {
+        out.push(path, format!("{v} is more than {hi}"));
+    }
+}
+
+fn range_duration(path: &str, v: Duration, lo: Duration, hi: Duration, out: &mut Issues) {
+    if v < lo {
+        out.push(path, format!("\"{v}\" is shorter than {lo}"));
+    } else if v > hi {
+        out.push(path, format!("\"{v}\" is longer than {hi}"));
+    }
+}
+
+fn recording(r: &RecordingConfig, out: &mut Issues) {
+    range_u32("recording.max_fps", r.max_fps, 1, 60, out);
+    range_u32("recording.quantizer", r.quantizer, 0, 63, out);
+    let max_speed = if r.encoder == Encoder::Rav1e { 10 } else { 13 };
+    range_u32("recording.speed", r.speed, 0, max_speed, out);
+    range_duration(
+        "recording.keyframe_max_interval",
+        r.keyframe_max_interval,
+        Duration::from_secs(1),
+        Duration::from_secs(86_400),
+        out,
+    );
+    let (lo, hi) = (ByteSize(64 * 1024), ByteSize(1 << 30));
+    let b = r.keyframe_byte_budget;
+    if b < lo || b > hi {
+        out.push(
+            "recording.keyframe_byte_budget",
+            format!("\"{b}\" is outside {lo}..={hi}"),
+        );
+    }
+    range_duration(
+        "recording.fragment_max_duration",
+        r.fragment_max_duration,
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        out,
+    );
+    range_duration(
+        "recording.checkpoint_interval",
+        r.checkpoint_interval,
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        out,
+    );
+}
+
+/// True for a PHC string: `$id[$v=N][$k=v,…][$salt[$hash]]` with B64 salt and hash.
+pub fn is_phc_string(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('$') else {
+        return false;
+    };
+    let mut parts = rest.split('$');
+    let id_ok = parts.next().is_some_and(|id| {
+        (1..=32).contains(&id.len())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    });
+    let rest: Vec<&str> = parts.collect();
+    let b64 = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '.' | '-'))
+    };
+    let param = |p: &str| {
+        !p.is_empty()
+            && p.split(',').all(|kv| {
+                kv.split_once('=').is_some_and(|(k, v)| {
+                    !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                        && b64(v)
+                })
+            })
+    };
+    // Parameters (including `v=`) come first, then salt and hash; a usable hash has both.
+    let first_plain = rest
+        .iter()
+        .position(|p| !p.contains('='))
+        .unwrap_or(rest.len());
+    id_ok
+        && rest[..first_plain].iter().all(|p| param(p))
+        && rest.len() - first_plain == 2
+        && rest[first_plain..].iter().all(|p| b64(p))
+}
+
+fn user(path: &str, n: &str, u: &User, out: &mut Issues) {
+    name(path, "user", n, out);
+    for (i, r) in u.roles.iter().enumerate() {
+        name(&index_path(&key_path(path, "roles"), i), "role", r, out);
+    }
+    if let Some(h) = &u.password_hash {
+        if !is_phc_string(h) {
+            // The value is a credential; do not repeat it.
+            out.push(
+                key_path(path, "password_hash"),
+                "is not a PHC string such as \"$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>\"",
+            );
+        }
+    }
+}
+
+fn target(path: &str, n: &str, t: &Target, out: &mut Issues) {
+    name(path, "target", n, out);
+    if let TargetAddress::HostPort { host, port } = &t.address {
+        if host.is_empty() || *port == 0 {
+            // Already reported when parsed; only flag values built in code.
+            if !out.0.iter().any(|i| i.path == key_path(path, "address")) {
+                out.push(
+                    key_path(path, "address"),
+                    "host and a non-zero port are required",
+                );
+            }
+        }
+    }
+    if let Some(u) = &t.username {
+        if u.trim().is_empty() {
+            out.push(key_path(path, "username"), "must not be empty when present");
+        }
+    }
+    let mut ids = BTreeSet::new();
+    let masks = key_path(path, "masks");
+    for (i, m) in t.masks.iter().enumerate() {
+        let mp = index_path(&masks, i);
+        name(&key_path(&mp, "id"), "mask", &m.id, out);
+        if !ids.insert(m.id.as_str()) {
+            out.push(
+                key_path(&mp, "id"),
+                format!("mask id {:?} is used twice in this target", m.id),
+            );
+        }
+        mask(&mp, m, out);
+    }
+}
+
+fn mask(path: &str, m: &MaskRegion, out: &mut Issues) {
+    let limit = f32::from(u16::MAX);
+    for (field, d, is_size) in [
+        ("x", m.x, false),
+        ("y", m.y, false),
+        ("width", m.width, true),
+        ("height", m.height, true),
+    ] {
+        let p = key_path(path, field);
+        match d {
+            Dim::Percent(v) if !v.is_finite() || v < 0.0 => {
+                out.push(p, format!("\"{d}\" is not a percentage"))
+            }
+            Dim::Percent(v) if v > 100.0 => out.push(p, format!("\"{d}\" is more than 100%")),
+            Dim::Px(v) if v as f32 > limit => {
+                out.push(p, format!("{v} is more than {limit} pixels"))
+            }
+            _ if is_size && d.is_zero() => out.push(p, "a mask needs a non-zero size"),
+            _ => {}
+        }
+    }
+    for (a, b, axis) in [(m.x, m.width, "width"), (m.y, m.height, "height")] {
+        if let (Dim::Percent(s), Dim::Percent(l)) = (a, b) {
+            if s <= 100.0 && l <= 100.0 && s + l > 100.0 + 1e-3 {
+                out.push(
+                    key_path(path, axis),
+                    format!("\"{a}\" + \"{b}\" reaches past 100% of the screen"),
+                );
+            }
+        }
+    }
+}
+
+fn rules(c: &Config, out: &mut Issues) {
+    let known_roles: BTreeSet<&str> = c
+        .users
+        .values()
+        .flat_map(|u| u.roles.iter().map(String::as_str))
+        .collect();
+    let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, r) in c.rules.iter().enumerate() {
+        let path = index_path("rules", i);
+        name(&key_path(&path, "id"), "rule", &r.id, out);
+        if let Some(first) = ids.insert(&r.id, i) {
+            out.push(
+                key_path(&path, "id"),
+                format!("rule id {:?} is already used by rules[{first}]", r.id),
+            );
+        }
+        if r.users.is_empty() && r.roles.is_empty() {
+            out.push(path.clone(), "a rule needs users = [...] or roles = [...]");
+        }
+        for (j, u) in r.users.iter().enumerate() {
+            if !c.users.contains_key(u) {
+                out.push(
+                    index_path(&key_path(&path, "users"), j),
+                    format!("unknown user {u:?}"),
+                );
+            }
+        }
+        for (j, role) in r.roles.iter().enumerate() {
+            if !known_roles.contains(role.as_str()) {
+                out.push(
+                    index_path(&key_path(&path, "roles"), j),
+                    format!("no user has role {role:?}"),
+                );
+            }
+        }
+        if let TargetSelector::Named(names) = &r.targets {
+            if names.is_empty() {
+                out.push(
+                    key_path(&path, "targets"),
+                    "lists no target (write \"*\" for every target)",
+                );
+            }
+            for (j, t) in names.iter().enumerate() {
+                if !c.targets.contains_key(t) {
+                    let hint = if t == "*" {
+                        " (write targets = \"*\" without brackets for every target)"
+                    } else {
+                        ""
+                    };
+                    out.push(
+                        index_path(&key_path(&path, "targets"), j),
+                        format!("unknown target {t:?}{hint}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn secret_ref(path: &str, s: &SecretRef, out: &mut Issues) {
+    match s {
+        SecretRef::File { path: p, .. } if p.as_os_str().is_empty() => {
+            out.push(key_path(path, "file"), "must not be empty")
+        }
+        SecretRef::Env { var } if !is_valid_env_name(var) => out.push(
+            key_path(path, "env"),
+            format!("{var:?} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+        ),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phc_strings() {
+        for ok in [
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
+            "$argon2id$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+            "$scrypt$ln=17,r=8,p=1$c2FsdA$aGFzaA",
+            "$pbkdf2-sha256$c2FsdA$aGFzaA",
+        ] {
+            assert!(is_phc_string(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "argon2id$x$y",
+            "$argon2id$",
+            "$argon2id$v=19$m=1",
+            "$Argon$s$h",
+            "$argon2id$v=19$salt$hash$extra",
+            "$a$s a$h",
+        ] {
+            assert!(!is_phc_string(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("lab-vnc"));
+        assert!(is_valid_name("db01.prod_2"));
+        for bad in ["", "-x", ".x", "a b", "a@b", "a\\b", &"x".repeat(65)] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+}

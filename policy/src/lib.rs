@@ -1,0 +1,27 @@
+#![doc = include_str!("../../docs/config.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod access;
+mod check;
+mod config;
+pub mod error;
+mod lower;
+pub mod mask;
+mod model;
+pub mod secret;
+mod source;
+pub mod units;
+
+pub use access::Decision;
+pub use check::{is_phc_string, is_valid_name, MAX_NAME};
+pub use config::Config;
+pub use error::{ConfigError, Diagnostic};
+pub use mask::{Dim, MaskRegion};
+pub use model::{
+    Encoder, GatewayConfig, IndexBackend, KeystrokeMode, Protocol, RecordingConfig,
+    RetentionConfig, Rule, S3Config, StorageBackend, StorageConfig, Target, TargetAddress,
+    TargetSelector, User,
+};
+pub use secret::{Secret, SecretError, SecretRef};
+pub use units::{ByteSize, Duration};

@@ -1,0 +1,572 @@
+//! From the deserialised document to the typed [`Config`](crate::Config).
+//!
+//! Serde handles the document's shape (unknown keys, wrong types, unknown enum values). Values that
+//! need their own parsing (addresses, durations, sizes, mask coordinates, secret references) arrive
+//! here as raw TOML values so that every problem with them is collected, not just the first.
+
+use crate::error::{index_path, key_path, Issues};
+use crate::mask::{Dim, MaskRegion};
+use crate::model::*;
+use crate::secret::SecretRef;
+use crate::units::{ByteSize, Duration};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::Value;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    #[serde(default)]
+    gateway: RawGateway,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    recording: RawRecording,
+    #[serde(default)]
+    retention: RetentionConfig,
+    #[serde(default)]
+    users: BTreeMap<String, User>,
+    #[serde(default)]
+    targets: BTreeMap<String, RawTarget>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    data_dir: Option<String>,
+    admin_listen: Option<Value>,
+    admin_tls: Option<bool>,
+    vnc_listen: Option<Value>,
+    rdp_listen: Option<Value>,
+    web_listen: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    backend: Option<StorageBackend>,
+    index: Option<IndexBackend>,
+    index_url: Option<Value>,
+    s3: Option<RawS3>,
+    fsync: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    bucket: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    prefix: Option<String>,
+    access_key_id: Option<Value>,
+    secret_access_key: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRecording {
+    required: Option<bool>,
+    encoder: Option<Encoder>,
+    max_fps: Option<i64>,
+    quantizer: Option<i64>,
+    speed: Option<i64>,
+    keyframe_max_interval: Option<Value>,
+    keyframe_byte_budget: Option<Value>,
+    fragment_max_duration: Option<Value>,
+    checkpoint_interval: Option<Value>,
+    keystrokes: Option<KeystrokeMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    protocol: Protocol,
+    address: String,
+    username: Option<String>,
+    password: Option<Value>,
+    keystrokes: Option<KeystrokeMode>,
+    retention_days: Option<i64>,
+    record: Option<bool>,
+    #[serde(default)]
+    masks: Vec<RawMask>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMask {
+    id: String,
+    x: Value,
+    y: Value,
+    width: Value,
+    height: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: String,
+    users: Option<Vec<String>>,
+    roles: Option<Vec<String>>,
+    targets: Option<Value>,
+}
+
+/// The typed sections produced from a document.
+pub(crate) struct Lowered {
+    pub gateway: GatewayConfig,
+    pub storage: StorageConfig,
+    pub recording: RecordingConfig,
+    pub retention: RetentionConfig,
+    pub users: BTreeMap<String, User>,
+    pub targets: BTreeMap<String, Target>,
+    pub rules: Vec<Rule>,
+}
+
+struct Ctx<'a> {
+    issues: &'a mut Issues,
+    base_dir: &'a Path,
+}
+
+/// Converts the raw document, recording every value that does not parse. Fields that fail keep
+/// their default so that later checks still run on the rest.
+pub(crate) fn lower(raw: RawFile, base_dir: &Path, issues: &mut Issues) -> Lowered {
+    let mut cx = Ctx { issues, base_dir };
+    Lowered {
+        gateway: cx.gateway(raw.gateway),
+        storage: cx.storage(raw.storage),
+        recording: cx.recording(raw.recording),
+        retention: raw.retention,
+        users: raw.users,
+        targets: raw
+            .targets
+            .into_iter()
+            .map(|(name, t)| {
+                let path = key_path("targets", &name);
+                let t = cx.target(&path, t);
+                (name, t)
+            })
+            .collect(),
+        rules: raw
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| cx.rule(&index_path("rules", i), r))
+            .collect(),
+    }
+}
+
+fn describe(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+impl Ctx<'_> {
+    fn gateway(&mut self, g: RawGateway) -> GatewayConfig {
+        let d = GatewayConfig::default();
+        GatewayConfig {
+            data_dir: g.data_dir.map_or(d.data_dir, PathBuf::from),
+            admin_listen: self.listen("gateway.admin_listen", g.admin_listen, d.admin_listen),
+            admin_tls: g.admin_tls.unwrap_or(d.admin_tls),
+            vnc_listen: self.listen("gateway.vnc_listen", g.vnc_listen, d.vnc_listen),
+            rdp_listen: self.listen("gateway.rdp_listen", g.rdp_listen, d.rdp_listen),
+            web_listen: self.listen("gateway.web_listen", g.web_listen, d.web_listen),
+        }
+    }
+
+    fn listen(&mut self, path: &str, v: Option<Value>, default: SocketAddr) -> SocketAddr {
+        match v {
+            None => default,
+            Some(Value::String(s)) => s.trim().parse().unwrap_or_else(|_| {
+                self.issues.push(path, format!("{s:?} is not an IP address and port such as \"127.0.0.1:8443\" or \"[::1]:8443\""));
+                default
+            }),
+            Some(other) => {
+                self.issues.push(path, format!("expected an address string such as \"127.0.0.1:8443\", found {}", describe(&other)));
+                default
+            }
+        }
+    }
+
+    fn storage(&mut self, s: RawStorage) -> StorageConfig {
+        let d = StorageConfig::default();
+        StorageConfig {
+            backend: s.backend.unwrap_or(d.backend),
+            index: s.index.unwrap_or(d.index),
+            index_url: s
+                .index_url
+                .and_then(|v| self.secret("storage.index_url", v)),
+            s3: s.s3.map(|s3| S3Config {
+                bucket: s3.bucket.unwrap_or_default(),
+                region: s3.region.unwrap_or_else(|| "us-east-1".to_owned()),
+                endpoint: s3.endpoint,
+                prefix: s3.prefix.unwrap_or_default(),
+                access_key_id: s3
+                    .access_key_id
+                    .and_then(|v| self.secret("storage.s3.access_key_id", v)),
+                secret_access_key: s3
+                    .secret_access_key
+                    .and_then(|v| self.secret("storage.s3.secret_access_key", v)),
+            }),
+            fsync: s.fsync.unwrap_or(d.fsync),
+        }
+    }
+
+    fn recording(&mut self, r: RawRecording) -> RecordingConfig {
+        let d = RecordingConfig::default();
+        RecordingConfig {
+            required: r.required.unwrap_or(d.required),
+            encoder: r.encoder.unwrap_or(d.encoder),
+            max_fps: self.uint("recording.max_fps", r.max_fps, d.max_fps),
+            quantizer: self.uint("recording.quantizer", r.quantizer, d.quantizer),
+            speed: self.uint("recording.speed", r.speed, d.speed),
+            keyframe_max_interval: self.duration(
+                "recording.keyframe_max_interval",
+                r.keyframe_max_interval,
+                d.keyframe_max_interval,
+            ),
+            keyframe_byte_budget: self.size(
+                "recording.keyframe_byte_budget",
+                r.keyframe_byte_budget,
+                d.keyframe_byte_budget,
+            ),
+            fragment_max_duration: self.duration(
+                "recording.fragment_max_duration",
+                r.fragment_max_duration,
+                d.fragment_max_duration,
+            ),
+            checkpoint_interval: self.duration(
+                "recording.checkpoint_interval",
+                r.checkpoint_interval,
+                d.checkpoint_interval,
+            ),
+            keystrokes: r.keystrokes.unwrap_or(d.keystrokes),
+        }
+    }
+
+    fn uint(&mut self, path: &str, v: Option<i64>, default: u32) -> u32 {
+        match v.map(u32::try_from) {
+            None => default,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
+                let n = v.unwrap_or_default();
+                self.issues
+                    .push(path, format!("{n} is outside 0..={}", u32::MAX));
+                default
+            }
+        }
+    }
+
+    fn duration(&mut self, path: &str, v: Option<Value>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(Value::String(s)) => Duration::parse(&s).unwrap_or_else(|e| {
+                self.issues.push(path, format!("duration {e}"));
+                default
+            }),
+            Some(other) => {
+                self.issues.push(
+                    path,
+                    format!(
+                        "expected a duration string such as \"10s\" or \"5m\", found {}",
+                        describe(&other)
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, path: &str, v: Option<Value>, default: ByteSize) -> ByteSize {
+        match v {
+            None => default,
+            Some(Value::Integer(n)) => u64::try_from(n).map(ByteSize).unwrap_or_else(|_| {
+                self.issues.push(path, format!("size {n} is negative"));
+                default
+            }),
+            Some(Value::String(s)) => ByteSize::parse(&s).unwrap_or_else(|e| {
+                self.issues.push(path, format!("size {e}"));
+                default
+            }),
+            Some(other) => {
+                self.issues.push(
+                    path,
+                    format!(
+                        "expected a size such as \"2MiB\" or a number of bytes, found {}",
+                        describe(&other)
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// A `{ file = "…" }` or `{ env = "…" }` table. Literal strings are refused without echoing them.
+    fn secret(&mut self, path: &str, v: Value) -> Option<SecretRef> {
+        let table = match v {
+            Value::Table(t) => t,
+            Value::String(_) => {
+                self.issues.push(
+                    path,
+                    "secret values must not be written in the configuration; use { file = \"/path/to/secret\" } or { env = \"VARIABLE\" }",
+                );
+                return None;
+            }
+            other => {
+                self.issues.push(
+                    path,
+                    format!(
+                        "expected {{ file = \"…\" }} or {{ env = \"…\" }}, found {}",
+                        describe(&other)
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut found = None;
+        let mut ok = true;
+        for (k, v) in &table {
+            let kp = key_path(path, k);
+            match (k.as_str(), v) {
+                ("file", Value::String(p)) => found = Some(SecretRef::file(p, self.base_dir)),
+                ("env", Value::String(var)) => found = Some(SecretRef::env(var.clone())),
+                ("file" | "env", other) => {
+                    self.issues
+                        .push(kp, format!("expected a string, found {}", describe(other)));
+                    ok = false;
+                }
+                _ => {
+                    self.issues.push(
+                        kp,
+                        "unknown key in secret reference (expected `file` or `env`)",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if table.len() != 1 && ok {
+            self.issues.push(
+                path,
+                "a secret reference names exactly one of `file` or `env`",
+            );
+            return None;
+        }
+        if ok {
+            found
+        } else {
+            None
+        }
+    }
+
+    fn target(&mut self, path: &str, t: RawTarget) -> Target {
+        let address = self.address(&key_path(path, "address"), t.protocol, &t.address);
+        let masks_path = key_path(path, "masks");
+        Target {
+            protocol: t.protocol,
+            address,
+            username: t.username,
+            password: t
+                .password
+                .and_then(|v| self.secret(&key_path(path, "password"), v)),
+            keystrokes: t.keystrokes,
+            retention_days: t.retention_days.map(|d| {
+                u32::try_from(d).unwrap_or_else(|_| {
+                    self.issues.push(
+                        key_path(path, "retention_days"),
+                        format!("{d} is outside 0..={}", u32::MAX),
+                    );
+                    0
+                })
+            }),
+            record: t.record.unwrap_or(true),
+            masks: t
+                .masks
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, m)| self.mask(&index_path(&masks_path, i), m))
+                .collect(),
+        }
+    }
+
+    fn address(&mut self, path: &str, protocol: Protocol, text: &str) -> TargetAddress {
+        let t = text.trim();
+        if let Some(rest) = t
+            .strip_prefix("https://")
+            .or_else(|| t.strip_prefix("http://"))
+        {
+            if protocol != Protocol::Web {
+                self.issues.push(path, format!("a URL is only valid for web targets; write host:port for {protocol:?} targets"));
+            } else if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace)
+            {
+                self.issues
+                    .push(path, format!("{text:?} is not a valid URL"));
+            }
+            return TargetAddress::Url(t.to_owned());
+        }
+        match parse_host_port(t) {
+            Some((host, port)) => TargetAddress::HostPort { host, port },
+            None => {
+                self.issues.push(path, format!("{text:?} is not host:port (e.g. \"10.0.0.5:5901\", \"[fd00::5]:3389\", \"rdp.example.internal:3389\")"));
+                TargetAddress::HostPort {
+                    host: String::new(),
+                    port: 0,
+                }
+            }
+        }
+    }
+
+    fn mask(&mut self, path: &str, m: RawMask) -> Option<MaskRegion> {
+        let x = self.dim(&key_path(path, "x"), m.x);
+        let y = self.dim(&key_path(path, "y"), m.y);
+        let width = self.dim(&key_path(path, "width"), m.width);
+        let height = self.dim(&key_path(path, "height"), m.height);
+        Some(MaskRegion {
+            id: m.id,
+            x: x?,
+            y: y?,
+            width: width?,
+            height: height?,
+        })
+    }
+
+    fn dim(&mut self, path: &str, v: Value) -> Option<Dim> {
+        match v {
+            Value::Integer(n) => match u32::try_from(n) {
+                Ok(n) => Some(Dim::Px(n)),
+                Err(_) => {
+                    self.issues
+                        .push(path, format!("{n} is not a pixel count (0..={})", u32::MAX));
+                    None
+                }
+            },
+            Value::String(s) => Dim::parse(&s)
+                .map_err(|e| self.issues.push(path, e.to_string()))
+                .ok(),
+            other => {
+                self.issues.push(path, format!("expected pixels (e.g. 120) or a percentage string (e.g. \"25%\"), found {}", describe(&other)));
+                None
+            }
+        }
+    }
+
+    fn rule(&mut self, path: &str, r: RawRule) -> Rule {
+        let targets = match r.targets {
+            None => {
+                self.issues.push(
+                    key_path(path, "targets"),
+                    "missing: list target names or write targets = \"*\"",
+                );
+                TargetSelector::Named(Vec::new())
+            }
+            Some(Value::String(s)) if s == "*" => TargetSelector::All,
+            Some(Value::String(s)) => {
+                self.issues.push(
+                    key_path(path, "targets"),
+                    format!("{s:?}: write a list such as [{s:?}], or \"*\" for every target"),
+                );
+                TargetSelector::Named(vec![s])
+            }
+            Some(Value::Array(a)) => {
+                let mut names = Vec::new();
+                for (i, v) in a.into_iter().enumerate() {
+                    match v {
+                        Value::String(s) => names.push(s),
+                        other => self.issues.push(
+                            index_path(&key_path(path, "targets"), i),
+                            format!("expected a target name, found {}", describe(&other)),
+                        ),
+                    }
+                }
+                TargetSelector::Named(names)
+            }
+            Some(other) => {
+                self.issues.push(
+                    key_path(path, "targets"),
+                    format!(
+                        "expected a list of target names or \"*\", found {}",
+                        describe(&other)
+                    ),
+                );
+                TargetSelector::Named(Vec::new())
+            }
+        };
+        Rule {
+            id: r.id,
+            users: r.users.unwrap_or_default(),
+            roles: r.roles.unwrap_or_default(),
+            targets,
+        }
+    }
+}
+
+/// `host:port`, `[v6]:port`; the port must be 1..=65535.
+pub(crate) fn parse_host_port(t: &str) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:")?;
+        h.parse::<std::net::Ipv6Addr>().ok()?;
+        (h, p)
+    } else {
+        let (h, p) = t.rsplit_once(':')?;
+        let host_ok = !h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            });
+        if !host_ok {
+            return None;
+        }
+        (h, p)
+    };
+    let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+    Some((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(
+            parse_host_port("127.0.0.1:5901"),
+            Some(("127.0.0.1".into(), 5901))
+        );
+        assert_eq!(
+            parse_host_port("rdp.example.internal:3389"),
+            Some(("rdp.example.internal".into(), 3389))
+        );
+        assert_eq!(
+            parse_host_port("[fd00::5]:3389"),
+            Some(("fd00::5".into(), 3389))
+        );
+        for bad in [
+            "",
+            "host",
+            "host:",
+            "host:0",
+            "host:70000",
+            ":80",
+            "fd00::5:80",
+            "[zz]:80",
+            "a b:1",
+            "-a:1",
+            "a..b:1",
+        ] {
+            assert_eq!(parse_host_port(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The typed configuration sections and their embedded defaults.
+
+use crate::mask::MaskRegion;
+use crate::secret::SecretRef;
+use crate::units::{ByteSize, Duration};
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+fn addr(s: &str) -> SocketAddr {
+    // Only called with the literal defaults below, which are valid socket addresses.
+    s.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// `[gateway]`: where the gateway keeps data and listens.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GatewayConfig {
+    /// Recordings, keys and index, as written; see [`crate::Config::data_dir`] for the resolved path.
+    pub data_dir: PathBuf,
+    /// Player and admin API listener.
+    pub admin_listen: SocketAddr,
+    /// Serve the admin listener over TLS (a certificate is generated when none is configured).
+    pub admin_tls: bool,
+    /// VNC proxy listener.
+    pub vnc_listen: SocketAddr,
+    /// RDP proxy listener.
+    pub rdp_listen: SocketAddr,
+    /// Web console proxy listener.
+    pub web_listen: SocketAddr,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./psmgate-data"),
+            admin_listen: addr("127.0.0.1:8443"),
+            admin_tls: true,
+            vnc_listen: addr("127.0.0.1:5900"),
+            rdp_listen: addr("127.0.0.1:3389"),
+            web_listen: addr("127.0.0.1:8080"),
+        }
+    }
+}
+
+/// Where recordings are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// A local directory below `gateway.data_dir`.
+    #[default]
+    Local,
+    /// An S3-compatible object store (`[storage.s3]`).
+    S3,
+}
+
+/// Where the recordings index lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexBackend {
+    /// An SQLite file below `gateway.data_dir`.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database (`storage.index_url`).
+    Postgres,
+}
+
+/// `[storage.s3]`: object store settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Region (default `us-east-1`).
+    pub region: String,
+    /// Endpoint URL for non-AWS stores (MinIO, Ceph, Garage).
+    pub endpoint: Option<String>,
+    /// Key prefix for all recordings.
+    pub prefix: String,
+    /// Access key id; with `secret_access_key`, or both absent for the default credential chain.
+    pub access_key_id: Option<SecretRef>,
+    /// Secret access key.
+    pub secret_access_key: Option<SecretRef>,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StorageConfig {
+    /// Recording store.
+    pub backend: StorageBackend,
+    /// Index database.
+    pub index: IndexBackend,
+    /// PostgreSQL connection URL (a secret: it usually holds a password); required for `postgres`.
+    pub index_url: Option<SecretRef>,
+    /// Object store settings; required for `s3`.
+    pub s3: Option<S3Config>,
+    /// `fsync` every append before it counts as stored.
+    pub fsync: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: StorageBackend::Local,
+            index: IndexBackend::Sqlite,
+            index_url: None,
+            s3: None,
+            fsync: true,
+        }
+    }
+}
+
+/// Which AV1 encoder records video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Encoder {
+    /// SVT-AV1 (system library).
+    #[serde(rename = "svt-av1")]
+    SvtAv1,
+    /// rav1e (built in).
+    #[serde(rename = "rav1e")]
+    Rav1e,
+    /// SVT-AV1 when this build has it, else rav1e.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+}
+
+/// What happens to keystrokes in the transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KeystrokeMode {
+    /// Keys are recorded with their identity.
+    #[default]
+    Record,
+    /// Timing and kind are recorded; which key was pressed is not.
+    Mask,
+    /// No key events are recorded.
+    Off,
+}
+
+/// `[recording]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordingConfig {
+    /// Fail closed: end the session when recording fails.
+    pub required: bool,
+    /// Encoder choice.
+    pub encoder: Encoder,
+    /// Frames are coalesced to at most this rate (1..=60).
+    pub max_fps: u32,
+    /// Quantizer (0..=63; lower is better quality).
+    pub quantizer: u32,
+    /// Encoder speed/preset (SVT-AV1 0..=13, rav1e 0..=10).
+    pub speed: u32,
+    /// A keyframe at least this often (1s..=24h).
+    pub keyframe_max_interval: Duration,
+    /// A keyframe once this many inter-frame bytes followed the last one (64KiB..=1GiB).
+    pub keyframe_byte_budget: ByteSize,
+    /// Flush a fragment at least this often while the screen changes (100ms..=10s).
+    pub fragment_max_duration: Duration,
+    /// Sign the chain head at least this often (100ms..=10s, the format's upper bound).
+    pub checkpoint_interval: Duration,
+    /// Default keystroke mode for targets.
+    pub keystrokes: KeystrokeMode,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            required: true,
+            encoder: Encoder::Auto,
+            max_fps: 10,
+            quantizer: 40,
+            speed: 12,
+            keyframe_max_interval: Duration::from_secs(300),
+            keyframe_byte_budget: ByteSize(2 * 1024 * 1024),
+            fragment_max_duration: Duration::from_secs(2),
+            checkpoint_interval: Duration::from_secs(10),
+            keystrokes: KeystrokeMode::Record,
+        }
+    }
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days recordings are kept; 0 keeps them forever. Legal hold is set per recording.
+    pub days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { days: 365 }
+    }
+}
+
+/// `[users.<name>]`: a gateway user.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Human-readable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Roles, matched by `rules[].roles`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// PHC-format password hash (`$argon2id$…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("display_name", &self.display_name)
+            .field("roles", &self.roles)
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Session protocol of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// RFB.
+    Vnc,
+    /// Remote Desktop Protocol.
+    Rdp,
+    /// A web console through the HTTPS proxy.
+    Web,
+}
+
+/// Where a target is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetAddress {
+    /// `host:port` or `[ipv6]:port`.
+    HostPort {
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// TCP port (non-zero).
+        port: u16,
+    },
+    /// `https://…` or `http://…` (web targets only).
+    Url(String),
+}
+
+impl fmt::Display for TargetAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetAddress::HostPort { host, port } if host.contains(':') => {
+                write!(f, "[{host}]:{port}")
+            }
+            TargetAddress::HostPort { host, port } => write!(f, "{host}:{port}"),
+            TargetAddress::Url(u) => f.write_str(u),
+        }
+    }
+}
+
+impl Serialize for TargetAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// `[targets.<name>]`: a system admins connect to through the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Address.
+    pub address: TargetAddress,
+    /// Account injected at the target (RDP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Credential injected at the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    /// Overrides `recording.keystrokes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keystrokes: Option<KeystrokeMode>,
+    /// Overrides `retention.days`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+    /// Record sessions to this target.
+    pub record: bool,
+    /// Screen regions blacked out in recordings.
+    pub masks: Vec<MaskRegion>,
+}
+
+/// Which targets a rule covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSelector {
+    /// `"*"`: every target.
+    All,
+    /// The listed targets.
+    Named(Vec<String>),
+}
+
+impl TargetSelector {
+    /// True when `target` is covered.
+    pub fn matches(&self, target: &str) -> bool {
+        match self {
+            TargetSelector::All => true,
+            TargetSelector::Named(v) => v.iter().any(|t| t == target),
+        }
+    }
+}
+
+impl Serialize for TargetSelector {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TargetSelector::All => s.serialize_str("*"),
+            TargetSelector::Named(v) => v.serialize(s),
+        }
+    }
+}
+
+/// `[[rules]]`: who may open sessions to which targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// Unique id, reported with each decision.
+    pub id: String,
+    /// Users covered by name.
+    pub users: Vec<String>,
+    /// Users covered by role.
+    pub roles: Vec<String>,
+    /// Targets covered.
+    pub targets: TargetSelector,
+}
+
+impl Rule {
+    /// True when the rule covers `user` (by name or by one of `user_roles`).
+    pub fn matches_user(&self, user: &str, user_roles: &[String]) -> bool {
+        self.users.iter().any(|u| u == user) || self.roles.iter().any(|r| user_roles.contains(r))
+    }
+}

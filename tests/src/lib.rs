@@ -1,0 +1,169 @@
+//! Helpers shared by the end-to-end tests in `tests/tests/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `psmgate` binary built for this test run.
+pub fn psmgate_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PSMGATE_BIN") {
+        return PathBuf::from(p);
+    }
+    // tests/ is a workspace member: the binary sits in the shared target dir.
+    let mut dir = std::env::current_exe().expect("test exe path");
+    dir.pop(); // deps
+    dir.pop(); // debug
+    dir.join("psmgate")
+}
+
+/// Runs `psmgate` with a data folder and arguments; returns the output.
+pub fn psmgate(data: &Path, args: &[&str]) -> Output {
+    Command::new(psmgate_bin())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env("PSMGATE_LOG", "warn")
+        .output()
+        .expect("running psmgate")
+}
+
+/// Output as text, both streams.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The single recording folder below `data/recordings` (YYYY/MM/DD/<id>).
+pub fn only_recording(data: &Path) -> PathBuf {
+    let mut found = Vec::new();
+    walk(&data.join("recordings"), 0, &mut found);
+    assert_eq!(found.len(), 1, "expected one recording, found {found:?}");
+    found.remove(0)
+}
+
+/// Every recording folder below `data/recordings`.
+pub fn recordings(data: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    walk(&data.join("recordings"), 0, &mut found);
+    found.sort();
+    found
+}
+
+fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if depth == 3 {
+                out.push(p);
+            } else {
+                walk(&p, depth + 1, out);
+            }
+        }
+    }
+}
+
+/// Concatenates a period's init segment and media segments as listed in the manifest.
+pub fn period_mp4(rec: &Path, manifest: &serde_json::Value, period: usize) -> Vec<u8> {
+    let p = &manifest["periods"][period];
+    let mut out = std::fs::read(rec.join(p["init"].as_str().expect("init"))).expect("init file");
+    for s in p["segments"].as_array().expect("segments") {
+        out.extend(std::fs::read(rec.join(s["file"].as_str().expect("file"))).expect("segment"));
+    }
+    out
+}
+
+/// A decoded frame: presentation time and the luma plane.
+pub struct DecodedFrame {
+    /// Presentation time in ms.
+    pub pts_ms: u64,
+    /// Luma, `width` bytes per row.
+    pub y: Vec<u8>,
+}
+
+/// Decodes every frame of an MP4 with ffmpeg (libdav1d) into luma planes with their times.
+pub fn decode_luma(mp4: &Path, width: u32, height: u32) -> Vec<DecodedFrame> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(mp4)
+        .args([
+            "-vf",
+            &format!("crop={width}:{height}:0:0,showinfo"),
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg must be installed (scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frame_len = (width * height * 3 / 2) as usize;
+    assert_eq!(
+        out.stdout.len() % frame_len,
+        0,
+        "decoded size not a whole number of frames"
+    );
+    // showinfo logs at info level; rerun just for timestamps with ffprobe to keep it simple.
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(mp4)
+        .output()
+        .expect("ffprobe");
+    let times: Vec<u64> = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+        .map(|s| (s * 1000.0).round() as u64)
+        .collect();
+    let frames: Vec<_> = out.stdout.chunks_exact(frame_len).collect();
+    assert_eq!(
+        times.len(),
+        frames.len(),
+        "ffprobe and ffmpeg disagree on frame count"
+    );
+    frames
+        .into_iter()
+        .zip(times)
+        .map(|(f, pts_ms)| DecodedFrame {
+            pts_ms,
+            y: f[..(width * height) as usize].to_vec(),
+        })
+        .collect()
+}
+
+/// Luma PSNR of `a` against `b` over a rectangle (both `stride` wide).
+pub fn psnr(a: &[u8], b: &[u8], stride: u32, x: u32, y: u32, w: u32, h: u32) -> f64 {
+    let mut se = 0f64;
+    for row in y..y + h {
+        for col in x..x + w {
+            let i = (row * stride + col) as usize;
+            let d = f64::from(a[i]) - f64::from(b[i]);
+            se += d * d;
+        }
+    }
+    let mse = se / f64::from(w * h);
+    if mse == 0.0 {
+        99.0
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
