@@ -6,8 +6,9 @@
 
 use crate::geometry::Rect;
 
-/// Side of a damage tile in pixels.
-pub const TILE: u32 = 64;
+/// Side of a damage tile in pixels: small enough that a blinking cursor or a clock costs a few
+/// tiles (and changes under a mask stay under it), large enough that tracking is cheap.
+pub const TILE: u32 = 16;
 
 /// A screen of `0x00RRGGBB` pixels with per-tile damage.
 #[derive(Clone)]
@@ -339,7 +340,7 @@ mod tests {
         let mut fb = fresh(256, 256);
         fb.put_rect(Rect::new(70, 130, 2, 1), &[0xff0000, 0x00ff00], 2)
             .unwrap();
-        assert_eq!(fb.take_damage(), vec![Rect::new(64, 128, 64, 64)]);
+        assert_eq!(fb.take_damage(), vec![Rect::new(64, 128, 16, 16)]);
         assert_eq!(fb.pixel(70, 130), 0xff0000);
         assert_eq!(fb.pixel(71, 130), 0x00ff00);
     }

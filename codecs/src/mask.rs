@@ -61,6 +61,12 @@ impl MaskSet {
         self.masks.iter().any(|m| m.rect.contains(x, y))
     }
 
+    /// True when `r` lies entirely inside one masked region: changes there cannot alter what the
+    /// encoder sees.
+    pub fn hides(&self, r: &Rect) -> bool {
+        self.masks.iter().any(|m| m.rect.intersect(r) == Some(*r))
+    }
+
     /// True when `r` overlaps a masked region.
     pub fn overlaps(&self, r: &Rect) -> bool {
         self.masks.iter().any(|m| m.rect.intersect(r).is_some())
@@ -107,6 +113,7 @@ mod tests {
             }
         }
         assert!(set.covers(11, 7) && set.covers(10, 6) && !set.covers(9, 6));
+        assert!(set.hides(&Rect::new(12, 8, 4, 4)) && !set.hides(&Rect::new(30, 8, 4, 4)));
     }
 
     #[test]

@@ -157,6 +157,8 @@ pub struct VideoStats {
     pub sample_bytes: u64,
     /// Fragments written.
     pub fragments: u64,
+    /// Screen changes skipped because they lay entirely under masks.
+    pub masked_only: u64,
 }
 
 /// Longest run of pump copies fed to an encoder that holds frames back.
@@ -268,7 +270,13 @@ impl VideoTrack {
             Some(last) => now.max(last + 1),
             None => 0,
         };
-        if (width, height) != self.screen || self.encoder.is_none() {
+        let new_period = (width, height) != self.screen || self.encoder.is_none();
+        if !new_period && !damage.is_empty() && damage.iter().all(|r| masks.hides(r)) {
+            // Only masked pixels changed: the encoder's picture is the same. Nothing to do.
+            self.stats.masked_only += 1;
+            return Ok(());
+        }
+        if new_period {
             self.end_period(now, out)?;
             self.start_period(width, height)?;
             self.yuv
@@ -279,7 +287,13 @@ impl VideoTrack {
             }
         }
         masks.apply(&mut self.yuv);
+        // A change of most of the screen (app switch, new page) is coded as a keyframe: it costs
+        // about what an inter frame would, is coded at keyframe quality, and gives the player a
+        // random-access point exactly where the picture changed.
+        let changed: u64 = damage.iter().map(Rect::area).sum();
+        let full = u64::from(width) * u64::from(height);
         let key = self.force_key
+            || changed * 2 >= full
             || now.saturating_sub(self.last_keyframe_pts) >= self.cfg.keyframe_max_interval_ms
             || self.inter_bytes >= self.cfg.keyframe_byte_budget;
         self.encode(now, key, false, out)?;
@@ -537,17 +551,11 @@ mod tests {
             .collect()
     }
 
+    /// A frame whose damage is a small area (a typed character): an inter frame.
     fn frame(v: &mut VideoTrack, t: u64, k: u32, out: &mut Vec<VideoOutput>) {
-        v.frame(
-            t,
-            &screen(k),
-            W,
-            H,
-            &[Rect::new(0, 0, W, H)],
-            &MaskSet::default(),
-            out,
-        )
-        .unwrap();
+        let damage = [Rect::new(0, 0, 16, 16)];
+        v.frame(t, &screen(k), W, H, &damage, &MaskSet::default(), out)
+            .unwrap();
     }
 
     /// Fragments tile the timeline without gaps or overlaps and end where asked.
@@ -683,6 +691,54 @@ mod tests {
                 VideoOutput::Init { .. } => {}
             }
         }
+    }
+
+    #[test]
+    fn a_change_of_most_of_the_screen_is_a_keyframe() {
+        let mut v = track();
+        let mut out = Vec::new();
+        frame(&mut v, 0, 0, &mut out);
+        frame(&mut v, 100, 1, &mut out);
+        let half = [Rect::new(0, 0, W, H / 2)];
+        v.frame(200, &screen(2), W, H, &half, &MaskSet::default(), &mut out)
+            .unwrap();
+        v.finish(300, &mut out).unwrap();
+        let segments = out
+            .iter()
+            .filter(|o| matches!(o, VideoOutput::SegmentStart { .. }))
+            .count();
+        assert_eq!(
+            segments, 2,
+            "the half-screen change at 200 ms starts a segment"
+        );
+        assert_eq!(v.stats().keyframes, 2);
+    }
+
+    #[test]
+    fn changes_under_a_mask_cost_no_encode() {
+        use crate::mask::Mask;
+        let masks = MaskSet::new(
+            [Mask {
+                id: "m".into(),
+                rect: Rect::new(0, 0, 32, 32),
+            }],
+            W,
+            H,
+        );
+        let mut v = track();
+        let mut out = Vec::new();
+        let inside = [Rect::new(0, 0, 16, 16)];
+        let outside = [Rect::new(32, 16, 16, 16)];
+        v.frame(0, &screen(0), W, H, &inside, &masks, &mut out)
+            .unwrap();
+        v.frame(100, &screen(1), W, H, &inside, &masks, &mut out)
+            .unwrap();
+        v.frame(200, &screen(2), W, H, &inside, &masks, &mut out)
+            .unwrap();
+        assert_eq!((v.stats().frames, v.stats().masked_only), (1, 2));
+        v.frame(300, &screen(3), W, H, &outside, &masks, &mut out)
+            .unwrap();
+        assert_eq!(v.stats().frames, 2);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! meanwhile coalesce exactly as they would live. Reported:
 //! - encode CPU seconds per session minute (process CPU time of the pipeline, one encoder thread),
 //! - bytes per hour of session (everything stored: video, transcript, chain, manifest),
-//! - quality: PSNR and SSIM (luma) of decoded frames against the masked source at sampled moments,
+//! - quality: PSNR and SSIM (luma) of decoded frames against exactly the masked picture the encoder
+//!   was given, for the first frame after every `quality_every_s` seconds,
 //! - worst lag behind live: the longest time from a screen change to its frame being stored.
 
 use crate::recording::{MaskRule, StorageSink};
@@ -19,7 +20,7 @@ use psmgate_codecs::framebuffer::Framebuffer;
 use psmgate_codecs::mask::MaskSet;
 use psmgate_codecs::schedule::{Decision, FrameScheduler};
 use psmgate_codecs::synth::Workload;
-use psmgate_codecs::video::{VideoConfig, VideoTrack};
+use psmgate_codecs::video::{VideoConfig, VideoOutput, VideoTrack};
 use psmgate_codecs::yuv::YuvFrame;
 use psmgate_codecs::Rect;
 use psmgate_storage::backend::{Backend, LocalBackend};
@@ -45,8 +46,8 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Frame-rate cap.
     pub max_fps: u32,
-    /// Quantizer.
-    pub quantizer: u8,
+    /// Quantizer (None = backend default).
+    pub quantizer: Option<u8>,
     /// Speed/preset (None = backend default).
     pub speed: Option<u8>,
     /// Where recordings are written (kept for inspection).
@@ -60,6 +61,10 @@ pub struct BenchOptions {
 pub struct BenchResult {
     /// Encoder name.
     pub encoder: String,
+    /// Quantizer used.
+    pub quantizer: u8,
+    /// Speed/preset used.
+    pub speed: u8,
     /// Session minutes simulated.
     pub session_minutes: f64,
     /// Frames encoded (real states).
@@ -86,8 +91,14 @@ pub struct BenchResult {
     pub ssim: f64,
     /// Quality samples taken.
     pub quality_samples: usize,
-    /// Worst time from a screen change to its frame being stored (ms).
+    /// Worst time from a screen change to its frame being stored (ms), after the first frame.
     pub worst_lag_ms: u64,
+    /// 99th percentile of that lag (ms).
+    pub lag_p99_ms: u64,
+    /// Time to store the first frame, including encoder start-up (ms).
+    pub first_frame_ms: u64,
+    /// Video bytes by workload phase (attributed when written, so ±2 s at phase edges).
+    pub video_bytes_by_phase: std::collections::BTreeMap<String, u64>,
     /// Recording folder.
     pub recording: String,
 }
@@ -126,7 +137,7 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
     let defaults = psmgate_codecs::encoder::EncoderConfig::for_size(kind, 2, 2);
     let vcfg = VideoConfig {
         encoder: kind,
-        quantizer: opts.quantizer,
+        quantizer: opts.quantizer.unwrap_or(defaults.quantizer),
         speed: opts.speed.unwrap_or(defaults.speed),
         ..VideoConfig::default()
     };
@@ -140,16 +151,18 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
     let mut workload = Workload::standard(opts.seed, w, h, duration_ms);
     let mut fb = Framebuffer::new(w, h)?;
     let mut shadow = vec![0u32; (w * h) as usize];
+    let (quantizer, speed) = (vcfg.quantizer, vcfg.speed);
     let mut video = VideoTrack::new(vcfg);
     let mut sched = FrameScheduler::new(opts.max_fps);
     let mut outs = Vec::new();
     let mut samples: Vec<(u64, YuvFrame)> = Vec::new();
-    let mut next_sample = opts.quality_every_s * 1000 / 2;
+    let mut next_sample = 0;
 
     let cpu0 = cpu_seconds();
     let mut t = 0u64;
     let mut busy_until = 0u64;
-    let mut worst_lag = 0u64;
+    let mut lags: Vec<u64> = Vec::new();
+    let mut by_phase: std::collections::BTreeMap<&'static str, u64> = Default::default();
     loop {
         let _ = workload.advance(t, &mut fb);
         if fb.is_dirty() {
@@ -161,14 +174,35 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
             for r in &damage {
                 fb.copy_into(*r, &mut shadow);
             }
+            // Reference pictures for quality: exactly what this frame hands the encoder (the
+            // masked screen), so PSNR measures coding loss, not timing.
+            if t >= next_sample && t < duration_ms {
+                let mut y = YuvFrame::black(w, h);
+                y.convert_from_xrgb(&shadow, w, h, Rect::new(0, 0, w, h));
+                masks.apply(&mut y);
+                samples.push((t, y));
+                next_sample += opts.quality_every_s * 1000;
+            }
             let started = Instant::now();
             video.frame(t, &shadow, w, h, &damage, &masks, &mut outs)?;
             for o in outs.drain(..) {
+                let n = match &o {
+                    VideoOutput::Init { bytes, .. }
+                    | VideoOutput::SegmentStart { bytes, .. }
+                    | VideoOutput::Fragment { bytes, .. } => bytes.len() as u64,
+                };
+                *by_phase
+                    .entry(
+                        workload
+                            .phase_at(t.min(duration_ms.saturating_sub(1)))
+                            .name(),
+                    )
+                    .or_default() += n;
                 sink.video(o)?;
             }
             let took = started.elapsed().as_millis() as u64;
             busy_until = t + took;
-            worst_lag = worst_lag.max(busy_until - dirty_since);
+            lags.push(busy_until - dirty_since);
             sched.encoded(t);
         }
         if t >= busy_until {
@@ -176,18 +210,22 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
             video.poll(t, &mut outs)?;
             if !outs.is_empty() {
                 for o in outs.drain(..) {
+                    let n = match &o {
+                        VideoOutput::Init { bytes, .. }
+                        | VideoOutput::SegmentStart { bytes, .. }
+                        | VideoOutput::Fragment { bytes, .. } => bytes.len() as u64,
+                    };
+                    *by_phase
+                        .entry(
+                            workload
+                                .phase_at(t.min(duration_ms.saturating_sub(1)))
+                                .name(),
+                        )
+                        .or_default() += n;
                     sink.video(o)?;
                 }
                 busy_until = t + started.elapsed().as_millis() as u64;
             }
-        }
-        // Reference pictures for quality: the masked source as it stands at sample moments.
-        if t >= next_sample && t < duration_ms {
-            let mut y = YuvFrame::black(w, h);
-            y.convert_from_xrgb(fb.pixels(), w, h, Rect::new(0, 0, w, h));
-            masks.apply(&mut y);
-            samples.push((t, y));
-            next_sample += opts.quality_every_s * 1000;
         }
         if t >= duration_ms {
             break;
@@ -205,7 +243,6 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
         if let Some(d) = video.next_deadline(t) {
             next = next.min(d.max(busy_until));
         }
-        next = next.min(next_sample.max(t + 1));
         t = next.max(t + 1);
     }
     video.finish(duration_ms, &mut outs)?;
@@ -213,6 +250,14 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
         sink.video(o)?;
     }
     let cpu = cpu_seconds() - cpu0;
+    let first_frame_ms = lags.first().copied().unwrap_or(0);
+    let mut steady: Vec<u64> = lags.iter().skip(1).copied().collect();
+    steady.sort_unstable();
+    let worst_lag = steady.last().copied().unwrap_or(0);
+    let lag_p99 = steady
+        .get(steady.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or(0);
     let stats = video.stats();
     let manifest = sink.seal(RecordingState::Completed, "benchmark finished")?;
     let folder = root.join(&dir);
@@ -221,6 +266,8 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
     let minutes = opts.minutes;
     Ok(BenchResult {
         encoder: kind.as_str().into(),
+        quantizer,
+        speed,
         session_minutes: minutes,
         frames: stats.frames,
         bridge_frames: stats.bridge_frames,
@@ -235,6 +282,12 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
         ssim,
         quality_samples: samples.len(),
         worst_lag_ms: worst_lag,
+        lag_p99_ms: lag_p99,
+        first_frame_ms,
+        video_bytes_by_phase: by_phase
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
         recording: folder.display().to_string(),
     })
 }
@@ -273,13 +326,13 @@ fn quality(
     std::fs::write(&path, &mp4)?;
     let (mut sum_p, mut min_p, mut sum_s) = (0.0, f64::MAX, 0.0);
     for (t, reference) in samples {
-        // Seek just after the sample moment: the frame shown at `t`.
+        // Seek to the sample's presentation time: that frame.
         let out = std::process::Command::new("ffmpeg")
             .args([
                 "-v",
                 "error",
                 "-ss",
-                &format!("{:.3}", *t as f64 / 1000.0 + 0.001),
+                &format!("{:.3}", *t as f64 / 1000.0),
                 "-i",
             ])
             .arg(&path)
@@ -291,7 +344,7 @@ fn quality(
                 "-f",
                 "rawvideo",
                 "-pix_fmt",
-                "gray",
+                "yuv420p",
                 "-",
             ])
             .output()
@@ -301,12 +354,25 @@ fn quality(
             "ffmpeg failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let decoded = &out.stdout;
+        // Raw 4:2:0 without range conversion: the luma plane comes first.
+        let luma = usize::try_from(u64::from(w) * u64::from(h))?;
         anyhow::ensure!(
-            decoded.len() as u64 == u64::from(w) * u64::from(h),
+            out.stdout.len() == luma * 3 / 2,
             "decoded frame has an unexpected size"
         );
+        let decoded = &out.stdout[..luma];
         let dw = w;
+        if std::env::var_os("PSMGATE_BENCH_DUMP").is_some() {
+            let hdr = format!("P5\n{w} {h}\n255\n");
+            let _ = std::fs::write(
+                folder.join(format!("ref-{t}.pgm")),
+                [hdr.as_bytes(), &reference.y[..luma]].concat(),
+            );
+            let _ = std::fs::write(
+                folder.join(format!("dec-{t}.pgm")),
+                [hdr.as_bytes(), decoded].concat(),
+            );
+        }
         let p = psnr_luma(&reference.y, reference.width, decoded, dw, w, h);
         let s = ssim_luma(&reference.y, reference.width, decoded, dw, w, h);
         sum_p += p;

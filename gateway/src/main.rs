@@ -113,9 +113,9 @@ enum Command {
         /// Frame-rate cap.
         #[arg(long, default_value_t = 10)]
         max_fps: u32,
-        /// Quantizer 0..=63.
-        #[arg(long, default_value_t = 40)]
-        quantizer: u8,
+        /// Quantizer 0..=63 (default: the backend's default).
+        #[arg(long)]
+        quantizer: Option<u8>,
         /// Encoder speed/preset (default: the backend's default).
         #[arg(long)]
         speed: Option<u8>,
@@ -327,10 +327,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
             } else {
-                println!("standard workload, {width}x{height}, {minutes} session minutes, seed {seed}, max {max_fps} fps, quantizer {quantizer}");
                 println!(
-                    "{:<8} {:>7} {:>7} {:>9} {:>10} {:>8} {:>11} {:>8} {:>8} {:>7} {:>9}",
+                    "standard workload, {width}x{height}, {minutes} session minutes, seed {seed}, max {max_fps} fps, quantizer {}, speed {}",
+                    quantizer.map_or("default".to_string(), |q| q.to_string()),
+                    speed.map_or("default".to_string(), |s| s.to_string())
+                );
+                println!(
+                    "{:<8} {:>4} {:>5} {:>7} {:>7} {:>9} {:>10} {:>8} {:>11} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}",
                     "encoder",
+                    "q",
+                    "speed",
                     "frames",
                     "bridge",
                     "cpu s",
@@ -340,10 +346,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "PSNR dB",
                     "min dB",
                     "SSIM",
-                    "lag ms"
+                    "lag p99",
+                    "lag max",
+                    "1st frame"
                 );
                 for r in &results {
-                    println!("{:<8} {:>7} {:>7} {:>9.1} {:>10.2} {:>8.2} {:>11.2} {:>8.2} {:>8.2} {:>7.4} {:>9}", r.encoder, r.frames, r.bridge_frames, r.cpu_seconds, r.cpu_s_per_session_min, r.core_share_percent, r.bytes_per_hour / 1e6, r.psnr_db, r.psnr_min_db, r.ssim, r.worst_lag_ms);
+                    println!("{:<8} {:>4} {:>5} {:>7} {:>7} {:>9.1} {:>10.2} {:>8.2} {:>11.2} {:>8.2} {:>8.2} {:>7.4} {:>9} {:>9} {:>9}", r.encoder, r.quantizer, r.speed, r.frames, r.bridge_frames, r.cpu_seconds, r.cpu_s_per_session_min, r.core_share_percent, r.bytes_per_hour / 1e6, r.psnr_db, r.psnr_min_db, r.ssim, r.lag_p99_ms, r.worst_lag_ms, r.first_frame_ms);
+                    let phases: Vec<String> = r
+                        .video_bytes_by_phase
+                        .iter()
+                        .map(|(k, v)| format!("{k} {:.2} MB", *v as f64 / 1e6))
+                        .collect();
+                    println!("         video bytes by phase: {}", phases.join(", "));
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -47,7 +47,7 @@ fn empty_file_means_defaults() {
     let r = &c.recording;
     assert!(r.required);
     assert_eq!(r.encoder, Encoder::Auto);
-    assert_eq!((r.max_fps, r.quantizer, r.speed), (10, 40, 12));
+    assert_eq!((r.max_fps, r.quantizer, r.speed), (10, 44, 11));
     assert_eq!(r.keyframe_max_interval, Duration::from_secs(300));
     assert_eq!(r.keyframe_byte_budget, ByteSize(2 << 20));
     assert_eq!(r.fragment_max_duration, Duration::from_secs(2));

@@ -121,7 +121,7 @@ fn masked_region_is_black_in_every_frame_and_the_rest_matches() {
     let dir = tmp.path().join("rec").join(rec.dir());
     let mjson: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    let mp4 = dir.join("all.mp4");
+    let mp4 = tmp.path().join("all.mp4");
     std::fs::write(&mp4, period_mp4(&dir, &mjson, 0)).unwrap();
     let frames = decode_luma(&mp4, W, H);
     assert!(

@@ -64,7 +64,7 @@ impl EncoderConfig {
     /// Defaults for screen content at a given size.
     pub fn for_size(kind: EncoderKind, width: u32, height: u32) -> Self {
         let (quantizer, speed) = match kind {
-            EncoderKind::SvtAv1 => (40, 12),
+            EncoderKind::SvtAv1 => (44, 11),
             EncoderKind::Rav1e => (40, 10),
         };
         Self {
