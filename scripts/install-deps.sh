@@ -22,5 +22,6 @@ if ((${#missing[@]})); then
 fi
 
 if [[ "${1:-}" != "--build" ]]; then
+  scripts/install-peers.sh
   (cd tests/player && npm install --no-audit --no-fund --silent)
 fi

@@ -5,6 +5,7 @@
 //! ([`admin`]), exports ([`export`]), the demo source ([`demo`]) and the benchmark ([`bench`]).
 //! The `psmgate` binary (src/main.rs) is a thin command-line layer over these.
 
+pub mod access;
 pub mod admin;
 pub mod assets;
 pub mod bench;
@@ -15,3 +16,6 @@ pub mod report;
 pub mod settings;
 pub mod store;
 pub mod tls;
+pub mod vnc;
+pub mod vnc_gateway;
+pub mod vnc_handshake;

@@ -40,6 +40,9 @@ enum Command {
         /// Serve the admin listener without TLS (behind a TLS-terminating proxy, or tests).
         #[arg(long)]
         no_tls: bool,
+        /// VNC listener address (overrides `gateway.vnc_listen`).
+        #[arg(long)]
+        vnc_listen: Option<std::net::SocketAddr>,
     },
     /// Record a demo session of the synthetic desktop (real time) and print its id.
     Demo {
@@ -81,6 +84,11 @@ enum Command {
     CheckConfig {
         /// The file (default: --config).
         file: Option<PathBuf>,
+    },
+    /// Issue, list and revoke access tokens (the credential a user connects with).
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
     },
     /// Show the gateway signing key.
     Keys {
@@ -161,6 +169,32 @@ enum RecordingsCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum AccessCommand {
+    /// Issue a token for a user and target; prints it (shown once).
+    Grant {
+        /// Gateway user (must exist in the config).
+        #[arg(long)]
+        user: String,
+        /// Target (must exist, and a rule must allow the user).
+        #[arg(long)]
+        target: String,
+        /// Valid for one session only.
+        #[arg(long)]
+        once: bool,
+        /// Lifetime, e.g. 10m, 8h (default 8h, at most 30 days).
+        #[arg(long, default_value = "8h")]
+        ttl: String,
+    },
+    /// List grants (without their tokens).
+    List,
+    /// Revoke a grant by id.
+    Revoke {
+        /// Grant id (from `access list`).
+        id: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum KeysCommand {
     /// Print the key id, public key and key file.
     Show,
@@ -224,8 +258,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             demo_seconds,
             listen,
             no_tls,
+            vnc_listen,
         } => {
             let mut config = config;
+            if let Some(l) = vnc_listen {
+                config.gateway.vnc_listen = l;
+            }
             if let Some(l) = listen {
                 config.gateway.admin_listen = l;
             }
@@ -255,6 +293,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 m.duration_ms.unwrap_or(0) as f64 / 1000.0,
                 m.state,
                 m.segment_bytes()
+            );
+            let scheme = if config.gateway.admin_tls {
+                "https"
+            } else {
+                "http"
+            };
+            println!(
+                "watch it: run `psmgate serve` and open {scheme}://{}/login?token={}&next=/player/%3Fid%3D{}",
+                config.gateway.admin_listen,
+                store.admin_token()?,
+                m.session_id
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -293,6 +342,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Retention { dry_run } => retention(&config, data, dry_run),
+        Command::Access { command } => access(&config, data, command),
         Command::Bench {
             encoder,
             minutes,
@@ -392,7 +442,49 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
         println!("open {base}/login?token={token}");
         let state = std::sync::Arc::new(psmgate::admin::AdminState { store: store.clone(), token: token.clone() });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(psmgate::admin::serve(listener, state, tls, stop_rx));
+        let server = tokio::spawn(psmgate::admin::serve(listener, state, tls, stop_rx.clone()));
+        // The VNC gateway runs when the policy has VNC targets.
+        let vnc_targets = config
+            .targets
+            .values()
+            .filter(|t| t.protocol == psmgate_policy::Protocol::Vnc)
+            .count();
+        if vnc_targets > 0 {
+            let vnc_addr = config.gateway.vnc_listen;
+            let vnc = tokio::net::TcpListener::bind(vnc_addr)
+                .await
+                .with_context(|| format!("binding VNC listener {vnc_addr}"))?;
+            println!("psmgate VNC gateway on {} ({vnc_targets} targets)", vnc.local_addr()?);
+            let gw = std::sync::Arc::new(psmgate::vnc_gateway::VncGateway {
+                config: std::sync::Arc::new(config.clone()),
+                store: store.clone(),
+                auth: psmgate::access::TokenAuthenticator::new(
+                    std::sync::Arc::new(store.tokens()?),
+                    psmgate::access::FailureLimiter::default(),
+                ),
+            });
+            tokio::spawn(psmgate::vnc_gateway::serve(vnc, gw, stop_rx.clone()));
+        }
+        // Retention runs at start and then hourly; each deletion is audited first.
+        {
+            let store = store.clone();
+            let config = config.clone();
+            tokio::spawn(async move {
+                loop {
+                    let (store, config) = (store.clone(), config.clone());
+                    let r = tokio::task::spawn_blocking(move || apply_retention(&store, &config)).await;
+                    match r {
+                        Ok(Ok(report)) if !report.deleted.is_empty() || !report.failed.is_empty() => {
+                            tracing::info!(deleted = report.deleted.len(), held = report.held.len(), failed = report.failed.len(), "retention applied");
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "retention failed"),
+                        Err(e) => tracing::error!(error = %e, "retention task failed"),
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
+            });
+        }
         if demo {
             let store = store.clone();
             let config = config.clone();
@@ -568,21 +660,113 @@ fn recordings(
     Ok(ExitCode::SUCCESS)
 }
 
+fn access(config: &Config, data: Option<&Path>, command: AccessCommand) -> Result<ExitCode> {
+    let store = Store::open(config, data)?;
+    let tokens = store.tokens()?;
+    let now = time::OffsetDateTime::now_utc();
+    match command {
+        AccessCommand::Grant {
+            user,
+            target,
+            once,
+            ttl,
+        } => {
+            if !config.users.contains_key(&user) {
+                bail!("unknown user {user:?}: add it under [users] in the config");
+            }
+            if config.target(&target).is_none() {
+                bail!("unknown target {target:?}: add it under [targets] in the config");
+            }
+            let decision = config.is_allowed(&user, &target);
+            if !decision.allowed {
+                bail!("no rule allows {user} to reach {target}");
+            }
+            let ttl =
+                psmgate_policy::Duration::parse(&ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
+            let grant = tokens.grant(&user, &target, once, ttl.get(), now)?;
+            let mut audit = psmgate_storage::audit::AuditLog::open(store.backend.clone())?;
+            audit.append(
+                now,
+                "access_grant",
+                "",
+                "",
+                "cli",
+                &format!(
+                    "grant {} user={user} target={target} once={once} expires={}",
+                    grant.id,
+                    psmgate::report::rfc3339(grant.expires_at)
+                ),
+            )?;
+            println!("{}", grant.token.expose());
+            eprintln!(
+                "grant {} for {user} → {target}{}, expires {} (UTC)",
+                grant.id,
+                if once { ", one session" } else { "" },
+                psmgate::report::short_time(grant.expires_at)
+            );
+        }
+        AccessCommand::List => {
+            println!(
+                "{:>5}  {:<12} {:<16} {:<5} {:<20} {:>5}  status",
+                "id", "user", "target", "once", "expires (UTC)", "uses"
+            );
+            for g in tokens.list()? {
+                println!(
+                    "{:>5}  {:<12} {:<16} {:<5} {:<20} {:>5}  {}",
+                    g.id,
+                    g.user,
+                    g.target,
+                    g.once,
+                    psmgate::report::short_time(g.expires_at),
+                    g.use_count,
+                    g.status(now).describe()
+                );
+            }
+        }
+        AccessCommand::Revoke { id } => {
+            if !tokens.revoke(id, now)? {
+                bail!("no grant {id}");
+            }
+            let mut audit = psmgate_storage::audit::AuditLog::open(store.backend.clone())?;
+            audit.append(now, "access_revoke", "", "", "cli", &format!("grant {id}"))?;
+            println!("grant {id} revoked");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Applies retention once: recordings past their days are deleted unless on legal hold.
+fn apply_retention(
+    store: &Store,
+    config: &Config,
+) -> Result<psmgate_storage::retention::RetentionReport> {
+    let mut audit = psmgate_storage::audit::AuditLog::open(store.backend.clone())?;
+    Ok(psmgate_storage::retention::apply_retention(
+        store.backend.as_ref(),
+        store.index.as_ref(),
+        time::OffsetDateTime::now_utc(),
+        &|row| retention_days(config, row),
+        &mut audit,
+    )?)
+}
+
+/// Days a recording is kept by policy (None: forever).
+fn retention_days(config: &Config, row: &psmgate_storage::index::SessionRow) -> Option<u32> {
+    let days = config
+        .retention_days(&row.target)
+        .unwrap_or(config.retention.days);
+    (days > 0).then_some(days)
+}
+
 fn retention(config: &Config, data: Option<&Path>, dry_run: bool) -> Result<ExitCode> {
     let store = Store::open(config, data)?;
-    let policy = |row: &psmgate_storage::index::SessionRow| -> Option<u32> {
-        let days = config
-            .retention_days(&row.target)
-            .unwrap_or(config.retention.days);
-        (days > 0).then_some(days)
-    };
-    let now = time::OffsetDateTime::now_utc();
     if dry_run {
+        let now = time::OffsetDateTime::now_utc();
         let rows = store
             .index
             .list(&psmgate_storage::index::ListFilter::default())?;
         for row in rows {
-            if let Some(days) = policy(&row) {
+            if let Some(days) = retention_days(config, &row) {
                 if psmgate_storage::retention::is_expired(&row, days, now) {
                     let hold = if row.legal_hold {
                         " (legal hold: kept)"
@@ -595,14 +779,7 @@ fn retention(config: &Config, data: Option<&Path>, dry_run: bool) -> Result<Exit
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut audit = psmgate_storage::audit::AuditLog::open(store.backend.clone())?;
-    let report = psmgate_storage::retention::apply_retention(
-        store.backend.as_ref(),
-        store.index.as_ref(),
-        now,
-        &policy,
-        &mut audit,
-    )?;
+    let report = apply_retention(&store, config)?;
     for id in &report.deleted {
         println!("deleted {id}");
     }

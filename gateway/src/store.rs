@@ -5,6 +5,7 @@
 //! recordings/            storage backend root (YYYY/MM/DD/<session-id>/…, audit.jsonl)
 //! keys/gateway.ed25519   gateway signing key (0600), generated on first start
 //! index.sqlite3          recordings index
+//! access.sqlite3         access tokens (0600)
 //! tls/                   admin listener certificate (generated if absent)
 //! admin-token            bearer token for the admin API and player (0600)
 //! ```
@@ -105,6 +106,14 @@ impl Store {
             return Ok(dir);
         }
         anyhow::bail!("no recording with id {id_or_dir}")
+    }
+
+    /// The access-token store (`access.sqlite3`, mode 0600: VNC authentication is a
+    /// challenge-response over the shared secret, so the gateway holds the tokens themselves).
+    pub fn tokens(&self) -> Result<psmgate_storage::tokens::TokenStore> {
+        let path = self.data_dir.join("access.sqlite3");
+        psmgate_storage::tokens::TokenStore::open(&path)
+            .with_context(|| format!("opening {}", path.display()))
     }
 
     /// The admin bearer token, generated on first use.

@@ -20,6 +20,7 @@
 //! - [`index`]: the session index ([`index::Index`], [`index::SqliteIndex`]).
 //! - [`audit`]: the hash-chained audit log of deletions and legal holds.
 //! - [`retention`]: deleting expired recordings.
+//! - [`tokens`]: access tokens issued to users ([`tokens::TokenStore`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -34,6 +35,7 @@ pub mod layout;
 pub mod manifest;
 pub mod recovery;
 pub mod retention;
+pub mod tokens;
 pub mod verify;
 pub mod writer;
 

@@ -167,3 +167,5 @@ pub fn psnr(a: &[u8], b: &[u8], stride: u32, x: u32, y: u32, w: u32, h: u32) -> 
         10.0 * (255.0f64 * 255.0 / mse).log10()
     }
 }
+
+pub mod peers;

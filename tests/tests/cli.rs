@@ -135,6 +135,22 @@ fn demo_records_and_every_command_reads_it() {
     let data_js = std::fs::read_to_string(out.join("data.js")).unwrap();
     assert!(data_js.starts_with("window.PSMGATE_RECORDING = {"));
 
+    // Legal hold is set, shown in the index and audited; retention keeps a fresh recording.
+    let o = psmgate(&data, &["recordings", "hold", &id]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = psmgate(&data, &["recordings", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["legal_hold"], true, "{rows}");
+    let audit = std::fs::read_to_string(data.join("recordings/audit.jsonl")).unwrap();
+    assert!(audit.contains(&id), "hold is audited: {audit}");
+    let o = psmgate(&data, &["retention"]);
+    assert!(
+        o.status.success() && text(&o).contains("0 deleted"),
+        "{}",
+        text(&o)
+    );
+    assert!(rec.join("manifest.json").exists());
+
     let o = psmgate(&data, &["keys", "show"]);
     assert!(
         o.status.success() && text(&o).contains("key id:"),

@@ -87,7 +87,7 @@ fn masked_region_is_black_in_every_frame_and_the_rest_matches() {
     let rec = Recorder::start(backend, key.clone(), index, info, settings).unwrap();
     rec.resize(W, H).unwrap();
 
-    // Six states, each held 600 ms; type while they show.
+    // Six states, each held 1 s; type while they show.
     let mut shown = Vec::new();
     for k in 0..6u32 {
         let px = draw_state(k);
@@ -110,7 +110,7 @@ fn masked_region_is_black_in_every_frame_and_the_rest_matches() {
             })
             .unwrap();
         }
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(1000));
     }
     let manifest = rec
         .finish(RecordingState::Completed, "test finished")
@@ -203,7 +203,25 @@ fn masked_region_is_black_in_every_frame_and_the_rest_matches() {
     }
     assert!(compared >= 4, "too few frames compared: {compared}");
 
-    // 3. The transcript holds the typed text runs.
+    // 3. Every state held for 1 s is on screen in the video within 0.5 s of when it appeared:
+    //    the frame displayed at (appearance + 500 ms) shows it.
+    for (k, (t, px)) in shown.iter().enumerate() {
+        let at = t + 500;
+        let f = frames
+            .iter()
+            .rev()
+            .find(|f| f.pts_ms <= at)
+            .expect("a frame is displayed");
+        let mut src = psmgate_codecs::yuv::YuvFrame::black(W, H);
+        src.convert_from_xrgb(px, W, H, Rect::new(0, 0, W, H));
+        let p = psnr(&f.y, &src.y, W, 0, 0, 390, H);
+        assert!(
+            p >= 40.0,
+            "state {k} (from {t} ms) is not what the video shows at {at} ms ({p:.1} dB)"
+        );
+    }
+
+    // 4. The transcript holds the typed text runs.
     let mut transcript = String::new();
     for f in mjson["events"].as_array().unwrap() {
         transcript.push_str(&std::fs::read_to_string(dir.join(f.as_str().unwrap())).unwrap());
@@ -215,7 +233,7 @@ fn masked_region_is_black_in_every_frame_and_the_rest_matches() {
         );
     }
 
-    // 4. It verifies.
+    // 5. It verifies.
     let report = psmgate_storage::verify::verify(
         &LocalBackend::new(tmp.path().join("rec")).unwrap(),
         rec.dir(),

@@ -1,0 +1,586 @@
+//! The VNC gateway: any RFB viewer → psmgate → VNC server, recorded.
+//!
+//! Per connection ([`session`]):
+//! 1. psmgate is the RFB server to the viewer ([`crate::vnc_handshake::server`]): VNC
+//!    Authentication where the password is an access token (`psmgate access grant`); the token
+//!    names the user and the target. A wrong, expired or used token fails inside RFB with the
+//!    generic reason, is audited with the precise one, and no target connection is made.
+//! 2. Policy is checked, then the recording is opened — before anything connects onward.
+//! 3. psmgate connects to the target as an RFB client ([`crate::vnc_handshake::client`]) with the
+//!    vaulted password (never logged), and sends the viewer the target's ServerInit under a
+//!    psmgate name.
+//! 4. Relay. Target → viewer bytes are forwarded as they arrive and then parsed
+//!    ([`crate::vnc::ServerStream`]) into the recorder's framebuffer: forwarding never waits on
+//!    recording. Viewer → target messages are parsed ([`crate::vnc::ClientStream`]): keys and
+//!    pointer go to the transcript, `SetEncodings` is cut down to what psmgate decodes, and a
+//!    `SetPixelFormat` is followed by the decoder.
+//! 5. The session ends when either side closes, the recording fails (fail-closed, within one
+//!    poll of the failure), or the gateway stops; the recording is then sealed and indexed.
+
+use crate::access::{TokenAuthenticator, VncAuthAttempt, VIEWER_FAILURE_REASON};
+use crate::recording::{Recorder, SessionInfo};
+use crate::store::Store;
+use crate::vnc::{encoding, ClientEvent, ClientStream, PixelFormat, ServerEvent, ServerStream};
+use crate::vnc_handshake::client::{ClientEvent as TargetEvent, ClientHandshake, ClientOptions};
+use crate::vnc_handshake::server::{ServerEvent as ViewerEvent, ServerHandshake, ServerOptions};
+use crate::vnc_handshake::vncauth::VncPassword;
+use crate::vnc_handshake::{SecurityType, ServerInit};
+use anyhow::{anyhow, bail, Context, Result};
+use psmgate_codecs::transcript::{keysym, ClipboardDirection, EventKind, Input};
+use psmgate_policy::{Config, Protocol, TargetAddress};
+use psmgate_storage::manifest::RecordingState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// How long a viewer may take for the whole RFB handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to and authenticating with the target may take.
+const TARGET_TIMEOUT: Duration = Duration::from_secs(15);
+/// Read buffer per direction.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What the VNC gateway needs.
+pub struct VncGateway {
+    /// Policy.
+    pub config: Arc<Config>,
+    /// Data store.
+    pub store: Store,
+    /// Access-token checks.
+    pub auth: TokenAuthenticator,
+}
+
+impl std::fmt::Debug for VncGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VncGateway").finish_non_exhaustive()
+    }
+}
+
+/// Accepts viewers until `shutdown` flips to true; each connection runs as its own task.
+pub async fn serve(
+    listener: TcpListener,
+    gw: Arc<VncGateway>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut stop = shutdown.clone();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a VNC connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return Ok(()),
+        };
+        let gw = gw.clone();
+        let shutdown = shutdown.clone();
+        let span = tracing::info_span!("vnc", client = %peer);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                if let Err(e) = session(gw, tcp, peer, shutdown).await {
+                    tracing::warn!(error = %format!("{e:#}"), "VNC session ended with an error");
+                }
+            },
+            span,
+        ));
+    }
+}
+
+/// Reads once into `buf`; `Ok(0)` is end of stream.
+async fn read_some(r: &mut (impl AsyncReadExt + Unpin), buf: &mut [u8]) -> Result<usize> {
+    Ok(r.read(buf).await?)
+}
+
+/// The viewer side of the handshake up to the authenticated grant.
+async fn authenticate_viewer(
+    gw: &VncGateway,
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+) -> Result<(ServerHandshake, psmgate_storage::tokens::Grant)> {
+    let mut challenge = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut challenge);
+    let mut hs = ServerHandshake::new(ServerOptions {
+        security_types: vec![SecurityType::VncAuth],
+        challenge,
+    })?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let out = hs.take_output();
+        if !out.is_empty() {
+            tcp.write_all(&out).await?;
+        }
+        if let Some(ev) = hs.poll_event() {
+            let ViewerEvent::NeedsVerification { response } = ev else {
+                continue;
+            };
+            let attempt = VncAuthAttempt {
+                client: peer.ip(),
+                target: None,
+                challenge: &challenge,
+                response: &response,
+            };
+            match gw
+                .auth
+                .authenticate(&attempt, time::OffsetDateTime::now_utc(), Instant::now())
+            {
+                Ok(grant) => {
+                    hs.accept()?;
+                    let out = hs.take_output();
+                    tcp.write_all(&out).await?;
+                    return Ok((hs, grant));
+                }
+                Err(e) => {
+                    let why = match &e {
+                        crate::access::AccessError::Denied(d) => d.audit_reason().to_string(),
+                        crate::access::AccessError::Store(s) => format!("token store error: {s}"),
+                    };
+                    audit(
+                        gw,
+                        "vnc_auth_failed",
+                        &format!("client={peer} reason={why}"),
+                    );
+                    tracing::warn!(reason = %why, "VNC authentication refused");
+                    hs.reject(VIEWER_FAILURE_REASON)?;
+                    let out = hs.take_output();
+                    let _ = tcp.write_all(&out).await;
+                    bail!("viewer authentication failed: {why}");
+                }
+            }
+        }
+        let n = read_some(tcp, &mut buf).await?;
+        if n == 0 {
+            bail!("viewer closed the connection during the handshake");
+        }
+        hs.feed(&buf[..n])?;
+    }
+}
+
+fn audit(gw: &VncGateway, action: &str, detail: &str) {
+    let r = psmgate_storage::audit::AuditLog::open(gw.store.backend.clone()).and_then(|mut a| {
+        a.append(
+            time::OffsetDateTime::now_utc(),
+            action,
+            "",
+            "",
+            "vnc-gateway",
+            detail,
+        )
+        .map(|_| ())
+    });
+    if let Err(e) = r {
+        tracing::error!(error = %e, "could not write the audit log");
+    }
+}
+
+/// Connects and authenticates to the target; returns the stream, the target's ServerInit and any
+/// bytes that followed it.
+async fn connect_target(
+    addr: &str,
+    password: Option<VncPassword>,
+) -> Result<(TcpStream, ServerInit, Vec<u8>)> {
+    let mut tcp = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("target {addr} is unreachable"))?;
+    let _ = tcp.set_nodelay(true);
+    let mut hs = ClientHandshake::new(ClientOptions {
+        password,
+        shared: true,
+    });
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let out = hs.take_output();
+        if !out.is_empty() {
+            tcp.write_all(&out).await?;
+        }
+        while let Some(ev) = hs.poll_event() {
+            if let TargetEvent::ServerInit(init) = ev {
+                let rest = hs.take_leftover();
+                return Ok((tcp, init, rest));
+            }
+        }
+        let n = read_some(&mut tcp, &mut buf).await?;
+        if n == 0 {
+            bail!("target closed the connection during the handshake");
+        }
+        hs.feed(&buf[..n])
+            .map_err(|e| anyhow!("target handshake failed: {e}"))?;
+    }
+}
+
+/// One viewer connection, start to seal.
+pub async fn session(
+    gw: Arc<VncGateway>,
+    mut viewer: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let _ = viewer.set_nodelay(true);
+    let (mut viewer_hs, grant) = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        authenticate_viewer(&gw, &mut viewer, peer),
+    )
+    .await
+    .map_err(|_| anyhow!("viewer did not finish the handshake in time"))??;
+    let (user, target_name) = (grant.user.clone(), grant.target.clone());
+    let config = gw.config.clone();
+    let Some(target) = config.target(&target_name) else {
+        audit(
+            &gw,
+            "vnc_denied",
+            &format!("client={peer} user={user} target={target_name} reason=unknown target"),
+        );
+        bail!("token names unknown target {target_name}");
+    };
+    let decision = config.is_allowed(&user, &target_name);
+    if target.protocol != Protocol::Vnc || !decision.allowed {
+        audit(
+            &gw,
+            "vnc_denied",
+            &format!("client={peer} user={user} target={target_name} reason=no rule allows it"),
+        );
+        bail!("policy does not allow {user} to reach {target_name} over VNC");
+    }
+    let TargetAddress::HostPort { host, port } = &target.address else {
+        bail!("target {target_name} has no host:port address");
+    };
+    let addr = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let password = match &target.password {
+        Some(r) => {
+            let secret = r
+                .resolve()
+                .map_err(|e| anyhow!("target {target_name} password: {e}"))?;
+            Some(VncPassword::new(secret.expose().to_vec()))
+        }
+        None => None,
+    };
+
+    // The recording exists before anything connects onward.
+    let settings = crate::settings::recording_settings(&config, Some(&target_name))?;
+    let info = SessionInfo {
+        protocol: "vnc".into(),
+        user: user.clone(),
+        target: target_name.clone(),
+        client_addr: peer.to_string(),
+        policy_version: config.policy_version(),
+    };
+    let (backend, key, index) = (
+        gw.store.backend.clone(),
+        gw.store.key.clone(),
+        gw.store.index.clone(),
+    );
+    let rec = Arc::new(
+        tokio::task::spawn_blocking(move || Recorder::start(backend, key, index, info, settings))
+            .await??,
+    );
+    tracing::info!(session = rec.session_id(), user = %user, target = %target_name, "VNC session authorised; recording");
+    let outcome = run_session(
+        &rec,
+        &mut viewer_hs,
+        viewer,
+        &addr,
+        password,
+        &target_name,
+        &mut shutdown,
+    )
+    .await;
+    let (state, reason) = match &outcome {
+        Ok(reason) => (RecordingState::Completed, reason.clone()),
+        Err(e) => {
+            let failed = rec.failure().borrow().is_some();
+            (
+                if failed {
+                    RecordingState::Failed
+                } else {
+                    RecordingState::Completed
+                },
+                format!("{e:#}"),
+            )
+        }
+    };
+    let rec2 = rec.clone();
+    let reason2 = reason.clone();
+    let sealed = tokio::task::spawn_blocking(move || rec2.finish(state, &reason2)).await?;
+    match sealed {
+        Ok(m) => {
+            tracing::info!(session = %m.session_id, reason = %reason, "VNC session ended; recording sealed")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "VNC session ended; sealing failed (recovered at next start)")
+        }
+    }
+    outcome.map(|_| ())
+}
+
+async fn run_session(
+    rec: &Arc<Recorder>,
+    viewer_hs: &mut ServerHandshake,
+    mut viewer: TcpStream,
+    addr: &str,
+    password: Option<VncPassword>,
+    target_name: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<String> {
+    let (target, init, target_rest) =
+        match tokio::time::timeout(TARGET_TIMEOUT, connect_target(addr, password)).await {
+            Ok(r) => r?,
+            Err(_) => bail!("target {addr} did not complete the handshake in time"),
+        };
+    // The viewer's ClientInit arrives after our security result; wait for it.
+    let mut buf = vec![0u8; 4096];
+    while !viewer_hs.is_complete() {
+        if let Some(ViewerEvent::ClientInit { .. }) = viewer_hs.poll_event() {
+            break;
+        }
+        let n = read_some(&mut viewer, &mut buf).await?;
+        if n == 0 {
+            bail!("viewer closed the connection before ClientInit");
+        }
+        viewer_hs.feed(&buf[..n])?;
+    }
+    // The viewer decodes in the target's native format unless it asks for another; psmgate's
+    // decoder follows. A colour-map target is switched to true colour for both.
+    let native = PixelFormat::from_bytes(&init.pixel_format.encode());
+    let (format, force) = if native.validate().is_ok() {
+        (native, false)
+    } else {
+        (PixelFormat::FORCED, true)
+    };
+    let mut shown = init.with_name(format!("psmgate: {target_name}"));
+    if force {
+        shown.pixel_format = crate::vnc_handshake::PixelFormat::decode(&format.to_bytes());
+    }
+    viewer_hs.send_server_init(&shown)?;
+    let out = viewer_hs.take_output();
+    viewer.write_all(&out).await?;
+    let viewer_rest = viewer_hs.take_leftover();
+    rec.resize(u32::from(init.width), u32::from(init.height))?;
+
+    let (target_r, mut target_w) = target.into_split();
+    if force {
+        target_w
+            .write_all(&ClientEvent::SetPixelFormat(format).to_bytes())
+            .await?;
+    }
+    let (viewer_r, viewer_w) = viewer.into_split();
+    let server_stream = ServerStream::new(format)?;
+    let (fmt_tx, fmt_rx) = tokio::sync::mpsc::unbounded_channel::<PixelFormat>();
+    let down = tokio::spawn(target_to_viewer(
+        rec.clone(),
+        target_r,
+        viewer_w,
+        server_stream,
+        target_rest,
+        fmt_rx,
+    ));
+    let up = tokio::spawn(viewer_to_target(
+        rec.clone(),
+        viewer_r,
+        target_w,
+        viewer_rest,
+        fmt_tx,
+    ));
+    let mut failure = rec.failure();
+    let (mut down, mut up) = (down, up);
+    let reason = tokio::select! {
+        r = &mut down => match r { Ok(Ok(why)) => why, Ok(Err(e)) => format!("{e:#}"), Err(e) => format!("relay task failed: {e}") },
+        r = &mut up => match r { Ok(Ok(why)) => why, Ok(Err(e)) => format!("{e:#}"), Err(e) => format!("relay task failed: {e}") },
+        f = failure.wait_for(|f| f.is_some()) => {
+            let why = f.map(|v| v.clone().unwrap_or_default()).unwrap_or_default();
+            down.abort();
+            up.abort();
+            bail!("recording failed, session ended: {why}");
+        }
+        _ = shutdown.wait_for(|s| *s) => "gateway shutting down".to_string(),
+    };
+    down.abort();
+    up.abort();
+    Ok(reason)
+}
+
+/// Target → viewer: forward first, then decode into the recording.
+async fn target_to_viewer(
+    rec: Arc<Recorder>,
+    mut target: OwnedReadHalf,
+    mut viewer: OwnedWriteHalf,
+    mut stream: ServerStream,
+    first: Vec<u8>,
+    mut formats: tokio::sync::mpsc::UnboundedReceiver<PixelFormat>,
+) -> Result<String> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut pending = first;
+    loop {
+        if !pending.is_empty() {
+            viewer
+                .write_all(&pending)
+                .await
+                .context("writing to the viewer")?;
+            while let Ok(f) = formats.try_recv() {
+                // The viewer's SetPixelFormat reached the target before these bytes were sent
+                // only if the stream is between messages; psmgate forwards it only then.
+                stream.set_pixel_format(f)?;
+            }
+            stream.feed(&pending);
+            loop {
+                let ev = rec.screen(|fb| Ok(stream.next_event(fb)));
+                let ev = match ev {
+                    Ok(Ok(Some(p))) => p.event,
+                    Ok(Ok(None)) => break,
+                    Ok(Err(e)) => bail!("target sent data psmgate cannot decode: {e}"),
+                    Err(e) => bail!("recording refused the screen update: {e}"),
+                };
+                match ev {
+                    ServerEvent::Resize { width, height } => {
+                        rec.resize(u32::from(width), u32::from(height))?;
+                    }
+                    ServerEvent::DesktopName(name) => {
+                        rec.event(EventKind::Title { title: name })?;
+                    }
+                    ServerEvent::CutText(t) => {
+                        rec.event(clipboard_event(ClipboardDirection::ToClient, &t))?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let n = target
+            .read(&mut buf)
+            .await
+            .context("reading from the target")?;
+        if n == 0 {
+            return Ok("target closed the connection".into());
+        }
+        pending = buf[..n].to_vec();
+    }
+}
+
+/// Viewer → target: parse every message, record input, rewrite what must be rewritten.
+async fn viewer_to_target(
+    rec: Arc<Recorder>,
+    mut viewer: OwnedReadHalf,
+    mut target: OwnedWriteHalf,
+    first: Vec<u8>,
+    formats: tokio::sync::mpsc::UnboundedSender<PixelFormat>,
+) -> Result<String> {
+    let mut stream = ClientStream::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut raw: Vec<u8> = Vec::new();
+    let mut buttons = 0u8;
+    let mut requested_update = false;
+    let mut data = first;
+    loop {
+        if !data.is_empty() {
+            stream.feed(&data);
+            raw.extend_from_slice(&data);
+            let mut out = Vec::with_capacity(raw.len());
+            let mut used = 0usize;
+            while let Some(p) = stream
+                .next_event()
+                .map_err(|e| anyhow!("viewer sent a malformed message: {e}"))?
+            {
+                let bytes = &raw[used..used + p.len];
+                used += p.len;
+                match &p.event {
+                    ClientEvent::SetEncodings(list) => {
+                        let kept = encoding::filter_encodings(list);
+                        out.extend_from_slice(&ClientEvent::SetEncodings(kept).to_bytes());
+                        continue;
+                    }
+                    ClientEvent::SetPixelFormat(f) => {
+                        f.validate().map_err(|e| {
+                            anyhow!("viewer asked for an unsupported pixel format: {e}")
+                        })?;
+                        if requested_update {
+                            bail!("viewer changed its pixel format mid-session; set a fixed colour level in the viewer");
+                        }
+                        let _ = formats.send(*f);
+                    }
+                    ClientEvent::UpdateRequest { .. } => requested_update = true,
+                    ClientEvent::Key { keysym: ks, down }
+                    | ClientEvent::QemuKey {
+                        keysym: ks, down, ..
+                    } => {
+                        let (key, ch) = keysym::describe(*ks);
+                        rec.input(Input::Key {
+                            key,
+                            ch,
+                            down: *down,
+                        })?;
+                    }
+                    ClientEvent::Pointer { mask, x, y } => {
+                        let (x, y) = (u32::from(*x), u32::from(*y));
+                        for b in 0..8u8 {
+                            let bit = 1u8 << b;
+                            if (mask ^ buttons) & bit == 0 {
+                                continue;
+                            }
+                            let down = mask & bit != 0;
+                            match b {
+                                3 | 4 if down => rec.input(Input::Wheel {
+                                    dx: 0,
+                                    dy: if b == 3 { -1 } else { 1 },
+                                })?,
+                                5 | 6 if down => rec.input(Input::Wheel {
+                                    dx: if b == 5 { -1 } else { 1 },
+                                    dy: 0,
+                                })?,
+                                0..=2 => rec.input(Input::Button {
+                                    button: b + 1,
+                                    down,
+                                    x,
+                                    y,
+                                })?,
+                                _ => {}
+                            }
+                        }
+                        buttons = *mask;
+                        rec.input(Input::Pointer { x, y })?;
+                    }
+                    ClientEvent::CutText(t) => {
+                        rec.event(clipboard_event(ClipboardDirection::ToTarget, t))?;
+                    }
+                    _ => {}
+                }
+                out.extend_from_slice(bytes);
+            }
+            raw.drain(..used);
+            if !out.is_empty() {
+                target
+                    .write_all(&out)
+                    .await
+                    .context("writing to the target")?;
+            }
+        }
+        let n = viewer
+            .read(&mut buf)
+            .await
+            .context("reading from the viewer")?;
+        if n == 0 {
+            return Ok("viewer closed the connection".into());
+        }
+        data = buf[..n].to_vec();
+    }
+}
+
+/// A clipboard transfer for the transcript: its length and, when psmgate saw all of it, its
+/// SHA-256 (the content itself is not recorded).
+fn clipboard_event(direction: ClipboardDirection, t: &crate::vnc::CutText) -> EventKind {
+    use sha2::Digest as _;
+    EventKind::Clipboard {
+        direction,
+        len: u64::from(t.total_len),
+        sha256: (!t.truncated()).then(|| hex::encode(sha2::Sha256::digest(&t.text))),
+        text: None,
+        allowed: true,
+    }
+}
