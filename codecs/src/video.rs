@@ -113,6 +113,17 @@ pub enum VideoOutput {
     },
 }
 
+impl VideoOutput {
+    /// The bytes to store.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            VideoOutput::Init { bytes, .. }
+            | VideoOutput::SegmentStart { bytes, .. }
+            | VideoOutput::Fragment { bytes, .. } => bytes,
+        }
+    }
+}
+
 /// Video track errors.
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {

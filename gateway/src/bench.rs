@@ -185,21 +185,10 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
             }
             let started = Instant::now();
             video.frame(t, &shadow, w, h, &damage, &masks, &mut outs)?;
-            for o in outs.drain(..) {
-                let n = match &o {
-                    VideoOutput::Init { bytes, .. }
-                    | VideoOutput::SegmentStart { bytes, .. }
-                    | VideoOutput::Fragment { bytes, .. } => bytes.len() as u64,
-                };
-                *by_phase
-                    .entry(
-                        workload
-                            .phase_at(t.min(duration_ms.saturating_sub(1)))
-                            .name(),
-                    )
-                    .or_default() += n;
-                sink.video(o)?;
-            }
+            let phase = workload
+                .phase_at(t.min(duration_ms.saturating_sub(1)))
+                .name();
+            store(&mut sink, &mut outs, by_phase.entry(phase).or_default())?;
             let took = started.elapsed().as_millis() as u64;
             busy_until = t + took;
             lags.push(busy_until - dirty_since);
@@ -209,21 +198,10 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
             let started = Instant::now();
             video.poll(t, &mut outs)?;
             if !outs.is_empty() {
-                for o in outs.drain(..) {
-                    let n = match &o {
-                        VideoOutput::Init { bytes, .. }
-                        | VideoOutput::SegmentStart { bytes, .. }
-                        | VideoOutput::Fragment { bytes, .. } => bytes.len() as u64,
-                    };
-                    *by_phase
-                        .entry(
-                            workload
-                                .phase_at(t.min(duration_ms.saturating_sub(1)))
-                                .name(),
-                        )
-                        .or_default() += n;
-                    sink.video(o)?;
-                }
+                let phase = workload
+                    .phase_at(t.min(duration_ms.saturating_sub(1)))
+                    .name();
+                store(&mut sink, &mut outs, by_phase.entry(phase).or_default())?;
                 busy_until = t + started.elapsed().as_millis() as u64;
             }
         }
@@ -246,9 +224,8 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
         t = next.max(t + 1);
     }
     video.finish(duration_ms, &mut outs)?;
-    for o in outs.drain(..) {
-        sink.video(o)?;
-    }
+    let last = workload.phase_at(duration_ms.saturating_sub(1)).name();
+    store(&mut sink, &mut outs, by_phase.entry(last).or_default())?;
     let cpu = cpu_seconds() - cpu0;
     let first_frame_ms = lags.first().copied().unwrap_or(0);
     let mut steady: Vec<u64> = lags.iter().skip(1).copied().collect();
@@ -290,6 +267,15 @@ fn run_one(opts: &BenchOptions, kind: EncoderKind, mask_rules: &[MaskRule]) -> R
             .collect(),
         recording: folder.display().to_string(),
     })
+}
+
+/// Writes the outputs to storage, adding their size to `counter`.
+fn store(sink: &mut StorageSink, outs: &mut Vec<VideoOutput>, counter: &mut u64) -> Result<()> {
+    for o in outs.drain(..) {
+        *counter += o.bytes().len() as u64;
+        sink.video(o)?;
+    }
+    Ok(())
 }
 
 fn dir_size(p: &Path) -> Result<u64> {
