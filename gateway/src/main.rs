@@ -450,11 +450,7 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
             .filter(|t| t.protocol == psmgate_policy::Protocol::Vnc)
             .count();
         if vnc_targets > 0 {
-            let vnc_addr = config.gateway.vnc_listen;
-            let vnc = tokio::net::TcpListener::bind(vnc_addr)
-                .await
-                .with_context(|| format!("binding VNC listener {vnc_addr}"))?;
-            println!("psmgate VNC gateway on {} ({vnc_targets} targets)", vnc.local_addr()?);
+            // Everything a session needs is open before the port is.
             let gw = std::sync::Arc::new(psmgate::vnc_gateway::VncGateway {
                 config: std::sync::Arc::new(config.clone()),
                 store: store.clone(),
@@ -463,6 +459,11 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
                     psmgate::access::FailureLimiter::default(),
                 ),
             });
+            let vnc_addr = config.gateway.vnc_listen;
+            let vnc = tokio::net::TcpListener::bind(vnc_addr)
+                .await
+                .with_context(|| format!("binding VNC listener {vnc_addr}"))?;
+            println!("psmgate VNC gateway on {} ({vnc_targets} targets)", vnc.local_addr()?);
             tokio::spawn(psmgate::vnc_gateway::serve(vnc, gw, stop_rx.clone()));
         }
         // Retention runs at start and then hourly; each deletion is audited first.

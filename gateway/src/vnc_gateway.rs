@@ -14,18 +14,27 @@
 //!    recording. Viewer → target messages are parsed ([`crate::vnc::ClientStream`]): keys and
 //!    pointer go to the transcript, `SetEncodings` is cut down to what psmgate decodes, and a
 //!    `SetPixelFormat` is followed by the decoder.
-//! 5. The session ends when either side closes, the recording fails (fail-closed, within one
-//!    poll of the failure), or the gateway stops; the recording is then sealed and indexed.
+//! 5. Clipboard ([`clipboard`]): every ClientCutText and ServerCutText is a `clipboard`
+//!    transcript event; the target's `clipboard` policy decides whether it is forwarded. A
+//!    denied ClientCutText is not forwarded. When ServerCutText is denied, target → viewer
+//!    bytes go through a [`clipboard::CutTextGate`] instead of the fast path: they are
+//!    forwarded once parsed, without the ServerCutText messages.
+//! 6. The session ends when either side closes, the recording fails (fail-closed: the viewer
+//!    is disconnected as soon as the recorder reports the failure), or the gateway stops; the
+//!    recording is then sealed and indexed, with a reason naming the side that ended it.
+
+pub mod clipboard;
 
 use crate::access::{TokenAuthenticator, VncAuthAttempt, VIEWER_FAILURE_REASON};
 use crate::recording::{Recorder, SessionInfo};
 use crate::store::Store;
-use crate::vnc::{encoding, ClientEvent, ClientStream, PixelFormat, ServerEvent, ServerStream};
+use crate::vnc::{ClientEvent, ClientStream, PixelFormat, ServerEvent, ServerStream};
 use crate::vnc_handshake::client::{ClientEvent as TargetEvent, ClientHandshake, ClientOptions};
 use crate::vnc_handshake::server::{ServerEvent as ViewerEvent, ServerHandshake, ServerOptions};
 use crate::vnc_handshake::vncauth::VncPassword;
 use crate::vnc_handshake::{SecurityType, ServerInit};
 use anyhow::{anyhow, bail, Context, Result};
+use clipboard::{ClipboardGuard, CutTextGate};
 use psmgate_codecs::transcript::{keysym, ClipboardDirection, EventKind, Input};
 use psmgate_policy::{Config, Protocol, TargetAddress};
 use psmgate_storage::manifest::RecordingState;
@@ -41,6 +50,8 @@ use tokio::sync::watch;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting to and authenticating with the target may take.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest viewer message held while incomplete (the clipboard limit plus headroom).
+const MAX_VIEWER_MESSAGE: usize = crate::vnc::limits::MAX_CUT_TEXT_KEPT + 64 * 1024;
 /// Read buffer per direction.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -265,6 +276,7 @@ pub async fn session(
         None => None,
     };
 
+    let guard = ClipboardGuard::new(config.effective_clipboard(&target_name).unwrap_or_default());
     // The recording exists before anything connects onward.
     let settings = crate::settings::recording_settings(&config, Some(&target_name))?;
     let info = SessionInfo {
@@ -288,9 +300,12 @@ pub async fn session(
         &rec,
         &mut viewer_hs,
         viewer,
-        &addr,
-        password,
-        &target_name,
+        Onward {
+            addr: &addr,
+            password,
+            name: &target_name,
+            guard,
+        },
         &mut shutdown,
     )
     .await;
@@ -322,15 +337,31 @@ pub async fn session(
     outcome.map(|_| ())
 }
 
+/// Where and how a session continues once the viewer is authorised.
+struct Onward<'a> {
+    /// `host:port` of the target.
+    addr: &'a str,
+    /// The vaulted target password.
+    password: Option<VncPassword>,
+    /// The target's name.
+    name: &'a str,
+    /// The target's clipboard policy.
+    guard: ClipboardGuard,
+}
+
 async fn run_session(
     rec: &Arc<Recorder>,
     viewer_hs: &mut ServerHandshake,
     mut viewer: TcpStream,
-    addr: &str,
-    password: Option<VncPassword>,
-    target_name: &str,
+    onward: Onward<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<String> {
+    let Onward {
+        addr,
+        password,
+        name: target_name,
+        guard,
+    } = onward;
     let (target, init, target_rest) =
         match tokio::time::timeout(TARGET_TIMEOUT, connect_target(addr, password)).await {
             Ok(r) => r?,
@@ -377,9 +408,13 @@ async fn run_session(
     let (fmt_tx, fmt_rx) = tokio::sync::mpsc::unbounded_channel::<PixelFormat>();
     let down = tokio::spawn(target_to_viewer(
         rec.clone(),
-        target_r,
-        viewer_w,
-        server_stream,
+        Downstream {
+            target: target_r,
+            viewer: viewer_w,
+            stream: server_stream,
+            gate: (!guard.to_client_allowed()).then(CutTextGate::new),
+            guard,
+        },
         target_rest,
         fmt_rx,
     ));
@@ -387,59 +422,97 @@ async fn run_session(
         rec.clone(),
         viewer_r,
         target_w,
+        guard,
         viewer_rest,
         fmt_tx,
     ));
     let mut failure = rec.failure();
     let (mut down, mut up) = (down, up);
-    let reason = tokio::select! {
-        r = &mut down => match r { Ok(Ok(why)) => why, Ok(Err(e)) => format!("{e:#}"), Err(e) => format!("relay task failed: {e}") },
-        r = &mut up => match r { Ok(Ok(why)) => why, Ok(Err(e)) => format!("{e:#}"), Err(e) => format!("relay task failed: {e}") },
-        f = failure.wait_for(|f| f.is_some()) => {
-            let why = f.map(|v| v.clone().unwrap_or_default()).unwrap_or_default();
-            down.abort();
-            up.abort();
-            bail!("recording failed, session ended: {why}");
-        }
-        _ = shutdown.wait_for(|s| *s) => "gateway shutting down".to_string(),
+    let relay_end = |r: Result<Result<String>, tokio::task::JoinError>| match r {
+        Ok(Ok(why)) => why,
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(e) => format!("relay task failed: {e}"),
     };
+    let (reason, recording_failed) = tokio::select! {
+        r = &mut down => (relay_end(r), false),
+        r = &mut up => (relay_end(r), false),
+        f = failure.wait_for(|f| f.is_some()) => {
+            (f.map(|v| v.clone().unwrap_or_default()).unwrap_or_default(), true)
+        }
+        _ = shutdown.wait_for(|s| *s) => ("gateway shutting down".to_string(), false),
+    };
+    // A relay task may notice the stopped recorder (and win the race) before the failure is
+    // seen here; the session still ends because the recording failed.
+    let failed = rec.failure().borrow().clone();
+    let (reason, recording_failed) = match failed {
+        Some(why) if !recording_failed => (why, true),
+        _ => (reason, recording_failed),
+    };
+    if recording_failed {
+        tracing::warn!(reason = %reason, "recording failed; disconnecting the viewer (fail-closed)");
+    }
     down.abort();
     up.abort();
+    if recording_failed {
+        // Both halves of the viewer's socket belong to the relay tasks: once they are
+        // cancelled the viewer's connection is closed, before the seal is attempted.
+        let _ = down.await;
+        let _ = up.await;
+        bail!("recording failed, session ended: {reason}");
+    }
     Ok(reason)
 }
 
-/// Target → viewer: forward first, then decode into the recording.
+/// The target → viewer half of the relay.
+struct Downstream {
+    target: OwnedReadHalf,
+    viewer: OwnedWriteHalf,
+    stream: ServerStream,
+    /// Present when ServerCutText must not reach the viewer: bytes are then forwarded after
+    /// parsing, through the gate, instead of before.
+    gate: Option<CutTextGate>,
+    guard: ClipboardGuard,
+}
+
+/// Target → viewer: forward first, then decode into the recording (or, with a gate, decode
+/// first and forward what the gate releases).
 async fn target_to_viewer(
     rec: Arc<Recorder>,
-    mut target: OwnedReadHalf,
-    mut viewer: OwnedWriteHalf,
-    mut stream: ServerStream,
+    mut d: Downstream,
     first: Vec<u8>,
     mut formats: tokio::sync::mpsc::UnboundedReceiver<PixelFormat>,
 ) -> Result<String> {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut pending = first;
+    let mut out = Vec::new();
     loop {
         if !pending.is_empty() {
-            viewer
-                .write_all(&pending)
-                .await
-                .context("writing to the viewer")?;
+            match &mut d.gate {
+                None => d
+                    .viewer
+                    .write_all(&pending)
+                    .await
+                    .context("writing to the viewer")?,
+                Some(gate) => gate.received(&pending),
+            }
             while let Ok(f) = formats.try_recv() {
                 // The viewer's SetPixelFormat reached the target before these bytes were sent
                 // only if the stream is between messages; psmgate forwards it only then.
-                stream.set_pixel_format(f)?;
+                d.stream.set_pixel_format(f)?;
             }
-            stream.feed(&pending);
+            d.stream.feed(&pending);
             loop {
-                let ev = rec.screen(|fb| Ok(stream.next_event(fb)));
-                let ev = match ev {
-                    Ok(Ok(Some(p))) => p.event,
+                let ev = rec.screen(|fb| Ok(d.stream.next_event(fb)));
+                let parsed = match ev {
+                    Ok(Ok(Some(p))) => p,
                     Ok(Ok(None)) => break,
                     Ok(Err(e)) => bail!("target sent data psmgate cannot decode: {e}"),
                     Err(e) => bail!("recording refused the screen update: {e}"),
                 };
-                match ev {
+                if let Some(gate) = &mut d.gate {
+                    gate.parsed(parsed.len, d.stream.at_message_boundary(), &mut out);
+                }
+                match parsed.event {
                     ServerEvent::Resize { width, height } => {
                         rec.resize(u32::from(width), u32::from(height))?;
                     }
@@ -447,13 +520,26 @@ async fn target_to_viewer(
                         rec.event(EventKind::Title { title: name })?;
                     }
                     ServerEvent::CutText(t) => {
-                        rec.event(clipboard_event(ClipboardDirection::ToClient, &t))?;
+                        for e in d.guard.transfer(ClipboardDirection::ToClient, &t).events {
+                            rec.event(e)?;
+                        }
                     }
                     _ => {}
                 }
             }
+            if let Some(gate) = &mut d.gate {
+                gate.release(&mut out);
+                if !out.is_empty() {
+                    d.viewer
+                        .write_all(&out)
+                        .await
+                        .context("writing to the viewer")?;
+                    out.clear();
+                }
+            }
         }
-        let n = target
+        let n = d
+            .target
             .read(&mut buf)
             .await
             .context("reading from the target")?;
@@ -469,6 +555,7 @@ async fn viewer_to_target(
     rec: Arc<Recorder>,
     mut viewer: OwnedReadHalf,
     mut target: OwnedWriteHalf,
+    guard: ClipboardGuard,
     first: Vec<u8>,
     formats: tokio::sync::mpsc::UnboundedSender<PixelFormat>,
 ) -> Result<String> {
@@ -492,7 +579,7 @@ async fn viewer_to_target(
                 used += p.len;
                 match &p.event {
                     ClientEvent::SetEncodings(list) => {
-                        let kept = encoding::filter_encodings(list);
+                        let kept = guard.filter_encodings(list);
                         out.extend_from_slice(&ClientEvent::SetEncodings(kept).to_bytes());
                         continue;
                     }
@@ -547,13 +634,27 @@ async fn viewer_to_target(
                         rec.input(Input::Pointer { x, y })?;
                     }
                     ClientEvent::CutText(t) => {
-                        rec.event(clipboard_event(ClipboardDirection::ToTarget, t))?;
+                        let transfer = guard.transfer(ClipboardDirection::ToTarget, t);
+                        for e in transfer.events {
+                            rec.event(e)?;
+                        }
+                        if !transfer.allowed {
+                            continue;
+                        }
                     }
                     _ => {}
                 }
                 out.extend_from_slice(bytes);
             }
             raw.drain(..used);
+            // A message is forwarded once complete, so an incomplete one is held here: bound it
+            // (a viewer announcing a huge clipboard must not grow the gateway's memory).
+            if raw.len() > MAX_VIEWER_MESSAGE {
+                bail!(
+                    "viewer sent a message over {} MiB (clipboard too large); session ended",
+                    MAX_VIEWER_MESSAGE >> 20
+                );
+            }
             if !out.is_empty() {
                 target
                     .write_all(&out)
@@ -569,18 +670,5 @@ async fn viewer_to_target(
             return Ok("viewer closed the connection".into());
         }
         data = buf[..n].to_vec();
-    }
-}
-
-/// A clipboard transfer for the transcript: its length and, when psmgate saw all of it, its
-/// SHA-256 (the content itself is not recorded).
-fn clipboard_event(direction: ClipboardDirection, t: &crate::vnc::CutText) -> EventKind {
-    use sha2::Digest as _;
-    EventKind::Clipboard {
-        direction,
-        len: u64::from(t.total_len),
-        sha256: (!t.truncated()).then(|| hex::encode(sha2::Sha256::digest(&t.text))),
-        text: None,
-        allowed: true,
     }
 }

@@ -181,6 +181,17 @@ impl Config {
             .map(|t| t.retention_days.unwrap_or(self.retention.days))
     }
 
+    /// The clipboard policy of `target`, with its log level as applied
+    /// ([`ClipboardPolicy::effective_log`] under the target's keystroke mode).
+    pub fn effective_clipboard(&self, target: &str) -> Option<ClipboardPolicy> {
+        let t = self.target(target)?;
+        let keystrokes = t.keystrokes.unwrap_or(self.recording.keystrokes);
+        Some(ClipboardPolicy {
+            log: t.clipboard.effective_log(keystrokes),
+            ..t.clipboard
+        })
+    }
+
     /// Screen masks of `target`.
     pub fn masks(&self, target: &str) -> Option<&[MaskRegion]> {
         self.target(target).map(|t| t.masks.as_slice())

@@ -19,9 +19,9 @@ pub use config::Config;
 pub use error::{ConfigError, Diagnostic};
 pub use mask::{Dim, MaskRegion};
 pub use model::{
-    Encoder, GatewayConfig, IndexBackend, KeystrokeMode, Protocol, RecordingConfig,
-    RetentionConfig, Rule, S3Config, StorageBackend, StorageConfig, Target, TargetAddress,
-    TargetSelector, User,
+    ClipboardAccess, ClipboardLog, ClipboardPolicy, Encoder, GatewayConfig, IndexBackend,
+    KeystrokeMode, Protocol, RecordingConfig, RetentionConfig, Rule, S3Config, StorageBackend,
+    StorageConfig, Target, TargetAddress, TargetSelector, User,
 };
 pub use secret::{Secret, SecretError, SecretRef};
 pub use units::{ByteSize, Duration};

@@ -93,7 +93,20 @@ struct RawTarget {
     record: Option<bool>,
     #[serde(default)]
     masks: Vec<RawMask>,
+    clipboard: Option<ClipboardPolicy>,
+    /// Recognised only to be refused with an explanation (see [`ANONYMOUS_REFUSED`]).
+    allow_none: Option<Value>,
+    /// Recognised only to be refused with an explanation (see [`ANONYMOUS_REFUSED`]).
+    anonymous_user: Option<Value>,
 }
+
+/// Why `allow_none` / `anonymous_user` are refused. An unauthenticated viewer (RFB security
+/// type None) presents no token, so the gateway learns neither who is connecting nor which
+/// target is wanted; every such session would be attributed to one shared name, which defeats
+/// the purpose of recording privileged sessions. A kiosk gets a named user and a long-lived
+/// token instead.
+pub(crate) const ANONYMOUS_REFUSED: &str = "anonymous access is not supported: every session must be attributable to a named user; \
+     add a user for the kiosk and give it a token (psmgate access grant --user <name> --target <target>)";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -370,7 +383,7 @@ impl Ctx<'_> {
     fn target(&mut self, path: &str, t: RawTarget) -> Target {
         let address = self.address(&key_path(path, "address"), t.protocol, &t.address);
         let masks_path = key_path(path, "masks");
-        Target {
+        let target = Target {
             protocol: t.protocol,
             address,
             username: t.username,
@@ -394,7 +407,17 @@ impl Ctx<'_> {
                 .enumerate()
                 .filter_map(|(i, m)| self.mask(&index_path(&masks_path, i), m))
                 .collect(),
+            clipboard: t.clipboard.unwrap_or_default(),
+        };
+        for (key, present) in [
+            ("allow_none", t.allow_none.is_some()),
+            ("anonymous_user", t.anonymous_user.is_some()),
+        ] {
+            if present {
+                self.issues.push(key_path(path, key), ANONYMOUS_REFUSED);
+            }
         }
+        target
     }
 
     fn address(&mut self, path: &str, protocol: Protocol, text: &str) -> TargetAddress {

@@ -138,6 +138,59 @@ pub enum KeystrokeMode {
     Off,
 }
 
+/// Whether clipboard text may cross the gateway in one direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClipboardAccess {
+    /// The transfer is forwarded.
+    #[default]
+    Allow,
+    /// The transfer is dropped at the gateway and a `policy` event records the block.
+    Deny,
+}
+
+/// What the transcript keeps of each clipboard transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClipboardLog {
+    /// The length only.
+    Length,
+    /// The length and the SHA-256 of the text.
+    #[default]
+    Digest,
+    /// The length, the SHA-256 and the text itself (see [`ClipboardPolicy::effective_log`]).
+    Content,
+}
+
+/// `clipboard = { to_target, to_client, log }` of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClipboardPolicy {
+    /// Text from the admin's machine to the target.
+    pub to_target: ClipboardAccess,
+    /// Text from the target to the admin's machine.
+    pub to_client: ClipboardAccess,
+    /// What the transcript keeps of each transfer, allowed or denied.
+    pub log: ClipboardLog,
+}
+
+impl ClipboardPolicy {
+    /// The log level actually applied for a session whose keystroke mode is `keystrokes`.
+    ///
+    /// `content` falls back to `digest` unless keystrokes are `record`: a target whose keys are
+    /// masked or not recorded is one where typed text is considered secret, and clipboard text
+    /// is how such secrets (passwords from a password manager, keys) are usually entered, so
+    /// recording it would undo the keystroke policy.
+    pub fn effective_log(&self, keystrokes: KeystrokeMode) -> ClipboardLog {
+        match (self.log, keystrokes) {
+            (ClipboardLog::Content, KeystrokeMode::Mask | KeystrokeMode::Off) => {
+                ClipboardLog::Digest
+            }
+            (log, _) => log,
+        }
+    }
+}
+
 /// `[recording]`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordingConfig {
@@ -286,6 +339,8 @@ pub struct Target {
     pub record: bool,
     /// Screen regions blacked out in recordings.
     pub masks: Vec<MaskRegion>,
+    /// Clipboard transfers: which directions are allowed and what the transcript keeps.
+    pub clipboard: ClipboardPolicy,
 }
 
 /// Which targets a rule covers.

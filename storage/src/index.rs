@@ -254,7 +254,11 @@ fn migrate(conn: &mut Connection) -> Result<(), IndexError> {
              applied_at TEXT NOT NULL
          );",
     )?;
-    let current = current_version(conn)?;
+    // One write transaction from reading the version to the last migration, so concurrent
+    // openers of a new database never apply a migration twice (the second waits, then finds
+    // nothing to do).
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current = current_version(&tx)?;
     let known = MIGRATIONS.len() as u32;
     if current > known {
         return Err(IndexError::Corrupt(format!(
@@ -262,7 +266,6 @@ fn migrate(conn: &mut Connection) -> Result<(), IndexError> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         let now = OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -271,8 +274,8 @@ fn migrate(conn: &mut Connection) -> Result<(), IndexError> {
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             params![i as i64 + 1, now],
         )?;
-        tx.commit()?;
     }
+    tx.commit()?;
     Ok(())
 }
 

@@ -431,7 +431,11 @@ fn migrate(conn: &mut Connection) -> Result<(), TokenError> {
              applied_at INTEGER NOT NULL
          );",
     )?;
-    let current: Option<i64> = conn.query_row(
+    // One write transaction from reading the version to the last migration: two processes
+    // opening a new database at once (the gateway and `psmgate access grant`) must not both
+    // apply the same migration. The second waits (busy timeout) and then finds nothing to do.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: Option<i64> = tx.query_row(
         "SELECT MAX(version) FROM access_token_migrations",
         [],
         |r| r.get(0),
@@ -445,14 +449,13 @@ fn migrate(conn: &mut Connection) -> Result<(), TokenError> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO access_token_migrations (version, applied_at) VALUES (?1, ?2)",
             params![i as i64 + 1, OffsetDateTime::now_utc().unix_timestamp()],
         )?;
-        tx.commit()?;
     }
+    tx.commit()?;
     Ok(())
 }
 

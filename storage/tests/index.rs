@@ -156,3 +156,30 @@ fn out_of_range_values_are_errors() {
     r.bytes = u64::MAX;
     assert!(idx.upsert(&r).is_err());
 }
+
+/// Processes opening a new database at the same moment (the gateway starting while an operator
+/// runs a command) must all succeed: the schema is created exactly once.
+#[test]
+fn concurrent_first_opens_create_the_schema_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.sqlite3");
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                if i % 2 == 0 {
+                    psmgate_storage::index::SqliteIndex::open(&path)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                } else {
+                    psmgate_storage::tokens::TokenStore::open(&path)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+}

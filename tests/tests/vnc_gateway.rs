@@ -2,155 +2,20 @@
 //! What reached the target, what the transcript says, what the stored video shows (decoded with
 //! ffmpeg), masking, integrity, and the failure cases.
 
-use psmgate_e2e::peers::{free_port, vncdo, DemoApp, X11Vnc, XDisplay, Xvnc};
-use psmgate_e2e::{psmgate_bin, recordings};
+mod vnc_support;
+
+use psmgate::vnc::ServerEvent;
+use psmgate_e2e::peers::{vncdo, DemoApp, X11Vnc, XDisplay, Xvnc};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use vnc_support::{events_of, manifest, transcript, walk, xdotool, Gateway, Options, RawViewer};
 
 const W: u32 = 1024;
 const H: u32 = 768;
 /// The policy's mask for the target: the top-right corner, where the white xterm background is
 /// the planted bright content.
 const MASK: (u32, u32, u32, u32) = (768, 0, 256, 154);
-
-/// A running `psmgate serve` with its own data folder, config and ports; killed on drop.
-struct Gateway {
-    child: Child,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    vnc_port: u16,
-}
-
-impl Gateway {
-    fn start(target_port: u16, target_password: Option<&str>) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let (admin_port, vnc_port) = (free_port().unwrap(), free_port().unwrap());
-        let password = match target_password {
-            Some(pw) => {
-                std::fs::write(dir.path().join("target.pass"), pw).unwrap();
-                "password = { file = \"target.pass\" }\n".to_string()
-            }
-            None => String::new(),
-        };
-        let config = dir.path().join("psmgate.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[gateway]\ndata_dir = \"data\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
-                 vnc_listen = \"127.0.0.1:{vnc_port}\"\n\n[users.alice]\nroles = [\"admin\"]\n\n\
-                 [targets.lab-vnc]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{target_port}\"\n{password}\
-                 masks = [{{ id = \"top-right\", x = \"75%\", y = 0, width = \"25%\", height = \"20%\" }}]\n\n\
-                 [targets.down-vnc]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{}\"\n\n\
-                 [[rules]]\nid = \"alice-lab\"\nusers = [\"alice\"]\ntargets = \"*\"\n",
-                free_port().unwrap()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(psmgate_bin())
-            .arg("--config")
-            .arg(&config)
-            .args(["serve", "--no-tls"])
-            .env("PSMGATE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("serve.log")).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", vnc_port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "gateway did not listen: {}",
-                log(dir.path())
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Gateway {
-            child,
-            dir,
-            config,
-            vnc_port,
-        }
-    }
-
-    fn psmgate(&self, args: &[&str]) -> std::process::Output {
-        Command::new(psmgate_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn grant(&self, target: &str, extra: &[&str]) -> String {
-        let mut args = vec!["access", "grant", "--user", "alice", "--target", target];
-        args.extend_from_slice(extra);
-        let o = self.psmgate(&args);
-        assert!(
-            o.status.success(),
-            "grant failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap().trim().to_string()
-    }
-
-    fn server(&self) -> String {
-        format!("127.0.0.1::{}", self.vnc_port)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// Waits until `n` recordings are sealed.
-    fn sealed(&self, n: usize) -> Vec<PathBuf> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let recs = recordings(&self.data());
-            if recs
-                .iter()
-                .filter(|r| r.join("manifest.json").exists())
-                .count()
-                >= n
-            {
-                return recs;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "recordings not sealed: {}",
-                log(self.dir.path())
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
-}
-
-fn manifest(rec: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(rec.join("manifest.json")).unwrap()).unwrap()
-}
-
-fn transcript(rec: &Path) -> String {
-    let m = manifest(rec);
-    m["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| std::fs::read_to_string(rec.join(f.as_str().unwrap())).unwrap())
-        .collect()
-}
 
 /// Every decoded frame of the recording as RGB24.
 fn decoded_frames(rec: &Path, tmp: &Path) -> Vec<Vec<u8>> {
@@ -251,7 +116,7 @@ fn record_a_session(target_port: u16, password: Option<&str>, app: &DemoApp) {
         o.status.success(),
         "vncdo failed: {}\n{}",
         String::from_utf8_lossy(&o.stderr),
-        log(gw.dir.path())
+        gw.log()
     );
     // 1. The target received the text.
     app.wait_for_typed(sentence, Duration::from_secs(5))
@@ -306,7 +171,7 @@ fn record_a_session(target_port: u16, password: Option<&str>, app: &DemoApp) {
     let o = gw.psmgate(&["verify", id]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     // 5. Neither the token nor the target password appear in any artifact or log.
-    let mut all = log(gw.dir.path());
+    let mut all = gw.log();
     for f in walk(&rec) {
         all.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap()));
     }
@@ -314,19 +179,6 @@ fn record_a_session(target_port: u16, password: Option<&str>, app: &DemoApp) {
     if let Some(pw) = password {
         assert!(!all.contains(pw), "target password leaked");
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]
@@ -398,4 +250,322 @@ fn bad_tokens_and_dead_targets_fail_cleanly() {
         reasons.iter().any(|r| r.contains("unreachable")),
         "{reasons:?}"
     );
+}
+
+/// Clipboard events the gateway has written so far for the recording in `rec` (while it is
+/// still running: transcript batches are flushed about every second).
+fn written_clipboard_events(rec: &Path) -> Vec<serde_json::Value> {
+    let Ok(dir) = std::fs::read_dir(rec.join("events")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = dir.flatten().map(|e| e.path()).collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|e| e["type"] == "clipboard")
+        .collect()
+}
+
+/// Hex SHA-256 of `text`, computed by coreutils' `sha256sum` (independent of psmgate).
+fn sha256_hex(text: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// Types `text` and Enter into the target through the raw viewer (through the gateway).
+fn type_through(v: &mut RawViewer, text: &str) {
+    for c in text.chars() {
+        v.tap(u32::from(c)).unwrap();
+    }
+    v.tap(0xff0d).unwrap();
+}
+
+/// Sends a ClientCutText through a gateway with `policy`, then proves on the target whether it
+/// arrived: keys typed after it on the same connection are processed by x11vnc after it, so
+/// once they reached the app, a middle-click paste shows what the target's selection holds.
+fn paste_through(
+    target_port: u16,
+    display: &XDisplay,
+    app: &DemoApp,
+    policy: &str,
+    clip: &str,
+) -> (Gateway, PathBuf) {
+    let gw = Gateway::start_with(
+        target_port,
+        Options {
+            lab_extra: policy,
+            ..Options::default()
+        },
+    );
+    let token = gw.grant("lab-vnc", &["--ttl", "10m"]);
+    let mut v = RawViewer::connect(gw.vnc_port, &token).unwrap();
+    v.cut_text(clip.as_bytes()).unwrap();
+    let marker = format!("after{}", &sha256_hex(clip)[..8]);
+    type_through(&mut v, &marker);
+    app.wait_for_typed(&marker, Duration::from_secs(5)).unwrap();
+    // Paste the target's selection, then a second marker typed on the target itself.
+    let name = display.name();
+    xdotool(&name, &["mousemove", "400", "400", "click", "2"]);
+    xdotool(
+        &name,
+        &["type", "--delay", "20", &format!("pasted{marker}\n")],
+    );
+    app.wait_for_typed(&format!("pasted{marker}"), Duration::from_secs(5))
+        .unwrap();
+    v.close();
+    let rec = gw.sealed(1).remove(0);
+    (gw, rec)
+}
+
+#[test]
+fn clipboard_to_the_target_is_allowed_or_denied_by_policy() {
+    let display = XDisplay::start(W, H).unwrap();
+    let app = DemoApp::start(&display).unwrap();
+    let target = X11Vnc::start(&display, None).unwrap();
+
+    // Allowed, with content logging (keystrokes are recorded on this target).
+    let clip = "allowedclip4711";
+    let (_gw, rec) = paste_through(
+        target.port(),
+        &display,
+        &app,
+        "clipboard = { to_target = \"allow\", log = \"content\" }",
+        clip,
+    );
+    assert!(app.typed().contains(clip), "{}", app.typed());
+    let ev = events_of(&rec, "clipboard");
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["direction"], "to_target");
+    assert_eq!(ev[0]["allowed"], true);
+    assert_eq!(ev[0]["len"], clip.len());
+    assert_eq!(ev[0]["sha256"], sha256_hex(clip));
+    assert_eq!(ev[0]["text"], clip);
+    assert!(events_of(&rec, "policy").is_empty());
+
+    // Denied; content logging falls back to the digest because keystrokes are masked.
+    let clip = "deniedclip0815";
+    let (_gw, rec) = paste_through(
+        target.port(),
+        &display,
+        &app,
+        "keystrokes = \"mask\"\nclipboard = { to_target = \"deny\", log = \"content\" }",
+        clip,
+    );
+    assert!(!app.typed().contains(clip), "{}", app.typed());
+    let ev = events_of(&rec, "clipboard");
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["allowed"], false);
+    assert_eq!(ev[0]["sha256"], sha256_hex(clip));
+    assert!(ev[0].get("text").is_none(), "{ev:?}");
+    let policy = events_of(&rec, "policy");
+    assert_eq!(policy.len(), 1, "{policy:?}");
+    assert_eq!(policy[0]["rule"], "clipboard.to_target");
+    assert_eq!(policy[0]["action"], "blocked");
+    let mut all = String::new();
+    for f in walk(&rec) {
+        all.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap()));
+    }
+    assert!(
+        !all.contains(clip),
+        "denied, masked clipboard text was stored"
+    );
+}
+
+/// Types `word` and Enter on the target, then selects the word by dragging over it (no
+/// double-click timing involved), so that x11vnc announces the new PRIMARY selection as a
+/// ServerCutText.
+fn select_on_target(display: &XDisplay, app: &DemoApp, word: &str, line: u32) {
+    let name = display.name();
+    xdotool(&name, &["type", "--delay", "20", &format!("{word}\n")]);
+    app.wait_for_typed(word, Duration::from_secs(5)).unwrap();
+    // Let xterm draw the echoed line before selecting it.
+    std::thread::sleep(Duration::from_millis(300));
+    reselect(display, word, line);
+}
+
+/// Drags over `word` at the start of `line` of the target's xterm (6×13 font, 2-pixel border).
+fn reselect(display: &XDisplay, word: &str, line: u32) {
+    let y = (2 + 13 * line + 6).to_string();
+    let end = (2 + 6 * word.len() as u32 + 2).to_string();
+    xdotool(
+        &display.name(),
+        &[
+            "mousemove",
+            "1",
+            &y,
+            "mousedown",
+            "1",
+            "mousemove",
+            "40",
+            &y,
+            "mousemove",
+            &end,
+            &y,
+            "mouseup",
+            "1",
+        ],
+    );
+}
+
+/// Asks for the whole screen and waits for it: x11vnc announces selection changes to clients
+/// it serves, and a selection made while the client is still being set up is not announced.
+fn first_update(v: &mut RawViewer) {
+    v.request_update(false).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no screen update reached the viewer"
+        );
+        if let Some(ServerEvent::UpdateDone { .. }) =
+            v.next_event(Duration::from_millis(200)).unwrap()
+        {
+            v.request_update(true).unwrap();
+            return;
+        }
+    }
+}
+
+/// A fresh target for one clipboard-from-target case: x11vnc announces the PRIMARY selection
+/// when its owner changes, so each case needs an xterm that has not owned it yet.
+fn selection_target() -> (XDisplay, DemoApp, X11Vnc) {
+    let display = XDisplay::start(W, H).unwrap();
+    let app = DemoApp::start(&display).unwrap();
+    let target = X11Vnc::start(&display, None).unwrap();
+    (display, app, target)
+}
+
+#[test]
+fn clipboard_from_the_target_is_allowed_by_policy() {
+    let (display, app, target) = selection_target();
+    let gw = Gateway::start(target.port(), None);
+    let token = gw.grant("lab-vnc", &["--ttl", "10m"]);
+    let mut v = RawViewer::connect(gw.vnc_port, &token).unwrap();
+    let rec = gw.recording_started();
+    first_update(&mut v);
+    let word = "clipword9931";
+    select_on_target(&display, &app, word, 0);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut retry = Instant::now() + Duration::from_secs(2);
+    let got = loop {
+        if Instant::now() > retry {
+            // A drag the X server saw as a click selects nothing; drag again.
+            reselect(&display, word, 0);
+            retry = Instant::now() + Duration::from_secs(2);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ServerCutText reached the viewer; the gateway saw {:?}",
+            written_clipboard_events(&rec)
+        );
+        match v.next_event(Duration::from_millis(200)).unwrap() {
+            Some(ServerEvent::CutText(t)) if t.text == word.as_bytes() => break t,
+            Some(ServerEvent::UpdateDone { .. }) => v.request_update(true).unwrap(),
+            _ => {}
+        }
+    };
+    assert!(!got.extended);
+    v.close();
+    let rec = gw.sealed(1).remove(0);
+    let ev = events_of(&rec, "clipboard");
+    assert!(
+        ev.iter().any(|e| e["direction"] == "to_client"
+            && e["allowed"] == true
+            && e["sha256"] == sha256_hex(word)),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn clipboard_from_the_target_is_denied_by_policy() {
+    let (display, app, target) = selection_target();
+    // The gateway sees and records it, the viewer never gets it, updates still flow.
+    let gw = Gateway::start_with(
+        target.port(),
+        Options {
+            lab_extra: "clipboard = { to_client = \"deny\", log = \"length\" }",
+            ..Options::default()
+        },
+    );
+    let token = gw.grant("lab-vnc", &["--ttl", "10m"]);
+    let mut v = RawViewer::connect(gw.vnc_port, &token).unwrap();
+    let rec = gw.recording_started();
+    first_update(&mut v);
+    let word = "denyword5521";
+    select_on_target(&display, &app, word, 0);
+    let (mut updates, mut texts) = (0, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut seen_at = None;
+    let mut retry = Instant::now() + Duration::from_secs(2);
+    loop {
+        if seen_at.is_none() && Instant::now() > retry {
+            reselect(&display, word, 0);
+            retry = Instant::now() + Duration::from_secs(2);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not record the target's clipboard: {}",
+            gw.log()
+        );
+        match v.next_event(Duration::from_millis(100)).unwrap() {
+            Some(ServerEvent::CutText(t)) => texts.push(t),
+            Some(ServerEvent::UpdateDone { .. }) => {
+                updates += 1;
+                v.request_update(true).unwrap();
+            }
+            _ => {}
+        }
+        if seen_at.is_none()
+            && written_clipboard_events(&rec)
+                .iter()
+                .any(|e| e["direction"] == "to_client" && e["len"] == word.len())
+        {
+            seen_at = Some(Instant::now());
+        }
+        // Keep reading a while after the gateway logged it: a forwarded message would be here.
+        if seen_at.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
+            break;
+        }
+    }
+    assert!(
+        texts.is_empty(),
+        "denied clipboard reached the viewer: {texts:?}"
+    );
+    assert!(updates >= 1, "screen updates must still reach the viewer");
+    v.close();
+    let rec = gw.sealed(1).remove(0);
+    let ev: Vec<_> = events_of(&rec, "clipboard")
+        .into_iter()
+        .filter(|e| e["len"] == word.len())
+        .collect();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["allowed"], false);
+    assert!(ev[0].get("sha256").is_none() && ev[0].get("text").is_none());
+    let policy = events_of(&rec, "policy");
+    assert!(
+        policy
+            .iter()
+            .any(|p| p["rule"] == "clipboard.to_client" && p["action"] == "blocked"),
+        "{policy:?}"
+    );
+    gw.assert_verifies(&rec);
 }
