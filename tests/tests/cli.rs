@@ -106,6 +106,10 @@ fn demo_records_and_every_command_reads_it() {
 
     let o = psmgate(&data, &["recordings", "list"]);
     assert!(o.status.success() && text(&o).contains(&id), "{}", text(&o));
+    // The recorder verified what it sealed: the index shows it from the start.
+    let o = psmgate(&data, &["recordings", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["integrity"], "ok", "{rows}");
     let o = psmgate(&data, &["recordings", "show", &id]);
     assert!(
         o.status.success() && text(&o).contains("\"session_id\""),

@@ -9,7 +9,7 @@ use psmgate_codecs::transcript::{Event, EventKind, Input, Transcriber};
 use psmgate_codecs::video::{VideoError, VideoTrack};
 use psmgate_codecs::Rect;
 use psmgate_storage::backend::Backend;
-use psmgate_storage::index::{Index, SessionRow};
+use psmgate_storage::index::{Index, Integrity, IntegrityStatus, SessionRow};
 use psmgate_storage::keys::GatewayKey;
 use psmgate_storage::manifest::{Manifest, RecordingState};
 use psmgate_storage::writer::RecordingWriter;
@@ -130,6 +130,12 @@ impl Recorder {
         manifest.mask_rule_ids = settings.mask_ids();
         manifest.encoder = settings.video.encoder.as_str().to_string();
         manifest.gateway = format!("psmgate {}", env!("CARGO_PKG_VERSION"));
+        let after_seal = AfterSeal {
+            backend: backend.clone(),
+            key: key.clone(),
+            index: index.clone(),
+            dir: String::new(),
+        };
         let writer = RecordingWriter::create(backend, key, manifest)?;
         let dir = writer.dir().to_string();
         index
@@ -162,13 +168,16 @@ impl Recorder {
         });
         let sink = StorageSink::new(writer);
         let worker_shared = shared.clone();
-        let worker_dir = dir.clone();
+        let after_seal = AfterSeal {
+            dir: dir.clone(),
+            ..after_seal
+        };
         let span = tracing::info_span!("recorder", session = %session_id);
         let worker = std::thread::Builder::new()
             .name(format!("rec-{}", &session_id[..8]))
             .spawn(move || {
                 let _g = span.enter();
-                run(worker_shared, sink, settings, index, worker_dir)
+                run(worker_shared, sink, settings, after_seal)
             })
             .map_err(|e| RecorderError::Worker(e.to_string()))?;
         Ok(Recorder {
@@ -333,12 +342,52 @@ struct Worker {
     pending_since: Option<u64>,
 }
 
+/// What the worker needs once the recording is sealed: index it and verify it, so the index
+/// shows the recording's integrity from the start.
+struct AfterSeal {
+    backend: Arc<dyn Backend>,
+    key: Arc<GatewayKey>,
+    index: Arc<dyn Index>,
+    dir: String,
+}
+
+impl AfterSeal {
+    fn record(&self, manifest: &Manifest) {
+        let bytes = manifest.segment_bytes();
+        let row = SessionRow::from_manifest(manifest, &self.dir, bytes, OffsetDateTime::now_utc());
+        if let Err(e) = self.index.upsert(&row) {
+            tracing::error!(error = %e, "index update failed after seal");
+            return;
+        }
+        let report = psmgate_storage::verify::verify(
+            self.backend.as_ref(),
+            &self.dir,
+            Some(self.key.verifying_key()),
+            &mut |_, _| {},
+        );
+        let integrity = Integrity {
+            status: if report.ok {
+                IntegrityStatus::Ok
+            } else {
+                IntegrityStatus::Failed
+            },
+            message: report.problems.first().map(|p| p.message.clone()),
+            verified_at: Some(OffsetDateTime::now_utc()),
+        };
+        if !report.ok {
+            tracing::error!(problem = ?integrity.message, "a freshly sealed recording does not verify");
+        }
+        if let Err(e) = self.index.set_integrity(&manifest.session_id, &integrity) {
+            tracing::error!(error = %e, "could not store the integrity result");
+        }
+    }
+}
+
 fn run(
     shared: Arc<Shared>,
     mut sink: StorageSink,
     settings: RecordingSettings,
-    index: Arc<dyn Index>,
-    dir: String,
+    after_seal: AfterSeal,
 ) -> Result<Manifest, RecorderError> {
     let mut w = Worker {
         shared: shared.clone(),
@@ -369,15 +418,7 @@ fn run(
     let sealed = sink.seal(state, &reason);
     match sealed {
         Ok(manifest) => {
-            let bytes = manifest.segment_bytes();
-            if let Err(e) = index.upsert(&SessionRow::from_manifest(
-                &manifest,
-                &dir,
-                bytes,
-                OffsetDateTime::now_utc(),
-            )) {
-                tracing::error!(error = %e, "index update failed after seal");
-            }
+            after_seal.record(&manifest);
             tracing::info!(state = %manifest.state, reason = %reason, "recording sealed");
             outcome.map(|_| manifest)
         }
