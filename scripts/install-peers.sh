@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real VNC peers that the end-to-end tests drive (Debian 12; root, or a user with sudo):
 #   - X servers and VNC servers: Xvfb, x11vnc, TigerVNC's Xvnc (+ vncpasswd),
+#   - TigerVNC's GUI viewer (vncviewer), driven with xdotool for the TLS (VeNCrypt) tests,
 #   - the demo application and X tools: xterm, xdotool, xdpyinfo, base fonts,
 #   - a Python virtual environment with vncdotool (the scripted VNC viewer) and Pillow.
 #
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VNCDOTOOL_VERSION=1.4.2
-apt_pkgs=(xvfb x11vnc tigervnc-standalone-server tigervnc-tools xterm xdotool x11-utils xfonts-base
+apt_pkgs=(xvfb x11vnc tigervnc-standalone-server tigervnc-tools tigervnc-viewer xterm xdotool x11-utils xfonts-base
   python3 python3-venv)
 venv=${PSMGATE_PEERS_VENV:-$PWD/target/peers-venv}
 

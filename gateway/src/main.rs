@@ -451,6 +451,15 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
             .count();
         if vnc_targets > 0 {
             // Everything a session needs is open before the port is.
+            // VeNCrypt presents the gateway certificate (the admin listener's, generated on
+            // first start).
+            let vnc_tls = if config.gateway.vnc_tls == psmgate_policy::VncTls::Off {
+                None
+            } else {
+                let (tls, fp) = psmgate::tls::load_or_generate(&store.data_dir.join("tls"))?;
+                tracing::info!(sha256 = %fp, mode = ?config.gateway.vnc_tls, "VNC viewers get TLS with the gateway certificate");
+                Some(psmgate::vnc_gateway::viewer_tls(&tls))
+            };
             let gw = std::sync::Arc::new(psmgate::vnc_gateway::VncGateway {
                 config: std::sync::Arc::new(config.clone()),
                 store: store.clone(),
@@ -458,6 +467,7 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
                     std::sync::Arc::new(store.tokens()?),
                     psmgate::access::FailureLimiter::default(),
                 ),
+                tls: vnc_tls,
             });
             let vnc_addr = config.gateway.vnc_listen;
             let vnc = tokio::net::TcpListener::bind(vnc_addr)

@@ -4,7 +4,10 @@
 //! 1. psmgate is the RFB server to the viewer ([`crate::vnc_handshake::server`]): VNC
 //!    Authentication where the password is an access token (`psmgate access grant`); the token
 //!    names the user and the target. A wrong, expired or used token fails inside RFB with the
-//!    generic reason, is audited with the precise one, and no target connection is made.
+//!    generic reason, is audited with the precise one, and no target connection is made. As
+//!    `gateway.vnc_tls` says, VeNCrypt (X509Vnc) is offered first or required: the viewer then
+//!    gets TLS with the gateway's certificate ([`crate::vnc_handshake::vencrypt`]) and the token
+//!    check and the whole session run inside it.
 //! 2. Policy is checked, then the recording is opened — before anything connects onward.
 //! 3. psmgate connects to the target as an RFB client ([`crate::vnc_handshake::client`]) with the
 //!    vaulted password (never logged), and sends the viewer the target's ServerInit under a
@@ -36,12 +39,12 @@ use crate::vnc_handshake::{SecurityType, ServerInit};
 use anyhow::{anyhow, bail, Context, Result};
 use clipboard::{ClipboardGuard, CutTextGate};
 use psmgate_codecs::transcript::{keysym, ClipboardDirection, EventKind, Input};
-use psmgate_policy::{Config, Protocol, TargetAddress};
+use psmgate_policy::{Config, Protocol, TargetAddress, VncTls};
 use psmgate_storage::manifest::RecordingState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -63,6 +66,69 @@ pub struct VncGateway {
     pub store: Store,
     /// Access-token checks.
     pub auth: TokenAuthenticator,
+    /// TLS towards viewers (the gateway's certificate); needed unless `gateway.vnc_tls` is
+    /// `off`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl VncGateway {
+    /// The security types offered to viewers, as `gateway.vnc_tls` says.
+    fn offered(&self) -> Result<Vec<SecurityType>> {
+        let vencrypt = SecurityType::Other(SecurityType::VENCRYPT);
+        Ok(match (self.config.gateway.vnc_tls, self.tls.is_some()) {
+            (VncTls::Off, _) => vec![SecurityType::VncAuth],
+            (VncTls::Offer, true) => vec![vencrypt, SecurityType::VncAuth],
+            (VncTls::Require, true) => vec![vencrypt],
+            (_, false) => bail!("gateway.vnc_tls needs a TLS certificate, and none is loaded"),
+        })
+    }
+}
+
+/// The TLS acceptor for viewers, from the gateway's TLS configuration.
+///
+/// TLS 1.3 half-RTT data is allowed: psmgate sends the VNC Authentication challenge right after
+/// its handshake flight. TigerVNC's viewer sends its Finished message with `MSG_MORE` and then
+/// waits for the challenge, so a server that waited for that Finished first would wait for good.
+/// The challenge is a random nonce; sending it before the client's Finished discloses nothing.
+pub fn viewer_tls(config: &rustls::ServerConfig) -> tokio_rustls::TlsAcceptor {
+    let mut config = config.clone();
+    config.send_half_rtt_data = true;
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A viewer connection the relay runs on: plain TCP, or TLS over TCP.
+pub trait ViewerIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The receiving half.
+    type Reader: AsyncRead + Unpin + Send + 'static;
+    /// The sending half.
+    type Writer: AsyncWrite + Unpin + Send + 'static;
+    /// Splits the connection for the two relay directions.
+    fn into_halves(self) -> (Self::Reader, Self::Writer);
+}
+
+impl ViewerIo for TcpStream {
+    type Reader = OwnedReadHalf;
+    type Writer = OwnedWriteHalf;
+    fn into_halves(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        self.into_split()
+    }
+}
+
+/// A viewer connection inside TLS.
+type TlsViewer = tokio_rustls::server::TlsStream<TcpStream>;
+
+impl ViewerIo for TlsViewer {
+    type Reader = tokio::io::ReadHalf<TlsViewer>;
+    type Writer = tokio::io::WriteHalf<TlsViewer>;
+    fn into_halves(self) -> (Self::Reader, Self::Writer) {
+        tokio::io::split(self)
+    }
+}
+
+/// Sends `bytes` and flushes (TLS holds records until flushed; for TCP this costs nothing).
+async fn send(w: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
 }
 
 impl std::fmt::Debug for VncGateway {
@@ -109,32 +175,85 @@ async fn read_some(r: &mut (impl AsyncReadExt + Unpin), buf: &mut [u8]) -> Resul
     Ok(r.read(buf).await?)
 }
 
-/// The viewer side of the handshake up to the authenticated grant.
+/// An authenticated viewer, on the connection it authenticated over.
+enum Accepted {
+    /// Plain RFB.
+    Plain(TcpStream),
+    /// RFB inside TLS (VeNCrypt).
+    Tls(Box<TlsViewer>),
+}
+
+/// What [`drive_viewer`] stopped for.
+enum Step {
+    /// The viewer chose VeNCrypt: run the TLS handshake next.
+    StartTls,
+    /// The token was accepted.
+    Authenticated(psmgate_storage::tokens::Grant),
+}
+
+/// The viewer side of the handshake up to the authenticated grant, through TLS when the viewer
+/// chose VeNCrypt.
 async fn authenticate_viewer(
     gw: &VncGateway,
-    tcp: &mut TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
-) -> Result<(ServerHandshake, psmgate_storage::tokens::Grant)> {
+) -> Result<(Accepted, ServerHandshake, psmgate_storage::tokens::Grant)> {
     let mut challenge = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut challenge);
     let mut hs = ServerHandshake::new(ServerOptions {
-        security_types: vec![SecurityType::VncAuth],
+        security_types: gw.offered()?,
         challenge,
     })?;
+    match drive_viewer(gw, &mut hs, &mut tcp, peer, &challenge).await? {
+        Step::Authenticated(grant) => Ok((Accepted::Plain(tcp), hs, grant)),
+        Step::StartTls => {
+            let acceptor = gw
+                .tls
+                .clone()
+                .ok_or_else(|| anyhow!("VeNCrypt chosen without a TLS certificate"))?;
+            // The challenge goes out inside TLS as soon as the server's flight is sent.
+            hs.tls_established()?;
+            let challenge_out = hs.take_output();
+            let mut tls = acceptor
+                .accept_with(tcp, |conn| {
+                    // Buffered in rustls (never fails for in-memory plaintext).
+                    let _ = std::io::Write::write_all(&mut conn.writer(), &challenge_out);
+                })
+                .await
+                .context("TLS handshake with the viewer failed")?;
+            tracing::debug!("viewer connection is TLS (VeNCrypt X509Vnc)");
+            match drive_viewer(gw, &mut hs, &mut tls, peer, &challenge).await? {
+                Step::Authenticated(grant) => Ok((Accepted::Tls(Box::new(tls)), hs, grant)),
+                Step::StartTls => bail!("viewer negotiated TLS twice"),
+            }
+        }
+    }
+}
+
+/// Runs the handshake on `conn` until TLS must start or the token was checked.
+async fn drive_viewer(
+    gw: &VncGateway,
+    hs: &mut ServerHandshake,
+    conn: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    peer: SocketAddr,
+    challenge: &[u8; 16],
+) -> Result<Step> {
     let mut buf = vec![0u8; 4096];
     loop {
         let out = hs.take_output();
         if !out.is_empty() {
-            tcp.write_all(&out).await?;
+            send(conn, &out).await?;
         }
         if let Some(ev) = hs.poll_event() {
-            let ViewerEvent::NeedsVerification { response } = ev else {
-                continue;
+            let response = match ev {
+                ViewerEvent::NeedsVerification { response } => response,
+                ViewerEvent::StartTls => return Ok(Step::StartTls),
+                ViewerEvent::ClientInit { .. } => continue,
             };
             let attempt = VncAuthAttempt {
                 client: peer.ip(),
                 target: None,
-                challenge: &challenge,
+                challenge,
                 response: &response,
             };
             match gw
@@ -144,8 +263,8 @@ async fn authenticate_viewer(
                 Ok(grant) => {
                     hs.accept()?;
                     let out = hs.take_output();
-                    tcp.write_all(&out).await?;
-                    return Ok((hs, grant));
+                    send(conn, &out).await?;
+                    return Ok(Step::Authenticated(grant));
                 }
                 Err(e) => {
                     let why = match &e {
@@ -160,16 +279,23 @@ async fn authenticate_viewer(
                     tracing::warn!(reason = %why, "VNC authentication refused");
                     hs.reject(VIEWER_FAILURE_REASON)?;
                     let out = hs.take_output();
-                    let _ = tcp.write_all(&out).await;
+                    let _ = send(conn, &out).await;
                     bail!("viewer authentication failed: {why}");
                 }
             }
         }
-        let n = read_some(tcp, &mut buf).await?;
+        let n = read_some(conn, &mut buf).await?;
         if n == 0 {
             bail!("viewer closed the connection during the handshake");
         }
-        hs.feed(&buf[..n])?;
+        if let Err(e) = hs.feed(&buf[..n]) {
+            // A refusal queued with the error (VeNCrypt, RFB 3.3) still reaches the viewer.
+            let out = hs.take_output();
+            if !out.is_empty() {
+                let _ = send(conn, &out).await;
+            }
+            return Err(e.into());
+        }
     }
 }
 
@@ -228,17 +354,30 @@ async fn connect_target(
 /// One viewer connection, start to seal.
 pub async fn session(
     gw: Arc<VncGateway>,
-    mut viewer: TcpStream,
+    viewer: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let _ = viewer.set_nodelay(true);
+    let (conn, viewer_hs, grant) =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, authenticate_viewer(&gw, viewer, peer))
+            .await
+            .map_err(|_| anyhow!("viewer did not finish the handshake in time"))??;
+    match conn {
+        Accepted::Plain(tcp) => authorised(gw, tcp, viewer_hs, grant, peer, shutdown).await,
+        Accepted::Tls(tls) => authorised(gw, *tls, viewer_hs, grant, peer, shutdown).await,
+    }
+}
+
+/// An authenticated viewer: policy, recording, target, relay, seal.
+async fn authorised<V: ViewerIo>(
+    gw: Arc<VncGateway>,
+    viewer: V,
+    mut viewer_hs: ServerHandshake,
+    grant: psmgate_storage::tokens::Grant,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let _ = viewer.set_nodelay(true);
-    let (mut viewer_hs, grant) = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        authenticate_viewer(&gw, &mut viewer, peer),
-    )
-    .await
-    .map_err(|_| anyhow!("viewer did not finish the handshake in time"))??;
     let (user, target_name) = (grant.user.clone(), grant.target.clone());
     let config = gw.config.clone();
     let Some(target) = config.target(&target_name) else {
@@ -349,10 +488,10 @@ struct Onward<'a> {
     guard: ClipboardGuard,
 }
 
-async fn run_session(
+async fn run_session<V: ViewerIo>(
     rec: &Arc<Recorder>,
     viewer_hs: &mut ServerHandshake,
-    mut viewer: TcpStream,
+    mut viewer: V,
     onward: Onward<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<String> {
@@ -393,7 +532,7 @@ async fn run_session(
     }
     viewer_hs.send_server_init(&shown)?;
     let out = viewer_hs.take_output();
-    viewer.write_all(&out).await?;
+    send(&mut viewer, &out).await?;
     let viewer_rest = viewer_hs.take_leftover();
     rec.resize(u32::from(init.width), u32::from(init.height))?;
 
@@ -403,7 +542,7 @@ async fn run_session(
             .write_all(&ClientEvent::SetPixelFormat(format).to_bytes())
             .await?;
     }
-    let (viewer_r, viewer_w) = viewer.into_split();
+    let (viewer_r, viewer_w) = viewer.into_halves();
     let server_stream = ServerStream::new(format)?;
     let (fmt_tx, fmt_rx) = tokio::sync::mpsc::unbounded_channel::<PixelFormat>();
     let down = tokio::spawn(target_to_viewer(
@@ -464,9 +603,9 @@ async fn run_session(
 }
 
 /// The target → viewer half of the relay.
-struct Downstream {
+struct Downstream<W> {
     target: OwnedReadHalf,
-    viewer: OwnedWriteHalf,
+    viewer: W,
     stream: ServerStream,
     /// Present when ServerCutText must not reach the viewer: bytes are then forwarded after
     /// parsing, through the gate, instead of before.
@@ -476,9 +615,9 @@ struct Downstream {
 
 /// Target → viewer: forward first, then decode into the recording (or, with a gate, decode
 /// first and forward what the gate releases).
-async fn target_to_viewer(
+async fn target_to_viewer<W: AsyncWrite + Unpin>(
     rec: Arc<Recorder>,
-    mut d: Downstream,
+    mut d: Downstream<W>,
     first: Vec<u8>,
     mut formats: tokio::sync::mpsc::UnboundedReceiver<PixelFormat>,
 ) -> Result<String> {
@@ -488,9 +627,7 @@ async fn target_to_viewer(
     loop {
         if !pending.is_empty() {
             match &mut d.gate {
-                None => d
-                    .viewer
-                    .write_all(&pending)
+                None => send(&mut d.viewer, &pending)
                     .await
                     .context("writing to the viewer")?,
                 Some(gate) => gate.received(&pending),
@@ -530,8 +667,7 @@ async fn target_to_viewer(
             if let Some(gate) = &mut d.gate {
                 gate.release(&mut out);
                 if !out.is_empty() {
-                    d.viewer
-                        .write_all(&out)
+                    send(&mut d.viewer, &out)
                         .await
                         .context("writing to the viewer")?;
                     out.clear();
@@ -551,9 +687,9 @@ async fn target_to_viewer(
 }
 
 /// Viewer → target: parse every message, record input, rewrite what must be rewritten.
-async fn viewer_to_target(
+async fn viewer_to_target<R: AsyncRead + Unpin>(
     rec: Arc<Recorder>,
-    mut viewer: OwnedReadHalf,
+    mut viewer: R,
     mut target: OwnedWriteHalf,
     guard: ClipboardGuard,
     first: Vec<u8>,

@@ -21,7 +21,7 @@ pub use mask::{Dim, MaskRegion};
 pub use model::{
     ClipboardAccess, ClipboardLog, ClipboardPolicy, Encoder, GatewayConfig, IndexBackend,
     KeystrokeMode, Protocol, RecordingConfig, RetentionConfig, Rule, S3Config, StorageBackend,
-    StorageConfig, Target, TargetAddress, TargetSelector, User,
+    StorageConfig, Target, TargetAddress, TargetSelector, User, VncTls,
 };
 pub use secret::{Secret, SecretError, SecretRef};
 pub use units::{ByteSize, Duration};

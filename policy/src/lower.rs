@@ -41,6 +41,7 @@ struct RawGateway {
     admin_listen: Option<Value>,
     admin_tls: Option<bool>,
     vnc_listen: Option<Value>,
+    vnc_tls: Option<VncTls>,
     rdp_listen: Option<Value>,
     web_listen: Option<Value>,
 }
@@ -191,6 +192,7 @@ impl Ctx<'_> {
             admin_listen: self.listen("gateway.admin_listen", g.admin_listen, d.admin_listen),
             admin_tls: g.admin_tls.unwrap_or(d.admin_tls),
             vnc_listen: self.listen("gateway.vnc_listen", g.vnc_listen, d.vnc_listen),
+            vnc_tls: g.vnc_tls.unwrap_or(d.vnc_tls),
             rdp_listen: self.listen("gateway.rdp_listen", g.rdp_listen, d.rdp_listen),
             web_listen: self.listen("gateway.web_listen", g.web_listen, d.web_listen),
         }

@@ -25,6 +25,8 @@ pub struct GatewayConfig {
     pub admin_tls: bool,
     /// VNC proxy listener.
     pub vnc_listen: SocketAddr,
+    /// Whether VNC viewers are offered, or required to use, TLS (VeNCrypt X509Vnc).
+    pub vnc_tls: VncTls,
     /// RDP proxy listener.
     pub rdp_listen: SocketAddr,
     /// Web console proxy listener.
@@ -38,10 +40,25 @@ impl Default for GatewayConfig {
             admin_listen: addr("127.0.0.1:8443"),
             admin_tls: true,
             vnc_listen: addr("127.0.0.1:5900"),
+            vnc_tls: VncTls::Offer,
             rdp_listen: addr("127.0.0.1:3389"),
             web_listen: addr("127.0.0.1:8080"),
         }
     }
+}
+
+/// `gateway.vnc_tls`: TLS towards VNC viewers (RFB security type VeNCrypt, subtype X509Vnc: the
+/// gateway's certificate, then VNC Authentication with the access token inside TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VncTls {
+    /// Offer VeNCrypt first and plain VNC Authentication second; the viewer chooses.
+    #[default]
+    Offer,
+    /// Offer only VeNCrypt: viewers without TLS support are refused.
+    Require,
+    /// Offer only plain VNC Authentication.
+    Off,
 }
 
 /// Where recordings are stored.

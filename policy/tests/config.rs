@@ -426,3 +426,31 @@ fn masks_resolve_from_config() {
     let m = &c.masks("lab-vnc").unwrap()[0];
     assert_eq!(m.resolve(1920, 1080), (1440, 0, 480, 216));
 }
+
+#[test]
+fn vnc_tls_setting() {
+    let c = Config::from_toml_str("", "psmgate.toml").unwrap();
+    assert_eq!(c.gateway.vnc_tls, VncTls::Offer);
+    for (text, want) in [
+        ("offer", VncTls::Offer),
+        ("require", VncTls::Require),
+        ("off", VncTls::Off),
+    ] {
+        let c = Config::from_toml_str(
+            &format!("[gateway]\nvnc_tls = \"{text}\"\n"),
+            "psmgate.toml",
+        )
+        .unwrap();
+        assert_eq!(c.gateway.vnc_tls, want);
+        assert!(c
+            .canonical_toml()
+            .contains(&format!("vnc_tls = \"{text}\"")));
+    }
+    let e = one_error("[gateway]\nvnc_tls = \"maybe\"\n");
+    assert!(
+        e.starts_with("psmgate.toml:2:11: gateway.vnc_tls: unknown variant `maybe`"),
+        "{e}"
+    );
+    let e = one_error("[gateway]\nvnc_tls = true\n");
+    assert!(e.contains("gateway.vnc_tls"), "{e}");
+}

@@ -138,6 +138,7 @@ pub struct ServerStream {
     state: State,
     pending_len: usize,
     failed: Option<String>,
+    rects: std::collections::BTreeMap<i32, u64>,
 }
 
 impl ServerStream {
@@ -149,6 +150,7 @@ impl ServerStream {
             state: State::Idle,
             pending_len: 0,
             failed: None,
+            rects: Default::default(),
         })
     }
 
@@ -190,6 +192,12 @@ impl ServerStream {
             _ => 0,
         };
         self.input.capacity() + self.ctx.heap_bytes() + text
+    }
+
+    /// Rectangles decoded so far, by encoding number (pseudo-encodings included): what the
+    /// server really sent, for logs and tests.
+    pub fn rects_by_encoding(&self) -> &std::collections::BTreeMap<i32, u64> {
+        &self.rects
     }
 
     /// Parses the next event, applying pixels to `fb`. `Ok(None)` means more bytes are
@@ -268,6 +276,8 @@ impl ServerStream {
                             return Ok(None);
                         };
                         *current = Some((h, RectDecoder::start(&h, fb)?));
+                        // Only encodings the decoder accepted get here, so the map stays small.
+                        *self.rects.entry(h.encoding).or_default() += 1;
                         self.consume(RECT_HEADER_LEN);
                         continue;
                     };

@@ -15,8 +15,10 @@
 //!
 //! The viewer authenticates to psmgate with VNC Authentication where the password is an access
 //! token issued by the gateway (see [`crate::access`]); psmgate authenticates to the target with
-//! the target's vaulted password. Only security types None (1) and VNC Authentication (2) are
-//! spoken; anything else is refused with a clear error.
+//! the target's vaulted password. Security types None (1) and VNC Authentication (2) are spoken
+//! on both legs; towards the viewer also VeNCrypt (19) with X509Vnc ([`vencrypt`]: TLS with
+//! psmgate's certificate, then VNC Authentication inside). Anything else is refused with a clear
+//! error.
 //!
 //! Everything received is untrusted: lengths are bounded ([`MAX_REASON_LEN`], [`MAX_NAME_LEN`],
 //! [`MAX_BUFFERED`]), nothing panics on malformed input, and no error message ever contains a
@@ -25,6 +27,7 @@
 pub mod client;
 pub mod server;
 mod types;
+pub mod vencrypt;
 pub mod vncauth;
 
 pub use types::{

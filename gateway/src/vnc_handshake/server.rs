@@ -14,12 +14,20 @@
 //! With security type None, 3.8 still sends SecurityResult OK; 3.3 and 3.7 go straight to
 //! ClientInit.
 //!
+//! With VeNCrypt (19, RFB 3.7 and 3.8 only) the viewer's choice is followed by the
+//! [`vencrypt`](super::vencrypt) negotiation; once its go-ahead is queued the caller gets
+//! [`ServerEvent::StartTls`], sends the output, runs the TLS handshake, calls
+//! [`ServerHandshake::tls_established`] and continues over TLS from the VNC Authentication
+//! challenge on. An RFB 3.3 viewer cannot choose: it gets the first offered type other than
+//! VeNCrypt, or a connection failure when VeNCrypt is the only one.
+//!
 //! Errors are terminal. Output queued before an error (for example the failure message of
 //! [`ServerHandshake::reject`]) should still be sent before closing the connection.
 
 use std::collections::VecDeque;
 
 use super::types::{parse_banner, truncate_utf8, VERSION_LEN};
+use super::vencrypt::{VencryptError, VencryptServer};
 use super::vncauth::CHALLENGE_LEN;
 use super::{
     ProtocolVersion, SecurityType, ServerInit, VersionError, MAX_BUFFERED, MAX_REASON_LEN,
@@ -29,8 +37,9 @@ use super::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Security types to offer, in order of preference. Only [`SecurityType::None`] (offer it
-    /// only when policy allows unauthenticated viewers) and [`SecurityType::VncAuth`] are valid.
-    /// RFB 3.3 viewers get the first one.
+    /// only when policy allows unauthenticated viewers), [`SecurityType::VncAuth`] and VeNCrypt
+    /// (`SecurityType::Other(SecurityType::VENCRYPT)`, X509Vnc: TLS then VNC Authentication)
+    /// are valid. RFB 3.3 viewers get the first one other than VeNCrypt.
     pub security_types: Vec<SecurityType>,
     /// The VNC Authentication challenge: 16 bytes from a cryptographic random source.
     pub challenge: [u8; CHALLENGE_LEN],
@@ -46,6 +55,10 @@ pub enum ServerEvent {
         /// The viewer's 16-byte response.
         response: [u8; CHALLENGE_LEN],
     },
+    /// VeNCrypt was negotiated. Send the output, run the TLS handshake on the connection (the
+    /// viewer speaks first), then call [`ServerHandshake::tls_established`] and continue over
+    /// TLS.
+    StartTls,
     /// The viewer sent ClientInit. Connect to the target, then call
     /// [`ServerHandshake::send_server_init`].
     ClientInit {
@@ -66,6 +79,12 @@ pub enum ServerError {
     /// The viewer chose a security type that was not offered.
     #[error("viewer chose security type {0}, which was not offered")]
     SecurityTypeNotOffered(u8),
+    /// The VeNCrypt negotiation failed.
+    #[error("{0}")]
+    Vencrypt(#[from] VencryptError),
+    /// An RFB 3.3 viewer cannot choose VeNCrypt and nothing else is offered.
+    #[error("viewer speaks RFB 3.3, which cannot negotiate the required VeNCrypt (TLS)")]
+    TlsRequired,
     /// The viewer sent more data than the handshake allows.
     #[error("viewer sent more than {MAX_BUFFERED} bytes during the handshake")]
     TooMuchInput,
@@ -81,6 +100,8 @@ pub enum ServerError {
 enum State {
     Version,
     SecurityChoice,
+    Vencrypt,
+    AwaitingTls,
     AuthResponse,
     Verifying,
     ClientInit,
@@ -96,6 +117,7 @@ pub struct ServerHandshake {
     state: State,
     version: Option<ProtocolVersion>,
     security: Option<SecurityType>,
+    vencrypt: Option<VencryptServer>,
     input: Vec<u8>,
     output: Vec<u8>,
     events: VecDeque<ServerEvent>,
@@ -108,15 +130,23 @@ impl ServerHandshake {
         if types.is_empty() {
             return Err(ServerError::InvalidOptions("no security type to offer"));
         }
-        if types
-            .iter()
-            .any(|t| !matches!(t, SecurityType::None | SecurityType::VncAuth))
-        {
+        if types.iter().any(|t| {
+            !matches!(
+                t,
+                SecurityType::None
+                    | SecurityType::VncAuth
+                    | SecurityType::Other(SecurityType::VENCRYPT)
+            )
+        }) {
             return Err(ServerError::InvalidOptions(
-                "only None and VNC Authentication can be offered",
+                "only None, VNC Authentication and VeNCrypt can be offered",
             ));
         }
-        if types.len() > 2 || (types.len() == 2 && types[0] == types[1]) {
+        if types
+            .iter()
+            .enumerate()
+            .any(|(i, t)| types[..i].contains(t))
+        {
             return Err(ServerError::InvalidOptions("security types listed twice"));
         }
         Ok(ServerHandshake {
@@ -124,6 +154,7 @@ impl ServerHandshake {
             state: State::Version,
             version: None,
             security: None,
+            vencrypt: None,
             input: Vec::new(),
             output: ProtocolVersion::V3_8.banner().to_vec(),
             events: VecDeque::new(),
@@ -157,6 +188,17 @@ impl ServerHandshake {
         self.expect_step(State::Verifying, "accept")?;
         self.output.extend_from_slice(&0u32.to_be_bytes());
         self.state = State::ClientInit;
+        self.advance()
+    }
+
+    /// Continues after [`ServerEvent::StartTls`] once TLS is being set up on the connection:
+    /// queues the VNC Authentication challenge. From here on, everything is sent and received
+    /// over TLS (the challenge may be handed to the TLS layer before its handshake completes, as
+    /// TLS 1.3 half-RTT data).
+    pub fn tls_established(&mut self) -> Result<(), ServerError> {
+        self.expect_step(State::AwaitingTls, "tls_established")?;
+        self.output.extend_from_slice(&self.options.challenge);
+        self.state = State::AuthResponse;
         self.advance()
     }
 
@@ -255,7 +297,9 @@ impl ServerHandshake {
                         Err(e) => return self.fail(e.into()),
                     };
                     self.version = Some(version);
-                    self.offer_security(version);
+                    if let Err(e) = self.offer_security(version) {
+                        return self.fail(e);
+                    }
                 }
                 State::SecurityChoice => {
                     let Some(choice) = self.take(1) else {
@@ -266,6 +310,29 @@ impl ServerHandshake {
                         return self.fail(ServerError::SecurityTypeNotOffered(choice[0]));
                     }
                     self.start_security(chosen);
+                }
+                State::Vencrypt => {
+                    let data = std::mem::take(&mut self.input);
+                    let Some(vc) = self.vencrypt.as_mut() else {
+                        return self.fail(ServerError::WrongStep("VeNCrypt negotiation"));
+                    };
+                    let res = vc.feed(&data);
+                    self.output.extend_from_slice(&vc.take_output());
+                    match res {
+                        Ok(Some(_)) => {
+                            self.events.push_back(ServerEvent::StartTls);
+                            self.state = State::AwaitingTls;
+                        }
+                        Ok(None) => return Ok(()),
+                        Err(e) => return self.fail(e.into()),
+                    }
+                }
+                State::AwaitingTls => {
+                    // The viewer waits for TLS; bytes here are not part of the handshake.
+                    if !self.input.is_empty() {
+                        return self.fail(VencryptError::UnexpectedData.into());
+                    }
+                    return Ok(());
                 }
                 State::AuthResponse => {
                     let Some(bytes) = self.take(CHALLENGE_LEN) else {
@@ -291,25 +358,47 @@ impl ServerHandshake {
         }
     }
 
-    fn offer_security(&mut self, version: ProtocolVersion) {
+    fn offer_security(&mut self, version: ProtocolVersion) -> Result<(), ServerError> {
         if version == ProtocolVersion::V3_3 {
-            // The server decides; the list is never empty (checked in `new`).
-            let chosen = self.options.security_types[0];
+            // The server decides, among the types a 3.3 viewer can follow.
+            let Some(chosen) = self
+                .options
+                .security_types
+                .iter()
+                .copied()
+                .find(|t| *t != SecurityType::Other(SecurityType::VENCRYPT))
+            else {
+                // Security type 0 (connection failed) with a reason.
+                let reason =
+                    "TLS (VeNCrypt) is required: use a viewer that speaks RFB 3.7 or later";
+                self.output.extend_from_slice(&0u32.to_be_bytes());
+                // A short literal: fits in u32.
+                self.output
+                    .extend_from_slice(&(reason.len() as u32).to_be_bytes());
+                self.output.extend_from_slice(reason.as_bytes());
+                return Err(ServerError::TlsRequired);
+            };
             self.output
                 .extend_from_slice(&u32::from(chosen.to_u8()).to_be_bytes());
             self.start_security(chosen);
         } else {
             let types = &self.options.security_types;
-            // At most two types (checked in `new`).
+            // At most three distinct types (checked in `new`).
             self.output.push(types.len() as u8);
             self.output.extend(types.iter().map(|t| t.to_u8()));
             self.state = State::SecurityChoice;
         }
+        Ok(())
     }
 
     fn start_security(&mut self, chosen: SecurityType) {
         self.security = Some(chosen);
-        if chosen == SecurityType::VncAuth {
+        if chosen == SecurityType::Other(SecurityType::VENCRYPT) {
+            let mut vc = VencryptServer::new();
+            self.output.extend_from_slice(&vc.take_output());
+            self.vencrypt = Some(vc);
+            self.state = State::Vencrypt;
+        } else if chosen == SecurityType::VncAuth {
             self.output.extend_from_slice(&self.options.challenge);
             self.state = State::AuthResponse;
         } else {
@@ -550,9 +639,134 @@ mod tests {
             .map(|_| ())
         };
         assert!(mk(vec![]).is_err());
-        assert!(mk(vec![SecurityType::Other(19)]).is_err());
+        assert!(mk(vec![SecurityType::Other(18)]).is_err());
+        assert!(mk(vec![SecurityType::Other(19)]).is_ok());
+        assert!(mk(vec![
+            SecurityType::Other(19),
+            SecurityType::VncAuth,
+            SecurityType::Other(19)
+        ])
+        .is_err());
         assert!(mk(vec![SecurityType::VncAuth, SecurityType::VncAuth]).is_err());
         assert!(mk(vec![SecurityType::VncAuth, SecurityType::None]).is_ok());
+    }
+
+    fn vencrypt_first() -> ServerOptions {
+        ServerOptions {
+            security_types: vec![
+                SecurityType::Other(SecurityType::VENCRYPT),
+                SecurityType::VncAuth,
+            ],
+            challenge: CHALLENGE,
+        }
+    }
+
+    #[test]
+    fn vencrypt_x509vnc_then_vnc_auth() {
+        let mut hs = ServerHandshake::new(vencrypt_first()).unwrap();
+        assert_eq!(hs.take_output(), b"RFB 003.008\n");
+        feed_bytewise(&mut hs, b"RFB 003.008\n");
+        assert_eq!(hs.take_output(), [2, 19, 2]);
+        // Choosing VeNCrypt starts its negotiation: version 0.2.
+        feed_bytewise(&mut hs, &[19]);
+        assert_eq!(hs.take_output(), [0, 2]);
+        feed_bytewise(&mut hs, &[0, 2]);
+        assert_eq!(hs.take_output(), [0, 1, 0, 0, 1, 5]);
+        feed_bytewise(&mut hs, &261u32.to_be_bytes());
+        assert_eq!(hs.take_output(), [1]);
+        assert_eq!(hs.poll_event(), Some(ServerEvent::StartTls));
+        assert_eq!(
+            hs.security_type(),
+            Some(SecurityType::Other(SecurityType::VENCRYPT))
+        );
+        // Nothing may arrive before TLS is set up, and nothing continues without it.
+        assert_eq!(hs.accept(), Err(ServerError::WrongStep("accept")));
+        hs.tls_established().unwrap();
+        assert_eq!(hs.take_output(), CHALLENGE);
+        let response = vncauth::response(TOKEN, &CHALLENGE);
+        feed_bytewise(&mut hs, &response);
+        assert_eq!(
+            hs.poll_event(),
+            Some(ServerEvent::NeedsVerification { response })
+        );
+        hs.accept().unwrap();
+        assert_eq!(hs.take_output(), [0, 0, 0, 0]);
+        hs.feed(&[1]).unwrap();
+        assert_eq!(
+            hs.poll_event(),
+            Some(ServerEvent::ClientInit { shared: true })
+        );
+        hs.send_server_init(&target_init()).unwrap();
+        assert!(hs.is_complete());
+    }
+
+    #[test]
+    fn vencrypt_failures_close_the_handshake() {
+        // Unknown subtype: a 0 instead of the go-ahead, then closed.
+        let mut hs = ServerHandshake::new(vencrypt_first()).unwrap();
+        hs.feed(b"RFB 003.008\n\x13\x00\x02").unwrap();
+        hs.take_output();
+        let err = hs.feed(&260u32.to_be_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "viewer chose VeNCrypt subtype X509None (260), which was not offered"
+        );
+        assert_eq!(hs.take_output(), [0]);
+        assert!(hs.is_closed());
+        // Bad version.
+        let mut hs = ServerHandshake::new(vencrypt_first()).unwrap();
+        hs.feed(b"RFB 003.007\n\x13").unwrap();
+        hs.take_output();
+        assert!(matches!(
+            hs.feed(&[0, 1]),
+            Err(ServerError::Vencrypt(VencryptError::UnsupportedVersion {
+                major: 0,
+                minor: 1
+            }))
+        ));
+        assert_eq!(hs.take_output(), [0xFF]);
+        // Bytes before TLS.
+        let mut hs = ServerHandshake::new(vencrypt_first()).unwrap();
+        hs.feed(b"RFB 003.008\n\x13\x00\x02\x00\x00\x01\x05")
+            .unwrap();
+        assert_eq!(hs.poll_event(), Some(ServerEvent::StartTls));
+        assert!(hs.feed(&[0x16]).is_err());
+        assert!(hs.is_closed());
+    }
+
+    #[test]
+    fn rfb_3_3_viewers_and_required_tls() {
+        // Offered VeNCrypt and VNC Authentication: a 3.3 viewer gets VNC Authentication.
+        let mut hs = ServerHandshake::new(vencrypt_first()).unwrap();
+        hs.take_output();
+        hs.feed(b"RFB 003.003\n").unwrap();
+        let mut expected = vec![0, 0, 0, 2];
+        expected.extend_from_slice(&CHALLENGE);
+        assert_eq!(hs.take_output(), expected);
+        // VeNCrypt only: connection failed, with a reason.
+        let mut hs = ServerHandshake::new(ServerOptions {
+            security_types: vec![SecurityType::Other(SecurityType::VENCRYPT)],
+            challenge: CHALLENGE,
+        })
+        .unwrap();
+        hs.take_output();
+        assert_eq!(hs.feed(b"RFB 003.003\n"), Err(ServerError::TlsRequired));
+        let out = hs.take_output();
+        assert_eq!(out[..4], [0, 0, 0, 0]);
+        let len = u32::from_be_bytes([out[4], out[5], out[6], out[7]]) as usize;
+        assert!(std::str::from_utf8(&out[8..8 + len])
+            .unwrap()
+            .contains("TLS"));
+        assert!(hs.is_closed());
+        // VeNCrypt only, 3.8 viewer choosing VNC Authentication: refused.
+        let mut hs = ServerHandshake::new(ServerOptions {
+            security_types: vec![SecurityType::Other(SecurityType::VENCRYPT)],
+            challenge: CHALLENGE,
+        })
+        .unwrap();
+        hs.feed(b"RFB 003.008\n").unwrap();
+        assert_eq!(hs.take_output()[12..], [1, 19]);
+        assert_eq!(hs.feed(&[2]), Err(ServerError::SecurityTypeNotOffered(2)));
     }
 
     #[test]
@@ -608,7 +822,7 @@ mod tests {
             with_banner in any::<bool>(),
         ) {
             let mut hs = ServerHandshake::new(ServerOptions {
-                security_types: vec![SecurityType::VncAuth, SecurityType::None],
+                security_types: vec![SecurityType::Other(SecurityType::VENCRYPT), SecurityType::VncAuth, SecurityType::None],
                 challenge: CHALLENGE,
             }).unwrap();
             if with_banner {
@@ -620,6 +834,7 @@ mod tests {
                     match ev {
                         ServerEvent::NeedsVerification { .. } => hs.accept().unwrap(),
                         ServerEvent::ClientInit { .. } => hs.send_server_init(&target_init()).unwrap(),
+                        ServerEvent::StartTls => hs.tls_established().unwrap(),
                     }
                 }
                 if res.is_err() {

@@ -13,6 +13,7 @@
 //! | [`X11Vnc`] | `x11vnc` serving an [`XDisplay`] |
 //! | [`Xvnc`] | TigerVNC's `Xvnc` (an X server that is also a VNC server) with a [`DemoApp`] |
 //! | [`vncdo`] | vncdotool's `vncdo` (scripted VNC viewer) from a Python virtual environment |
+//! | [`VncViewer`] | TigerVNC's GUI `vncviewer` on its own Xvfb, driven with xdotool |
 //!
 //! Checks: [`DemoApp::typed`] (what reached the target), [`mouse_location`], [`screenshot`] (the
 //! X server's own view), [`png_size`] and [`image_difference`] (a viewer's capture against that
@@ -40,6 +41,7 @@ mod demo;
 mod image;
 mod process;
 mod rfb;
+mod viewer;
 mod vnc;
 mod vncdo;
 mod xserver;
@@ -47,6 +49,7 @@ mod xserver;
 pub use demo::DemoApp;
 pub use image::{image_difference, png_size};
 pub use rfb::{rfb_hello, wait_for_rfb, RfbHello};
+pub use viewer::{ViewerOptions, VncViewer};
 pub use vnc::{free_port, X11Vnc, Xvnc};
 pub use vncdo::{vncdo, vncdo_with_timeout, VNCDO_TIMEOUT};
 pub use xserver::{mouse_location, screenshot, XDisplay};

@@ -195,7 +195,7 @@ impl Xvnc {
 }
 
 /// Writes a TigerVNC password file (`vncpasswd -f`) for `password` into `dir`.
-fn vnc_password_file(dir: &TempDir, password: &str) -> Result<PathBuf> {
+pub(crate) fn vnc_password_file(dir: &TempDir, password: &str) -> Result<PathBuf> {
     require_tool("vncpasswd")?;
     let out = run_captured(
         Command::new("vncpasswd").arg("-f"),

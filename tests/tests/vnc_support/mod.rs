@@ -426,7 +426,8 @@ impl RawViewer {
         tcp.read_exact(&mut n)?;
         let mut types = vec![0u8; usize::from(n[0])];
         tcp.read_exact(&mut types)?;
-        assert_eq!(types, [2], "psmgate offers VNC authentication only");
+        // VeNCrypt (19) first with the default `gateway.vnc_tls = "offer"`; this viewer takes 2.
+        assert_eq!(types.last(), Some(&2), "psmgate offers VNC authentication");
         tcp.write_all(&[2])?;
         let mut challenge = [0u8; 16];
         tcp.read_exact(&mut challenge)?;
@@ -463,6 +464,21 @@ impl RawViewer {
         // SetEncodings: Raw only.
         v.send(&[2, 0, 0, 1, 0, 0, 0, 0])?;
         Ok(v)
+    }
+
+    /// Rectangles received so far by encoding number.
+    pub fn rects_by_encoding(&self) -> std::collections::BTreeMap<i32, u64> {
+        self.stream.rects_by_encoding().clone()
+    }
+
+    /// Replaces the encodings asked for (SetEncodings), most preferred first.
+    pub fn set_encodings(&mut self, encodings: &[i32]) -> std::io::Result<()> {
+        let mut msg = vec![2u8, 0];
+        msg.extend_from_slice(&(encodings.len() as u16).to_be_bytes());
+        for e in encodings {
+            msg.extend_from_slice(&e.to_be_bytes());
+        }
+        self.send(&msg)
     }
 
     /// Sends raw bytes.
