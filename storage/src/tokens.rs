@@ -215,6 +215,9 @@ impl TokenStore {
     pub fn open(path: &Path) -> Result<Self, TokenError> {
         restrict_file(path)?;
         let conn = Connection::open(path)?;
+        // Wait for other processes' locks from the first statement on (switching to WAL takes
+        // one too).
+        conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
         Self::init(conn)
     }
