@@ -210,11 +210,7 @@ pub struct SqliteIndex {
 impl SqliteIndex {
     /// Opens (creating if needed) the index database at `path` and migrates its schema.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
-        let conn = Connection::open(path)?;
-        // Wait for other processes' locks from the first statement on (switching to WAL takes
-        // one too).
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+        let conn = crate::sqlite::open_wal(path)?;
         Self::init(conn)
     }
 

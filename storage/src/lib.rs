@@ -35,6 +35,7 @@ pub mod layout;
 pub mod manifest;
 pub mod recovery;
 pub mod retention;
+mod sqlite;
 pub mod tokens;
 pub mod verify;
 pub mod writer;

@@ -214,11 +214,7 @@ impl TokenStore {
     /// permissions to `0600` and migrates the access token tables.
     pub fn open(path: &Path) -> Result<Self, TokenError> {
         restrict_file(path)?;
-        let conn = Connection::open(path)?;
-        // Wait for other processes' locks from the first statement on (switching to WAL takes
-        // one too).
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+        let conn = crate::sqlite::open_wal(path)?;
         Self::init(conn)
     }
 
