@@ -613,9 +613,121 @@ struct Downstream<W> {
     guard: ClipboardGuard,
 }
 
-/// Target → viewer: forward first, then decode into the recording (or, with a gate, decode
-/// first and forward what the gate releases).
+/// Chunks of target output waiting for the decoder (each at most [`READ_CHUNK`]): 64 MiB. Only a
+/// decoder that far behind makes forwarding wait; memory stays bounded.
+const DECODE_QUEUE_CHUNKS: usize = 1024;
+
+/// Target → viewer: forward first, then decode into the recording. Without a clipboard gate the
+/// decoder runs as its own task fed through a bounded queue, so forwarding proceeds while the
+/// previous chunk is being decoded; with a gate (ServerCutText denied) bytes must be parsed
+/// before they may be forwarded, so both happen in this task.
 async fn target_to_viewer<W: AsyncWrite + Unpin>(
+    rec: Arc<Recorder>,
+    mut d: Downstream<W>,
+    first: Vec<u8>,
+    formats: tokio::sync::mpsc::UnboundedReceiver<PixelFormat>,
+) -> Result<String> {
+    if d.gate.is_some() {
+        return target_to_viewer_gated(rec, d, first, formats).await;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(DECODE_QUEUE_CHUNKS);
+    let mut decoder = tokio::spawn(decode_loop(rec, d.stream, d.guard, formats, rx));
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut pending = first;
+    loop {
+        if !pending.is_empty() {
+            send(&mut d.viewer, &pending)
+                .await
+                .context("writing to the viewer")?;
+            if tx.send(std::mem::take(&mut pending)).await.is_err() {
+                // The decoder stopped: its error says why.
+                return match decoder.await {
+                    Ok(Err(e)) => Err(e),
+                    Ok(Ok(())) => bail!("recording decoder stopped"),
+                    Err(e) => bail!("recording decoder failed: {e}"),
+                };
+            }
+        }
+        let n = tokio::select! {
+            r = d.target.read(&mut buf) => r.context("reading from the target")?,
+            r = &mut decoder => {
+                return match r {
+                    Ok(Err(e)) => Err(e),
+                    Ok(Ok(())) => bail!("recording decoder stopped"),
+                    Err(e) => bail!("recording decoder failed: {e}"),
+                };
+            }
+        };
+        if n == 0 {
+            // Let the decoder finish what was forwarded, so the recording has it.
+            drop(tx);
+            match decoder.await {
+                Ok(r) => r?,
+                Err(e) => bail!("recording decoder failed: {e}"),
+            }
+            return Ok("target closed the connection".into());
+        }
+        pending = buf[..n].to_vec();
+    }
+}
+
+/// Decodes forwarded target output into the recording.
+async fn decode_loop(
+    rec: Arc<Recorder>,
+    mut stream: ServerStream,
+    guard: ClipboardGuard,
+    mut formats: tokio::sync::mpsc::UnboundedReceiver<PixelFormat>,
+    mut chunks: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<()> {
+    while let Some(chunk) = chunks.recv().await {
+        while let Ok(f) = formats.try_recv() {
+            stream.set_pixel_format(f)?;
+        }
+        stream.feed(&chunk);
+        while let Some(event) = next_server_event(&rec, &mut stream)? {
+            record_server_event(&rec, &guard, event)?;
+        }
+    }
+    Ok(())
+}
+
+/// The next complete target message, decoded into the recording's framebuffer.
+fn next_server_event(
+    rec: &Recorder,
+    stream: &mut ServerStream,
+) -> Result<Option<crate::vnc::Parsed<ServerEvent>>> {
+    match rec.screen(|fb| Ok(stream.next_event(fb))) {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(e)) => bail!("target sent data psmgate cannot decode: {e}"),
+        Err(e) => bail!("recording refused the screen update: {e}"),
+    }
+}
+
+/// What a target message means for the transcript.
+fn record_server_event(
+    rec: &Recorder,
+    guard: &ClipboardGuard,
+    parsed: crate::vnc::Parsed<ServerEvent>,
+) -> Result<()> {
+    match parsed.event {
+        ServerEvent::Resize { width, height } => {
+            rec.resize(u32::from(width), u32::from(height))?;
+        }
+        ServerEvent::DesktopName(name) => {
+            rec.event(EventKind::Title { title: name })?;
+        }
+        ServerEvent::CutText(t) => {
+            for e in guard.transfer(ClipboardDirection::ToClient, &t).events {
+                rec.event(e)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Target → viewer through the clipboard gate: parse, then forward what the gate releases.
+async fn target_to_viewer_gated<W: AsyncWrite + Unpin>(
     rec: Arc<Recorder>,
     mut d: Downstream<W>,
     first: Vec<u8>,
@@ -625,46 +737,17 @@ async fn target_to_viewer<W: AsyncWrite + Unpin>(
     let mut pending = first;
     let mut out = Vec::new();
     loop {
-        if !pending.is_empty() {
-            match &mut d.gate {
-                None => send(&mut d.viewer, &pending)
-                    .await
-                    .context("writing to the viewer")?,
-                Some(gate) => gate.received(&pending),
-            }
-            while let Ok(f) = formats.try_recv() {
-                // The viewer's SetPixelFormat reached the target before these bytes were sent
-                // only if the stream is between messages; psmgate forwards it only then.
-                d.stream.set_pixel_format(f)?;
-            }
-            d.stream.feed(&pending);
-            loop {
-                let ev = rec.screen(|fb| Ok(d.stream.next_event(fb)));
-                let parsed = match ev {
-                    Ok(Ok(Some(p))) => p,
-                    Ok(Ok(None)) => break,
-                    Ok(Err(e)) => bail!("target sent data psmgate cannot decode: {e}"),
-                    Err(e) => bail!("recording refused the screen update: {e}"),
-                };
-                if let Some(gate) = &mut d.gate {
+        if let Some(gate) = d.gate.as_mut() {
+            if !pending.is_empty() {
+                gate.received(&pending);
+                while let Ok(f) = formats.try_recv() {
+                    d.stream.set_pixel_format(f)?;
+                }
+                d.stream.feed(&pending);
+                while let Some(parsed) = next_server_event(&rec, &mut d.stream)? {
                     gate.parsed(parsed.len, d.stream.at_message_boundary(), &mut out);
+                    record_server_event(&rec, &d.guard, parsed)?;
                 }
-                match parsed.event {
-                    ServerEvent::Resize { width, height } => {
-                        rec.resize(u32::from(width), u32::from(height))?;
-                    }
-                    ServerEvent::DesktopName(name) => {
-                        rec.event(EventKind::Title { title: name })?;
-                    }
-                    ServerEvent::CutText(t) => {
-                        for e in d.guard.transfer(ClipboardDirection::ToClient, &t).events {
-                            rec.event(e)?;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(gate) = &mut d.gate {
                 gate.release(&mut out);
                 if !out.is_empty() {
                     send(&mut d.viewer, &out)
