@@ -61,7 +61,7 @@ impl Default for VideoConfig {
             quantizer: base.quantizer,
             speed: base.speed,
             threads: 1,
-            fragment_max_ms: 2000,
+            fragment_max_ms: 1000,
             idle_close_ms: 1000,
             keyframe_max_interval_ms: 5 * 60 * 1000,
             keyframe_byte_budget: 2 * 1024 * 1024,

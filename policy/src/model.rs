@@ -243,7 +243,7 @@ impl Default for RecordingConfig {
             speed: 11,
             keyframe_max_interval: Duration::from_secs(300),
             keyframe_byte_budget: ByteSize(2 * 1024 * 1024),
-            fragment_max_duration: Duration::from_secs(2),
+            fragment_max_duration: Duration::from_secs(1),
             checkpoint_interval: Duration::from_secs(10),
             keystrokes: KeystrokeMode::Record,
         }

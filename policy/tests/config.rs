@@ -50,7 +50,7 @@ fn empty_file_means_defaults() {
     assert_eq!((r.max_fps, r.quantizer, r.speed), (10, 44, 11));
     assert_eq!(r.keyframe_max_interval, Duration::from_secs(300));
     assert_eq!(r.keyframe_byte_budget, ByteSize(2 << 20));
-    assert_eq!(r.fragment_max_duration, Duration::from_secs(2));
+    assert_eq!(r.fragment_max_duration, Duration::from_secs(1));
     assert_eq!(r.checkpoint_interval, Duration::from_secs(10));
     assert_eq!(r.keystrokes, KeystrokeMode::Record);
     assert_eq!(c.retention.days, 365);
