@@ -209,6 +209,22 @@ fn bad_tokens_and_dead_targets_fail_cleanly() {
     let _app = DemoApp::start(&display).unwrap();
     let target = X11Vnc::start(&display, Some("pw")).unwrap();
     let gw = Gateway::start(target.port(), Some("pw"));
+    // Unknown target or user: no token is issued, and the operator is told why.
+    let o = gw.psmgate(&[
+        "access",
+        "grant",
+        "--user",
+        "alice",
+        "--target",
+        "nosuch-vnc",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown target \"nosuch-vnc\""));
+    let o = gw.psmgate(&[
+        "access", "grant", "--user", "mallory", "--target", "lab-vnc",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown user \"mallory\""));
     // Wrong token: RFB authentication failure (vncdo exit 3), audited, no recording.
     let o = vncdo(&gw.server(), Some("wrong123"), &["pause", "0.1"]).unwrap();
     assert_eq!(
