@@ -540,11 +540,14 @@ mod tests {
     const W: u32 = 64;
     const H: u32 = 48;
 
+    /// A track with the timing the tests reason about spelled out (not the defaults).
     fn track() -> VideoTrack {
         VideoTrack::new(VideoConfig {
             encoder: EncoderKind::Rav1e,
             quantizer: 60,
             speed: 10,
+            fragment_max_ms: 2000,
+            idle_close_ms: 1000,
             keyframe_max_interval_ms: 60_000,
             ..VideoConfig::default()
         })
