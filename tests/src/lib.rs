@@ -169,3 +169,89 @@ pub fn psnr(a: &[u8], b: &[u8], stride: u32, x: u32, y: u32, w: u32, h: u32) -> 
 }
 
 pub mod peers;
+
+/// Every frame of an image or video file as packed RGB24 (ffmpeg; frames kept as stored, none
+/// duplicated or dropped).
+pub fn rgb24(path: &Path) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg must be installed (scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// RGB PSNR of two `width`×`height` RGB24 pictures over the pixels `skip` does not exclude.
+pub fn psnr_rgb(
+    a: &[u8],
+    b: &[u8],
+    width: u32,
+    height: u32,
+    skip: impl Fn(u32, u32) -> bool,
+) -> f64 {
+    let (mut se, mut n) = (0f64, 0f64);
+    for y in 0..height {
+        for x in 0..width {
+            if skip(x, y) {
+                continue;
+            }
+            for c in 0..3 {
+                let i = ((y * width + x) * 3 + c) as usize;
+                let d = f64::from(a[i]) - f64::from(b[i]);
+                se += d * d;
+                n += 1.0;
+            }
+        }
+    }
+    if se == 0.0 {
+        99.0
+    } else {
+        10.0 * (255.0f64 * 255.0 / (se / n)).log10()
+    }
+}
+
+/// A tmpfs mounted at a folder, unmounted on drop (needs root).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `"8m"`) at `dir`; `None` where mounting is not allowed.
+    pub fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).expect("creating the mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_owned()))
+    }
+
+    /// Changes the size of the mounted tmpfs.
+    pub fn resize(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("running mount");
+        assert!(st.success(), "remount failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

@@ -2,39 +2,9 @@
 //! evidence written up to then survives, and the next start recovers it into a recording that
 //! verifies. Uses a real, tiny tmpfs (needs root; CI runs as root).
 
-use psmgate_e2e::{psmgate, psmgate_bin, recordings};
-use std::path::Path;
+use psmgate_e2e::{psmgate, psmgate_bin, recordings, Tmpfs};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Tmpfs<'a>(&'a Path);
-
-impl<'a> Tmpfs<'a> {
-    fn mount(dir: &'a Path, size: &str) -> Option<Self> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmpfs(dir))
-    }
-
-    fn grow(&self, size: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(self.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount failed");
-    }
-}
-
-impl Drop for Tmpfs<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0).status();
-    }
-}
 
 #[test]
 fn a_full_disk_ends_the_recording_and_loses_only_what_did_not_fit() {
@@ -80,7 +50,7 @@ fn a_full_disk_ends_the_recording_and_loses_only_what_did_not_fit() {
     );
 
     // Space again: the next start recovers what was written before the disk filled up.
-    fs.grow("64m");
+    fs.resize("64m");
     let o = psmgate(
         &data,
         &[

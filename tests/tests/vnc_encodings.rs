@@ -9,33 +9,17 @@ mod vnc_support;
 use psmgate::vnc::encoding;
 use psmgate_e2e::peers::{screenshot, DemoApp, X11Vnc, XDisplay, Xvnc};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use vnc_support::{manifest, Gateway, Options, RawViewer};
 
 const W: u32 = 800;
 const H: u32 = 600;
 
-fn rgb(path: &Path) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 fn last_frame(rec: &Path, tmp: &Path) -> Vec<u8> {
     let m = manifest(rec);
     let mp4 = tmp.join("all.mp4");
     std::fs::write(&mp4, psmgate_e2e::period_mp4(rec, &m, 0)).unwrap();
-    let frames = rgb(&mp4);
+    let frames = psmgate_e2e::rgb24(&mp4);
     let n = (W * H * 3) as usize;
     assert!(
         frames.len() >= n && frames.len() % n == 0,
@@ -47,25 +31,7 @@ fn last_frame(rec: &Path, tmp: &Path) -> Vec<u8> {
 
 /// RGB PSNR outside the masked top-right 25 % × 20 %.
 fn psnr_unmasked(a: &[u8], b: &[u8]) -> f64 {
-    let (mut se, mut n) = (0f64, 0f64);
-    for y in 0..H {
-        for x in 0..W {
-            if x >= W * 3 / 4 && y < H / 5 {
-                continue;
-            }
-            for c in 0..3 {
-                let i = ((y * W + x) * 3 + c) as usize;
-                let d = f64::from(a[i]) - f64::from(b[i]);
-                se += d * d;
-                n += 1.0;
-            }
-        }
-    }
-    if se == 0.0 {
-        99.0
-    } else {
-        10.0 * (255.0f64 * 255.0 / (se / n)).log10()
-    }
+    psmgate_e2e::psnr_rgb(a, b, W, H, |x, y| x >= W * 3 / 4 && y < H / 5)
 }
 
 /// One session asking for `enc`; returns the PSNR of the recording against the X screen and
@@ -108,7 +74,7 @@ fn session(
     gw.assert_verifies(&rec);
     let tmp = tempfile::tempdir().unwrap();
     (
-        psnr_unmasked(&last_frame(&rec, tmp.path()), &rgb(&shot)),
+        psnr_unmasked(&last_frame(&rec, tmp.path()), &psmgate_e2e::rgb24(&shot)),
         used,
     )
 }

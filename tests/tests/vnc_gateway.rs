@@ -22,40 +22,10 @@ fn decoded_frames(rec: &Path, tmp: &Path) -> Vec<Vec<u8>> {
     let m = manifest(rec);
     let mp4 = tmp.join("all.mp4");
     std::fs::write(&mp4, psmgate_e2e::period_mp4(rec, &m, 0)).unwrap();
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&mp4)
-        .args([
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    psmgate_e2e::rgb24(&mp4)
         .chunks_exact((W * H * 3) as usize)
         .map(<[u8]>::to_vec)
         .collect()
-}
-
-fn png_rgb(png: &Path) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(png)
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    out.stdout
 }
 
 fn in_mask(x: u32, y: u32) -> bool {
@@ -64,25 +34,7 @@ fn in_mask(x: u32, y: u32) -> bool {
 
 /// RGB PSNR outside the masked region.
 fn psnr_unmasked(a: &[u8], b: &[u8]) -> f64 {
-    let (mut se, mut n) = (0f64, 0f64);
-    for y in 0..H {
-        for x in 0..W {
-            if in_mask(x, y) {
-                continue;
-            }
-            for c in 0..3 {
-                let i = ((y * W + x) * 3 + c) as usize;
-                let d = f64::from(a[i]) - f64::from(b[i]);
-                se += d * d;
-                n += 1.0;
-            }
-        }
-    }
-    if se == 0.0 {
-        99.0
-    } else {
-        10.0 * (255.0f64 * 255.0 / (se / n)).log10()
-    }
+    psmgate_e2e::psnr_rgb(a, b, W, H, in_mask)
 }
 
 /// The full recorded-session check against one target implementation.
@@ -142,7 +94,7 @@ fn record_a_session(target_port: u16, password: Option<&str>, app: &DemoApp) {
     //    region is black in every frame although the target shows white there.
     let frames = decoded_frames(&rec, tmp.path());
     assert!(!frames.is_empty());
-    let viewer = png_rgb(&shot);
+    let viewer = psmgate_e2e::rgb24(&shot);
     let last = frames.last().unwrap();
     let p = psnr_unmasked(last, &viewer);
     assert!(p >= 35.0, "last frame vs viewer screenshot: {p:.1} dB");

@@ -24,37 +24,7 @@ pub struct Options<'a> {
     pub lab_extra: &'a str,
 }
 
-/// A tmpfs mounted at a folder, unmounted on drop (needs root).
-pub struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. `"8m"`) at `dir`; `None` where mounting is not allowed.
-    pub fn mount(dir: &Path, size: &str) -> Option<Self> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(dir.to_owned()))
-    }
-
-    /// Changes the size of the mounted tmpfs.
-    pub fn resize(&self, size: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount failed");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
+pub use psmgate_e2e::Tmpfs;
 
 /// A running `psmgate serve` with its own data folder, config and ports; killed on drop.
 pub struct Gateway {
