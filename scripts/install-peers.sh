@@ -3,6 +3,10 @@
 #   - X servers and VNC servers: Xvfb, x11vnc, TigerVNC's Xvnc (+ vncpasswd),
 #   - TigerVNC's GUI viewer (vncviewer), driven with xdotool for the TLS (VeNCrypt) tests,
 #   - the demo application and X tools: xterm, xdotool, xdpyinfo, base fonts,
+#   - RDP peers: FreeRDP 2's client (xfreerdp), shadow server (freerdp-shadow-cli) and winpr-hash
+#     (NLA SAM files); xrdp (+ xorgxrdp) in front of x11vnc; openssl and ssl-cert for certificates
+#     (on a machine with systemd the xrdp package also enables its own service on port 3389, which
+#     the tests do not use: `systemctl disable --now xrdp xrdp-sesman` if unwanted),
 #   - a Python virtual environment with vncdotool (the scripted VNC viewer) and Pillow.
 #
 #   scripts/install-peers.sh
@@ -19,6 +23,7 @@ cd "$(dirname "$0")/.."
 
 VNCDOTOOL_VERSION=1.4.2
 apt_pkgs=(xvfb x11vnc tigervnc-standalone-server tigervnc-tools tigervnc-viewer xterm xdotool x11-utils xfonts-base
+  freerdp2-x11 freerdp2-shadow-x11 winpr-utils xrdp xorgxrdp ssl-cert openssl
   python3 python3-venv)
 venv=${PSMGATE_PEERS_VENV:-$PWD/target/peers-venv}
 
@@ -56,9 +61,12 @@ if ((${#missing[@]})); then
   run_logged "apt-get install ${missing[*]}" "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-for tool in Xvfb Xvnc vncpasswd x11vnc xterm xdotool xdpyinfo; do
+for tool in Xvfb Xvnc vncpasswd x11vnc xterm xdotool xdpyinfo \
+  xfreerdp freerdp-shadow-cli winpr-hash openssl stdbuf; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is still missing after installing the packages"
 done
+# xrdp lives in /usr/sbin, which is not on every user's PATH; the tests look there too.
+command -v xrdp >/dev/null 2>&1 || [[ -x /usr/sbin/xrdp ]] || die "xrdp is still missing after installing the packages"
 
 # ---------------------------------------------------------------- Python venv: vncdotool + Pillow
 venv_ok() {

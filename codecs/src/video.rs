@@ -556,7 +556,7 @@ mod tests {
     fn screen(k: u32) -> Vec<u32> {
         (0..W * H)
             .map(|i| {
-                if (i + k * 7) % 13 == 0 {
+                if (i + k * 7).is_multiple_of(13) {
                     0xffffff
                 } else {
                     0x202020

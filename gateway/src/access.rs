@@ -248,10 +248,119 @@ impl TokenAuthenticator {
         })
     }
 
+    /// Refuses a client that failed too often recently (before any secret is checked).
+    pub fn check_rate(&self, client: IpAddr, clock: Instant) -> Result<(), AccessError> {
+        self.limiter()
+            .check(client, clock)
+            .map_err(|retry_after| AccessError::Denied(Denial::RateLimited { retry_after }))
+    }
+
+    /// Counts a failed attempt by `client` (e.g. an NLA sign-in whose password matched no
+    /// grant).
+    pub fn record_failure(&self, client: IpAddr, clock: Instant) {
+        self.limiter().record_failure(client, clock);
+    }
+
+    /// The grants `user` may use on `target` at `now`, at most `limit` of them: the passwords an
+    /// NLA (NTLM) sign-in is checked against. NTLM proves knowledge of a password without
+    /// sending it, so the gateway offers each usable token of that user and target to the
+    /// verifier.
+    pub fn usable_grants(
+        &self,
+        user: &str,
+        target: &str,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<Grant>, TokenError> {
+        // Newest first: when a user holds more than `limit` usable grants, the ones just issued
+        // are the ones being typed.
+        Ok(self
+            .store
+            .candidates(target, now)?
+            .into_iter()
+            .rev()
+            .filter(|g| g.user == user)
+            .take(limit)
+            .collect())
+    }
+
+    /// Redeems the token an NLA client delegated after it proved it: the grant of `user` on
+    /// `target` holding exactly `token` is marked used (one-time grants are consumed). On
+    /// failure the attempt counts against `client` and the precise [`Denial`] is returned for
+    /// the audit log.
+    pub fn redeem(
+        &self,
+        client: IpAddr,
+        user: &str,
+        target: &str,
+        token: &str,
+        now: OffsetDateTime,
+        clock: Instant,
+    ) -> Result<Grant, AccessError> {
+        let result = self.redeem_inner(user, target, token, now);
+        if result.is_err() {
+            self.limiter().record_failure(client, clock);
+        }
+        result
+    }
+
+    fn redeem_inner(
+        &self,
+        user: &str,
+        target: &str,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<Grant, AccessError> {
+        let same = |g: &Grant| constant_time_eq(g.token.expose().as_bytes(), token.as_bytes());
+        if let Some(g) = self
+            .store
+            .candidates(target, now)?
+            .into_iter()
+            .find(|g| g.user == user && same(g))
+        {
+            if self.store.mark_used(g.id, now)? {
+                return Ok(g);
+            }
+        }
+        let Some(g) = self.store.list()?.into_iter().find(same) else {
+            return Err(AccessError::Denied(Denial::UnknownToken));
+        };
+        let (grant_id, granted_user) = (g.id, g.user.clone());
+        if g.target != target || g.user != user {
+            return Err(AccessError::Denied(Denial::WrongTarget {
+                grant_id,
+                user: granted_user,
+                granted_target: g.target,
+            }));
+        }
+        Err(AccessError::Denied(match g.status(now) {
+            GrantStatus::Expired => Denial::Expired {
+                grant_id,
+                user: granted_user,
+            },
+            GrantStatus::Revoked => Denial::Revoked {
+                grant_id,
+                user: granted_user,
+            },
+            GrantStatus::Used | GrantStatus::Active => Denial::AlreadyUsed {
+                grant_id,
+                user: granted_user,
+            },
+        }))
+    }
+
     fn limiter(&self) -> std::sync::MutexGuard<'_, FailureLimiter> {
         // The limiter's state stays consistent across a panic (plain counters).
         self.limiter.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Compares two secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Sliding-window limit of failed attempts per client, without I/O (the caller passes the

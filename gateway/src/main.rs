@@ -43,6 +43,9 @@ enum Command {
         /// VNC listener address (overrides `gateway.vnc_listen`).
         #[arg(long)]
         vnc_listen: Option<std::net::SocketAddr>,
+        /// RDP listener address (overrides `gateway.rdp_listen`).
+        #[arg(long)]
+        rdp_listen: Option<std::net::SocketAddr>,
     },
     /// Record a demo session of the synthetic desktop (real time) and print its id.
     Demo {
@@ -259,10 +262,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             no_tls,
             vnc_listen,
+            rdp_listen,
         } => {
             let mut config = config;
             if let Some(l) = vnc_listen {
                 config.gateway.vnc_listen = l;
+            }
+            if let Some(l) = rdp_listen {
+                config.gateway.rdp_listen = l;
             }
             if let Some(l) = listen {
                 config.gateway.admin_listen = l;
@@ -443,6 +450,9 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
         let state = std::sync::Arc::new(psmgate::admin::AdminState { store: store.clone(), token: token.clone() });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(psmgate::admin::serve(listener, state, tls, stop_rx.clone()));
+        // One connection to the token database for the whole process (see
+        // psmgate_storage::tokens on why a process must not open it twice).
+        let tokens = std::sync::Arc::new(store.tokens()?);
         // The VNC gateway runs when the policy has VNC targets.
         let vnc_targets = config
             .targets
@@ -464,7 +474,7 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
                 config: std::sync::Arc::new(config.clone()),
                 store: store.clone(),
                 auth: psmgate::access::TokenAuthenticator::new(
-                    std::sync::Arc::new(store.tokens()?),
+                    tokens.clone(),
                     psmgate::access::FailureLimiter::default(),
                 ),
                 tls: vnc_tls,
@@ -475,6 +485,34 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
                 .with_context(|| format!("binding VNC listener {vnc_addr}"))?;
             println!("psmgate VNC gateway on {} ({vnc_targets} targets)", vnc.local_addr()?);
             tokio::spawn(psmgate::vnc_gateway::serve(vnc, gw, stop_rx.clone()));
+        }
+        // The RDP gateway runs when the policy has RDP targets. Clients get TLS with the gateway
+        // certificate; CredSSP binds to its public key.
+        let rdp_targets = config
+            .targets
+            .values()
+            .filter(|t| t.protocol == psmgate_policy::Protocol::Rdp)
+            .count();
+        if rdp_targets > 0 {
+            let tls_dir = store.data_dir.join("tls");
+            let (tls, fp) = psmgate::tls::load_or_generate_with(&tls_dir, &[&rustls::version::TLS12])?;
+            let cert = psmgate::tls::leaf_certificate(&tls_dir)?;
+            let gw = std::sync::Arc::new(psmgate::rdp_gateway::RdpGateway {
+                config: std::sync::Arc::new(config.clone()),
+                store: store.clone(),
+                auth: std::sync::Arc::new(psmgate::access::TokenAuthenticator::new(
+                    tokens.clone(),
+                    psmgate::access::FailureLimiter::default(),
+                )),
+                tls: psmgate::rdp_gateway::client_tls(&tls),
+                public_key: psmgate::tls::subject_public_key(cert.as_ref())?,
+            });
+            let rdp_addr = config.gateway.rdp_listen;
+            let rdp = tokio::net::TcpListener::bind(rdp_addr)
+                .await
+                .with_context(|| format!("binding RDP listener {rdp_addr}"))?;
+            println!("psmgate RDP gateway on {} ({rdp_targets} targets; certificate sha256 {fp})", rdp.local_addr()?);
+            tokio::spawn(psmgate::rdp_gateway::serve(rdp, gw, stop_rx.clone()));
         }
         // Retention runs at start and then hourly; each deletion is audited first.
         {

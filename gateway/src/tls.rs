@@ -9,6 +9,14 @@ use std::sync::Arc;
 /// Loads `cert.pem`/`key.pem` from `dir`, generating them for `localhost`/`127.0.0.1` first if
 /// missing. Returns the rustls server config and the certificate's SHA-256 fingerprint.
 pub fn load_or_generate(dir: &Path) -> Result<(Arc<rustls::ServerConfig>, String)> {
+    load_or_generate_with(dir, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`load_or_generate`] limited to the given TLS versions.
+pub fn load_or_generate_with(
+    dir: &Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<(Arc<rustls::ServerConfig>, String)> {
     let cert_path = dir.join("admin-cert.pem");
     let key_path = dir.join("admin-key.pem");
     if !cert_path.exists() || !key_path.exists() {
@@ -38,7 +46,7 @@ pub fn load_or_generate(dir: &Path) -> Result<(Arc<rustls::ServerConfig>, String
         .map_err(|e| anyhow::anyhow!("{}: no usable private key: {e}", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .context("TLS protocol versions")?
         .with_no_client_auth()
         .with_single_cert(certs, key)
@@ -71,4 +79,29 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all()
         .with_context(|| format!("syncing {}", path.display()))?;
     Ok(())
+}
+
+/// The gateway's leaf certificate (DER) as [`load_or_generate`] serves it: RDP's CredSSP binds
+/// to the public key inside it.
+pub fn leaf_certificate(dir: &Path) -> Result<rustls::pki_types::CertificateDer<'static>> {
+    let cert_path = dir.join("admin-cert.pem");
+    let pem =
+        std::fs::read(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
+    rustls_pemfile_certs(&pem)?
+        .into_iter()
+        .next()
+        .context("certificate file holds no certificate")
+}
+
+/// The `subjectPublicKey` bits of a DER certificate: what CredSSP's public-key binding
+/// ([MS-CSSP] 3.1.5) covers.
+pub fn subject_public_key(cert_der: &[u8]) -> Result<Vec<u8>> {
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(cert_der).context("parsing a TLS certificate")?;
+    Ok(cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .subject_public_key
+        .raw_bytes()
+        .to_vec())
 }

@@ -40,7 +40,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use clipboard::{ClipboardGuard, CutTextGate};
 use psmgate_codecs::transcript::{keysym, ClipboardDirection, EventKind, Input};
 use psmgate_policy::{Config, Protocol, TargetAddress, VncTls};
-use psmgate_storage::manifest::RecordingState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,31 +142,10 @@ pub async fn serve(
     gw: Arc<VncGateway>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let mut stop = shutdown.clone();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a VNC connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return Ok(()),
-        };
-        let gw = gw.clone();
-        let shutdown = shutdown.clone();
-        let span = tracing::info_span!("vnc", client = %peer);
-        tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                if let Err(e) = session(gw, tcp, peer, shutdown).await {
-                    tracing::warn!(error = %format!("{e:#}"), "VNC session ended with an error");
-                }
-            },
-            span,
-        ));
-    }
+    crate::supervisor::accept_loop(listener, "vnc", shutdown, move |tcp, peer, stop| {
+        session(gw.clone(), tcp, peer, stop)
+    })
+    .await
 }
 
 /// Reads once into `buf`; `Ok(0)` is end of stream.
@@ -300,20 +278,7 @@ async fn drive_viewer(
 }
 
 fn audit(gw: &VncGateway, action: &str, detail: &str) {
-    let r = psmgate_storage::audit::AuditLog::open(gw.store.backend.clone()).and_then(|mut a| {
-        a.append(
-            time::OffsetDateTime::now_utc(),
-            action,
-            "",
-            "",
-            "vnc-gateway",
-            detail,
-        )
-        .map(|_| ())
-    });
-    if let Err(e) = r {
-        tracing::error!(error = %e, "could not write the audit log");
-    }
+    crate::supervisor::audit(&gw.store, "vnc-gateway", action, detail);
 }
 
 /// Connects and authenticates to the target; returns the stream, the target's ServerInit and any
@@ -425,15 +390,7 @@ async fn authorised<V: ViewerIo>(
         client_addr: peer.to_string(),
         policy_version: config.policy_version(),
     };
-    let (backend, key, index) = (
-        gw.store.backend.clone(),
-        gw.store.key.clone(),
-        gw.store.index.clone(),
-    );
-    let rec = Arc::new(
-        tokio::task::spawn_blocking(move || Recorder::start(backend, key, index, info, settings))
-            .await??,
-    );
+    let rec = crate::supervisor::start_recording(&gw.store, info, settings).await?;
     tracing::info!(session = rec.session_id(), user = %user, target = %target_name, "VNC session authorised; recording");
     let outcome = run_session(
         &rec,
@@ -448,31 +405,7 @@ async fn authorised<V: ViewerIo>(
         &mut shutdown,
     )
     .await;
-    let (state, reason) = match &outcome {
-        Ok(reason) => (RecordingState::Completed, reason.clone()),
-        Err(e) => {
-            let failed = rec.failure().borrow().is_some();
-            (
-                if failed {
-                    RecordingState::Failed
-                } else {
-                    RecordingState::Completed
-                },
-                format!("{e:#}"),
-            )
-        }
-    };
-    let rec2 = rec.clone();
-    let reason2 = reason.clone();
-    let sealed = tokio::task::spawn_blocking(move || rec2.finish(state, &reason2)).await?;
-    match sealed {
-        Ok(m) => {
-            tracing::info!(session = %m.session_id, reason = %reason, "VNC session ended; recording sealed")
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "VNC session ended; sealing failed (recovered at next start)")
-        }
-    }
+    crate::supervisor::seal(&rec, &outcome).await;
     outcome.map(|_| ())
 }
 
@@ -565,41 +498,29 @@ async fn run_session<V: ViewerIo>(
         viewer_rest,
         fmt_tx,
     ));
-    let mut failure = rec.failure();
     let (mut down, mut up) = (down, up);
     let relay_end = |r: Result<Result<String>, tokio::task::JoinError>| match r {
         Ok(Ok(why)) => why,
         Ok(Err(e)) => format!("{e:#}"),
         Err(e) => format!("relay task failed: {e}"),
     };
-    let (reason, recording_failed) = tokio::select! {
-        r = &mut down => (relay_end(r), false),
-        r = &mut up => (relay_end(r), false),
-        f = failure.wait_for(|f| f.is_some()) => {
-            (f.map(|v| v.clone().unwrap_or_default()).unwrap_or_default(), true)
+    let relay = async {
+        tokio::select! {
+            r = &mut down => relay_end(r),
+            r = &mut up => relay_end(r),
         }
-        _ = shutdown.wait_for(|s| *s) => ("gateway shutting down".to_string(), false),
     };
-    // A relay task may notice the stopped recorder (and win the race) before the failure is
-    // seen here; the session still ends because the recording failed.
-    let failed = rec.failure().borrow().clone();
-    let (reason, recording_failed) = match failed {
-        Some(why) if !recording_failed => (why, true),
-        _ => (reason, recording_failed),
-    };
-    if recording_failed {
-        tracing::warn!(reason = %reason, "recording failed; disconnecting the viewer (fail-closed)");
-    }
+    let end = crate::supervisor::until_end(rec, relay, shutdown).await;
     down.abort();
     up.abort();
-    if recording_failed {
+    if end.recording_failed {
         // Both halves of the viewer's socket belong to the relay tasks: once they are
         // cancelled the viewer's connection is closed, before the seal is attempted.
         let _ = down.await;
         let _ = up.await;
-        bail!("recording failed, session ended: {reason}");
+        bail!("recording failed, session ended: {}", end.reason);
     }
-    Ok(reason)
+    Ok(end.reason)
 }
 
 /// The target → viewer half of the relay.

@@ -61,6 +61,58 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Static virtual channel names (MS-RDPBCGR `CHANNEL_DEF.name`): 1..=7 printable ASCII
+/// characters without spaces, compared without regard to case (`cliprdr`, `rdpdr`, `MS_T120`).
+pub fn is_valid_rdp_channel_name(name: &str) -> bool {
+    (1..=MAX_RDP_CHANNEL_NAME).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Vnc => "vnc",
+        Protocol::Rdp => "rdp",
+        Protocol::Web => "web",
+    }
+}
+
+fn rdp_channels(path: &str, t: &Target, out: &mut Issues) {
+    let Some(channels) = &t.rdp_channels else {
+        return;
+    };
+    let path = key_path(path, "rdp_channels");
+    if t.protocol != Protocol::Rdp {
+        out.push(
+            path,
+            format!(
+                "only valid for rdp targets (this target's protocol is {:?})",
+                protocol_name(t.protocol)
+            ),
+        );
+        return;
+    }
+    if channels.len() > MAX_RDP_CHANNELS {
+        out.push(
+            path.clone(),
+            format!(
+                "lists {} channels; RDP allows at most {MAX_RDP_CHANNELS}",
+                channels.len()
+            ),
+        );
+    }
+    let mut seen = BTreeMap::new();
+    for (i, c) in channels.iter().enumerate() {
+        let cp = index_path(&path, i);
+        if !is_valid_rdp_channel_name(c) {
+            out.push(cp, format!("{c:?} is not a static virtual channel name (1..={MAX_RDP_CHANNEL_NAME} printable ASCII characters without spaces, e.g. \"cliprdr\")"));
+        } else if let Some(first) = seen.insert(c.to_ascii_lowercase(), i) {
+            out.push(
+                cp,
+                format!("channel {c:?} is already listed at rdp_channels[{first}]"),
+            );
+        }
+    }
+}
+
 fn name(path: &str, kind: &str, n: &str, out: &mut Issues) {
     if !is_valid_name(n) {
         out.push(path, format!("{kind} name {n:?} must be 1..={MAX_NAME} characters of A-Z a-z 0-9 . _ - starting with a letter or digit"));
@@ -268,6 +320,7 @@ fn target(path: &str, n: &str, t: &Target, out: &mut Issues) {
             out.push(key_path(path, "username"), "must not be empty when present");
         }
     }
+    rdp_channels(path, t, out);
     let mut ids = BTreeSet::new();
     let masks = key_path(path, "masks");
     for (i, m) in t.masks.iter().enumerate() {

@@ -192,6 +192,43 @@ impl Config {
         })
     }
 
+    /// The static virtual channels sessions to `target` may use, lower-case, without
+    /// duplicates, in the order configured: `rdp_channels` (or [`DEFAULT_RDP_CHANNELS`] when it
+    /// is not set), less `cliprdr` when the target's clipboard policy denies both directions
+    /// (the channel would carry nothing allowed). Empty for unknown targets and for targets that
+    /// do not speak RDP, so that a caller fails closed.
+    pub fn rdp_channels(&self, target: &str) -> Vec<String> {
+        let Some(t) = self.target(target) else {
+            return Vec::new();
+        };
+        if t.protocol != Protocol::Rdp {
+            return Vec::new();
+        }
+        let configured: Vec<String> = match &t.rdp_channels {
+            // Names that do not validate (possible only when fields were changed in code) are
+            // left out rather than passed on.
+            Some(list) => list
+                .iter()
+                .filter(|c| crate::check::is_valid_rdp_channel_name(c))
+                .map(|c| c.to_ascii_lowercase())
+                .collect(),
+            None => DEFAULT_RDP_CHANNELS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect(),
+        };
+        let clipboard_closed = t.clipboard.to_target == ClipboardAccess::Deny
+            && t.clipboard.to_client == ClipboardAccess::Deny;
+        let mut out: Vec<String> = Vec::with_capacity(configured.len());
+        for c in configured {
+            if (clipboard_closed && c == "cliprdr") || out.contains(&c) {
+                continue;
+            }
+            out.push(c);
+        }
+        out
+    }
+
     /// Screen masks of `target`.
     pub fn masks(&self, target: &str) -> Option<&[MaskRegion]> {
         self.target(target).map(|t| t.masks.as_slice())

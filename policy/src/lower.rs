@@ -95,6 +95,7 @@ struct RawTarget {
     #[serde(default)]
     masks: Vec<RawMask>,
     clipboard: Option<ClipboardPolicy>,
+    rdp_channels: Option<Vec<String>>,
     /// Recognised only to be refused with an explanation (see [`ANONYMOUS_REFUSED`]).
     allow_none: Option<Value>,
     /// Recognised only to be refused with an explanation (see [`ANONYMOUS_REFUSED`]).
@@ -410,6 +411,18 @@ impl Ctx<'_> {
                 .filter_map(|(i, m)| self.mask(&index_path(&masks_path, i), m))
                 .collect(),
             clipboard: t.clipboard.unwrap_or_default(),
+            // Filled in for `rdp` targets so that the canonical form (and the policy version)
+            // states the channels allowed; kept as written otherwise, so that the check can
+            // refuse the key on other protocols.
+            rdp_channels: match (t.protocol, t.rdp_channels) {
+                (Protocol::Rdp, None) => Some(
+                    DEFAULT_RDP_CHANNELS
+                        .iter()
+                        .map(|c| (*c).to_owned())
+                        .collect(),
+                ),
+                (_, written) => written,
+            },
         };
         for (key, present) in [
             ("allow_none", t.allow_none.is_some()),

@@ -354,11 +354,32 @@ pub struct Target {
     pub retention_days: Option<u32>,
     /// Record sessions to this target.
     pub record: bool,
+    /// `rdp_channels`: the static virtual channels (MS-RDPBCGR channel names, compared without
+    /// regard to case) the client may negotiate with an RDP target; every other channel is
+    /// removed from the connection. Loading fills in [`DEFAULT_RDP_CHANNELS`] for `rdp` targets
+    /// that leave it out; `None` for other protocols (the key is only valid for `rdp` targets).
+    /// See [`crate::Config::rdp_channels`] for the list as applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rdp_channels: Option<Vec<String>>,
     /// Screen regions blacked out in recordings.
     pub masks: Vec<MaskRegion>,
     /// Clipboard transfers: which directions are allowed and what the transcript keeps.
     pub clipboard: ClipboardPolicy,
 }
+
+/// The static virtual channels an `rdp` target allows when `rdp_channels` is left out: the
+/// clipboard (`cliprdr`, itself governed by the target's clipboard policy), dynamic virtual
+/// channels (`drdynvc`, which carries display control and graphics pipelines) and audio output
+/// (`rdpsnd`). Device redirection (`rdpdr`: drives, printers, smart cards, serial ports), remote
+/// applications (`rail`) and every other channel are denied.
+pub const DEFAULT_RDP_CHANNELS: [&str; 3] = ["cliprdr", "drdynvc", "rdpsnd"];
+
+/// Most static virtual channels a client may request (MS-RDPBCGR 2.2.1.3.4, `channelCount`).
+pub const MAX_RDP_CHANNELS: usize = 31;
+
+/// Longest static virtual channel name: the 8-byte `CHANNEL_DEF.name` field holds up to seven
+/// ANSI characters and a terminating NUL (MS-RDPBCGR 2.2.1.3.4.1).
+pub const MAX_RDP_CHANNEL_NAME: usize = 7;
 
 /// Which targets a rule covers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -177,7 +177,7 @@ impl fmt::Display for ByteSize {
                 ("MiB", 1 << 20),
                 ("KiB", 1 << 10),
             ] {
-                if n % size == 0 {
+                if n.is_multiple_of(size) {
                     return write!(f, "{}{unit}", n / size);
                 }
             }
@@ -187,7 +187,7 @@ impl fmt::Display for ByteSize {
                 ("MB", 1_000_000),
                 ("KB", 1_000),
             ] {
-                if n % size == 0 {
+                if n.is_multiple_of(size) {
                     return write!(f, "{}{unit}", n / size);
                 }
             }

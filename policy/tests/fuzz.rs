@@ -1,7 +1,7 @@
 //! Random input never panics the loader, and whatever loads also validates.
 
 use proptest::prelude::*;
-use psmgate_policy::Config;
+use psmgate_policy::{is_valid_rdp_channel_name, Config};
 
 fn check(text: &str) {
     match Config::from_toml_str(text, "fuzz/psmgate.toml") {
@@ -14,6 +14,10 @@ fn check(text: &str) {
                     assert!(x + w <= 1920 && y + h <= 1080, "{m:?}");
                 }
                 assert!(c.effective_keystrokes(t).is_some());
+                for ch in c.rdp_channels(t) {
+                    assert!(is_valid_rdp_channel_name(&ch), "{ch:?}");
+                    assert_eq!(ch, ch.to_ascii_lowercase());
+                }
             }
         }
         Err(e) => {
@@ -74,6 +78,7 @@ fn key() -> impl Strategy<Value = String> {
         "retention_days",
         "record",
         "masks",
+        "rdp_channels",
         "id",
         "users",
         "targets",
@@ -103,6 +108,7 @@ fn value() -> impl Strategy<Value = String> {
             "[\"alice\"]",
             "[\"admin\"]",
             "[\"lab-vnc\", \"*\"]",
+            "[\"cliprdr\", \"RDPDR\", \"toolongname\", \"cliprdr\"]",
             "{ env = \"X\" }",
             "{ file = \"/p\" }",
             "{ file = 1 }",

@@ -409,12 +409,20 @@ fn restrict_file(path: &Path) -> Result<(), TokenError> {
         path: path.display().to_string(),
         source,
     };
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    // Never open an existing database file here: closing any descriptor of a file drops every
+    // POSIX lock this process holds on it, including the locks of an SQLite connection already
+    // open on it (say, the other gateway's), after which another process may checkpoint and
+    // delete the WAL under that connection. Create it only when it is missing.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(err)?;
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(e)),
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)
 }
 

@@ -224,6 +224,36 @@ pub fn psnr_rgb(
     }
 }
 
+/// Asserts that the masked `region` (x, y, width, height) of every decoded RGB24 frame (each
+/// `width` pixels wide) is black, 4 pixels in from its edges (the encoder may bleed at them), and
+/// returns how many of those pixels are bright in `reference` (the unmasked screen): a mask
+/// check only means something where the screen under it is not black anyway.
+pub fn assert_region_black(
+    frames: &[Vec<u8>],
+    reference: &[u8],
+    width: u32,
+    region: (u32, u32, u32, u32),
+) -> usize {
+    let (rx, ry, rw, rh) = region;
+    let mut bright = 0;
+    for y in ry + 4..ry + rh - 4 {
+        for x in rx + 4..rx + rw - 4 {
+            let i = ((y * width + x) * 3) as usize;
+            if reference[i] > 200 {
+                bright += 1;
+            }
+            for f in frames {
+                assert!(
+                    f[i] < 40 && f[i + 1] < 40 && f[i + 2] < 40,
+                    "masked pixel ({x},{y}) not black: {:?}",
+                    &f[i..i + 3]
+                );
+            }
+        }
+    }
+    bright
+}
+
 /// A tmpfs mounted at a folder, unmounted on drop (needs root).
 pub struct Tmpfs(PathBuf);
 

@@ -22,7 +22,7 @@ fn last_frame(rec: &Path, tmp: &Path) -> Vec<u8> {
     let frames = psmgate_e2e::rgb24(&mp4);
     let n = (W * H * 3) as usize;
     assert!(
-        frames.len() >= n && frames.len() % n == 0,
+        frames.len() >= n && frames.len().is_multiple_of(n),
         "decoded {} bytes",
         frames.len()
     );
@@ -49,6 +49,7 @@ fn session(
         Options {
             password,
             lab_extra: "",
+            extra_config: "",
         },
     );
     let token = gw.grant("lab-vnc", &["--ttl", "10m"]);

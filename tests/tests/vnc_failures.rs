@@ -140,7 +140,7 @@ fn a_failing_recording_disconnects_the_typing_viewer_within_two_seconds() {
             filled = true;
         }
         n += 1;
-        let key = if n % 30 == 0 {
+        let key = if n.is_multiple_of(30) {
             0xff0d // Enter
         } else {
             u32::from(b'a' + (n % 26) as u8)
@@ -164,7 +164,7 @@ fn a_failing_recording_disconnects_the_typing_viewer_within_two_seconds() {
         .unwrap_or_else(|| panic!("no failure line in the log:\n{log}"));
     assert!(line.contains("No space left on device"), "{line}");
     assert!(
-        log.contains("recording failed; disconnecting the viewer (fail-closed)"),
+        log.contains("recording failed; disconnecting the client (fail-closed)"),
         "the relay logs the disconnect:\n{log}"
     );
     let failed_at = log_line_time(line).unwrap_or_else(|| panic!("no time in {line:?}"));

@@ -67,6 +67,47 @@ impl ClipboardGuard {
 
     /// Decides one transfer and builds its transcript events.
     pub fn transfer(&self, direction: ClipboardDirection, text: &CutText) -> Transfer {
+        let complete = !text.truncated();
+        let verbatim = complete && !text.extended && text.text.len() <= MAX_LOGGED_CONTENT;
+        self.decide(
+            direction,
+            u64::from(text.total_len),
+            complete.then_some(text.text.as_slice()),
+            || verbatim.then(|| text.latin1()),
+        )
+    }
+
+    /// Decides one transfer seen as bytes rather than as a cut-text message (the RDP clipboard
+    /// channel) and builds its transcript events.
+    ///
+    /// `data` is what was seen of the payload and `total_len` its full length in bytes; a
+    /// digest is only computed over a payload seen whole (`data.len() == total_len`). With
+    /// `utf8_text`, `data` is UTF-8 text that `log = "content"` records (up to
+    /// [`MAX_LOGGED_CONTENT`] bytes, invalid sequences replaced); otherwise it is opaque
+    /// (images, file contents, other formats) and at most its length and digest are recorded.
+    pub fn transfer_bytes(
+        &self,
+        direction: ClipboardDirection,
+        data: &[u8],
+        total_len: u64,
+        utf8_text: bool,
+    ) -> Transfer {
+        let complete = data.len() as u64 == total_len;
+        let verbatim = complete && utf8_text && data.len() <= MAX_LOGGED_CONTENT;
+        self.decide(direction, total_len, complete.then_some(data), || {
+            verbatim.then(|| String::from_utf8_lossy(data).into_owned())
+        })
+    }
+
+    /// The decision and events for a transfer of `len` bytes; `whole` is the payload when it
+    /// was seen completely, `verbatim` yields the text `log = "content"` may record.
+    fn decide(
+        &self,
+        direction: ClipboardDirection,
+        len: u64,
+        whole: Option<&[u8]>,
+        verbatim: impl FnOnce() -> Option<String>,
+    ) -> Transfer {
         let (access, rule, towards) = match direction {
             ClipboardDirection::ToTarget => {
                 (self.policy.to_target, "clipboard.to_target", "the target")
@@ -76,22 +117,18 @@ impl ClipboardGuard {
             }
         };
         let allowed = access == ClipboardAccess::Allow;
-        let complete = !text.truncated();
         let digest = || {
             use sha2::Digest as _;
-            complete.then(|| hex::encode(sha2::Sha256::digest(&text.text)))
+            whole.map(|w| hex::encode(sha2::Sha256::digest(w)))
         };
         let (sha256, content) = match self.policy.log {
             ClipboardLog::Length => (None, None),
             ClipboardLog::Digest => (digest(), None),
-            ClipboardLog::Content => {
-                let verbatim = complete && !text.extended && text.text.len() <= MAX_LOGGED_CONTENT;
-                (digest(), verbatim.then(|| text.latin1()))
-            }
+            ClipboardLog::Content => (digest(), verbatim()),
         };
         let mut events = vec![EventKind::Clipboard {
             direction,
-            len: u64::from(text.total_len),
+            len,
             sha256,
             text: content,
             allowed,
@@ -101,8 +138,7 @@ impl ClipboardGuard {
                 rule: rule.to_string(),
                 action: "blocked".to_string(),
                 detail: Some(format!(
-                    "clipboard transfer of {} bytes to {towards} dropped",
-                    text.total_len
+                    "clipboard transfer of {len} bytes to {towards} dropped"
                 )),
             });
         }

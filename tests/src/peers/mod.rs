@@ -1,4 +1,4 @@
-//! Real, independently written VNC peers for end-to-end tests.
+//! Real, independently written VNC and RDP peers for end-to-end tests.
 //!
 //! Every peer runs on 127.0.0.1 (or a local X display) as a separate program, in its own process
 //! group, and is stopped when its handle is dropped (SIGTERM to the group, SIGKILL after a grace
@@ -14,10 +14,14 @@
 //! | [`Xvnc`] | TigerVNC's `Xvnc` (an X server that is also a VNC server) with a [`DemoApp`] |
 //! | [`vncdo`] | vncdotool's `vncdo` (scripted VNC viewer) from a Python virtual environment |
 //! | [`VncViewer`] | TigerVNC's GUI `vncviewer` on its own Xvfb, driven with xdotool |
+//! | [`ShadowServer`] | FreeRDP's `freerdp-shadow-cli` mirroring an [`XDisplay`] with a [`DemoApp`] (NLA or TLS) |
+//! | [`XrdpServer`] | `xrdp` (TLS) in front of [`X11Vnc`] on an [`XDisplay`] with a [`DemoApp`] |
+//! | [`RdpClient`] | FreeRDP's `xfreerdp` on its own Xvfb, driven with xdotool (see [`rdp`]) |
 //!
 //! Checks: [`DemoApp::typed`] (what reached the target), [`mouse_location`], [`screenshot`] (the
 //! X server's own view), [`png_size`] and [`image_difference`] (a viewer's capture against that
-//! view), [`rfb_hello`] (version and security types a server offers), [`wait_for_rfb`].
+//! view), [`rfb_hello`] (version and security types a server offers), [`wait_for_rfb`],
+//! [`x224_probe`] and [`wait_for_rdp`] (an RDP server's X.224 Connection Confirm).
 //! [`free_port`] hands out ports for other listeners, e.g. the gateway under test.
 //!
 //! ```no_run
@@ -40,6 +44,7 @@
 mod demo;
 mod image;
 mod process;
+pub mod rdp;
 mod rfb;
 mod viewer;
 mod vnc;
@@ -48,6 +53,10 @@ mod xserver;
 
 pub use demo::DemoApp;
 pub use image::{image_difference, png_size};
+pub use rdp::{
+    cert_fingerprint, wait_for_rdp, x224_probe, CertCheck, RdpClient, RdpClientOptions,
+    RdpSecurity, ShadowOptions, ShadowServer, X224Confirm, XrdpOptions, XrdpServer,
+};
 pub use rfb::{rfb_hello, wait_for_rfb, RfbHello};
 pub use viewer::{ViewerOptions, VncViewer};
 pub use vnc::{free_port, X11Vnc, Xvnc};

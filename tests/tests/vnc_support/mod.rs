@@ -22,6 +22,8 @@ pub struct Options<'a> {
     pub password: Option<&'a str>,
     /// Extra TOML lines for the `lab-vnc` target (e.g. a clipboard policy).
     pub lab_extra: &'a str,
+    /// More configuration appended at the end (e.g. RDP targets).
+    pub extra_config: &'a str,
 }
 
 pub use psmgate_e2e::Tmpfs;
@@ -34,6 +36,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub vnc_port: u16,
+    /// The RDP listener (serving only when the configuration has RDP targets).
+    pub rdp_port: u16,
 }
 
 impl Gateway {
@@ -74,7 +78,11 @@ impl Gateway {
         target_port: u16,
         opts: Options<'_>,
     ) -> Gateway {
-        let (admin_port, vnc_port) = (free_port().unwrap(), free_port().unwrap());
+        let (admin_port, vnc_port, rdp_port) = (
+            free_port().unwrap(),
+            free_port().unwrap(),
+            free_port().unwrap(),
+        );
         let password = match opts.password {
             Some(pw) => {
                 std::fs::write(dir.path().join("target.pass"), pw).unwrap();
@@ -87,13 +95,14 @@ impl Gateway {
             &config,
             format!(
                 "[gateway]\ndata_dir = \"data\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
-                 vnc_listen = \"127.0.0.1:{vnc_port}\"\n\n[users.alice]\nroles = [\"admin\"]\n\n\
+                 vnc_listen = \"127.0.0.1:{vnc_port}\"\nrdp_listen = \"127.0.0.1:{rdp_port}\"\n\n[users.alice]\nroles = [\"admin\"]\n\n\
                  [targets.lab-vnc]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{target_port}\"\n{password}\
                  masks = [{{ id = \"top-right\", x = \"75%\", y = 0, width = \"25%\", height = \"20%\" }}]\n{}\n\n\
                  [targets.down-vnc]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{}\"\n\n\
-                 [[rules]]\nid = \"alice-lab\"\nusers = [\"alice\"]\ntargets = \"*\"\n",
+                 [[rules]]\nid = \"alice-lab\"\nusers = [\"alice\"]\ntargets = \"*\"\n\n{}\n",
                 opts.lab_extra,
-                free_port().unwrap()
+                free_port().unwrap(),
+                opts.extra_config
             ),
         )
         .unwrap();
@@ -104,6 +113,7 @@ impl Gateway {
             dir,
             config,
             vnc_port,
+            rdp_port,
         };
         gw.wait_listening();
         gw
@@ -251,7 +261,10 @@ fn spawn_serve(config: &Path, dir: &Path) -> Child {
         .arg("--config")
         .arg(config)
         .args(["serve", "--no-tls"])
-        .env("PSMGATE_LOG", "info")
+        .env(
+            "PSMGATE_LOG",
+            std::env::var("PSMGATE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))

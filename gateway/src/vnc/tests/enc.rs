@@ -23,7 +23,7 @@ impl Img {
             s ^= s << 13;
             s ^= s >> 17;
             s ^= s << 5;
-            if i == 0 || s % 4 == 0 {
+            if i == 0 || s.is_multiple_of(4) {
                 cur = palette_colour((s >> 8) % colours.max(1));
             }
             px.push(cur);

@@ -1,0 +1,435 @@
+//! The relayed connection's state, sans-I/O: each frame from either side goes in, and out come
+//! the frames to forward (possibly rewritten), frames psmgate answers itself, transcript input
+//! and events, and the frames the passive decoder needs.
+//!
+//! From the MCS Connect Initial on ([MS-RDPBCGR] 1.3.1.1):
+//! - Connect Initial (client): the selected protocol is set to what the *target* selected,
+//!   channels the target's policy denies are removed, and EGFX support is withdrawn so that the
+//!   server sends bitmap updates psmgate decodes ([`crate::rdp::pdu_rewrite`]).
+//! - Connect Response (server): the client gets a channel id for every channel it asked for;
+//!   removed channels get ids the server never uses, and psmgate answers their joins itself.
+//! - Attach User Confirm (server): the user channel id; passive decoding starts.
+//! - Client Info (client): the client's credentials (user@target and the access token) are
+//!   replaced by the vaulted target account, and bulk compression is turned off.
+//! - Confirm Active (client): capabilities restricted to what psmgate decodes.
+//! - Input (client, fast and slow path): to the transcript.
+//! - `cliprdr` data (both ways): the target's clipboard policy.
+
+use crate::rdp::cliprdr::{ClipboardFilter, Verdict};
+use crate::rdp::framing::Frame;
+use crate::rdp::input::InputDecoder;
+use crate::rdp::pdu_rewrite::{
+    self, ChannelInfo, ConnectInitialPatch, ConnectResponseInfo, TargetCredentials,
+};
+use anyhow::{anyhow, Result};
+use ironrdp_pdu::mcs::{McsMessage, SendDataIndication, SendDataRequest};
+use ironrdp_pdu::nego::SecurityProtocol;
+use ironrdp_pdu::x224::X224;
+use ironrdp_pdu::Action;
+use psmgate_codecs::transcript::{EventKind, Input};
+use std::borrow::Cow;
+
+/// What the relay must do with the result of one frame.
+#[derive(Debug)]
+pub enum Step {
+    /// Send these bytes to the target.
+    ToServer(Vec<u8>),
+    /// Send these bytes to the client.
+    ToClient(Vec<u8>),
+    /// Record this input.
+    Input(Input),
+    /// Record this transcript event.
+    Event(EventKind),
+    /// The MCS ids are known: start the passive decoder.
+    StartDecoder {
+        /// I/O channel.
+        io_channel: u16,
+        /// User channel.
+        user_channel: u16,
+        /// Message channel, when negotiated.
+        message_channel: Option<u16>,
+    },
+    /// A server frame for the passive decoder.
+    Decode(Frame),
+    /// The admin's pointer moved (the recording draws the cursor there).
+    Pointer(u16, u16),
+}
+
+/// How the tracker rewrites the connection.
+pub struct TrackerConfig {
+    /// The protocol the target selected (goes into the client's core data).
+    pub target_protocol: SecurityProtocol,
+    /// The protocols the client requested in its X.224 request (the server echoes what it
+    /// was asked for in its core data; the client gets its own request back).
+    pub client_protocols: SecurityProtocol,
+    /// Static channels the target's policy allows (lower case).
+    pub allowed_channels: Vec<String>,
+    /// The vaulted account that replaces the client's credentials in Client Info.
+    pub credentials: TargetCredentials,
+    /// The clipboard policy.
+    pub clipboard: ClipboardFilter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    ConnectInitial,
+    ConnectResponse,
+    Running,
+}
+
+/// State shared by both directions of one relayed connection.
+pub struct Tracker {
+    cfg: TrackerConfig,
+    phase: Phase,
+    client_channels: Vec<ChannelInfo>,
+    ids: Option<ConnectResponseInfo>,
+    user_channel: Option<u16>,
+    cliprdr: Option<u16>,
+    fake: Vec<u16>,
+    input: InputDecoder,
+    last_pointer: Option<(u16, u16)>,
+    server_initiator: Option<u16>,
+    decoding: bool,
+    dropped_fake: u64,
+    client_info_seen: bool,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("phase", &self.phase)
+            .field("user_channel", &self.user_channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tracker {
+    /// A tracker waiting for the client's MCS Connect Initial.
+    pub fn new(cfg: TrackerConfig) -> Self {
+        Tracker {
+            cfg,
+            phase: Phase::ConnectInitial,
+            client_channels: Vec::new(),
+            ids: None,
+            user_channel: None,
+            cliprdr: None,
+            fake: Vec::new(),
+            input: InputDecoder::new(0x409),
+            last_pointer: None,
+            server_initiator: None,
+            decoding: false,
+            dropped_fake: 0,
+            client_info_seen: false,
+        }
+    }
+
+    /// Frames the client sent on channels psmgate removed (dropped).
+    pub fn dropped_on_removed_channels(&self) -> u64 {
+        self.dropped_fake
+    }
+
+    /// One frame from the client.
+    pub fn from_client(&mut self, frame: Frame) -> Result<Vec<Step>> {
+        let mut out = Vec::new();
+        match self.phase {
+            Phase::ConnectInitial => {
+                if frame.action != Action::X224 {
+                    return Err(anyhow!(
+                        "client sent fast-path data before MCS Connect Initial"
+                    ));
+                }
+                let patch = ConnectInitialPatch {
+                    server_selected_protocol: self.cfg.target_protocol,
+                    allowed_channels: self.cfg.allowed_channels.clone(),
+                    strip_gfx: true,
+                };
+                let (bytes, info) = pdu_rewrite::rewrite_connect_initial(&frame.bytes, &patch)
+                    .map_err(|e| anyhow!("client's MCS Connect Initial: {e}"))?;
+                self.input = InputDecoder::new(info.keyboard_layout);
+                let removed: Vec<&str> = info
+                    .channels
+                    .iter()
+                    .filter(|c| !c.kept)
+                    .map(|c| c.name.as_str())
+                    .collect();
+                if !removed.is_empty() {
+                    out.push(Step::Event(EventKind::Policy {
+                        rule: "rdp-channels".into(),
+                        action: "removed".into(),
+                        detail: Some(format!(
+                            "virtual channels denied by policy and removed from negotiation: {}",
+                            removed.join(", ")
+                        )),
+                    }));
+                }
+                let kept: Vec<&str> = info
+                    .channels
+                    .iter()
+                    .filter(|c| c.kept)
+                    .map(|c| c.name.as_str())
+                    .collect();
+                out.push(Step::Event(EventKind::Marker {
+                    label: format!(
+                        "RDP client {:?}, {}x{}, keyboard layout 0x{:04x}, channels: {}",
+                        info.client_name,
+                        info.desktop_width,
+                        info.desktop_height,
+                        info.keyboard_layout,
+                        if kept.is_empty() {
+                            "none".to_string()
+                        } else {
+                            kept.join(", ")
+                        }
+                    ),
+                }));
+                self.client_channels = info.channels;
+                self.phase = Phase::ConnectResponse;
+                out.push(Step::ToServer(bytes));
+            }
+            Phase::ConnectResponse => {
+                // Nothing may follow the Connect Initial before the response.
+                return Err(anyhow!(
+                    "client sent data before the target's MCS Connect Response"
+                ));
+            }
+            Phase::Running => self.client_running(frame, &mut out)?,
+        }
+        Ok(out)
+    }
+
+    fn client_running(&mut self, frame: Frame, out: &mut Vec<Step>) -> Result<()> {
+        if frame.action == Action::FastPath {
+            // Forward first, then record.
+            let inputs = self.input.fast_path(&frame.bytes);
+            out.push(Step::ToServer(frame.bytes));
+            match inputs {
+                Ok(inputs) => self.push_inputs(inputs, out),
+                Err(e) => tracing::debug!(error = %e, "undecodable fast-path input (forwarded)"),
+            }
+            return Ok(());
+        }
+        if let Some((user, channel)) = pdu_rewrite::channel_join_request(&frame.bytes) {
+            if self.fake.contains(&channel) {
+                out.push(Step::ToClient(pdu_rewrite::channel_join_confirm(
+                    user, channel,
+                )));
+                return Ok(());
+            }
+        }
+        let io_channel = self.ids.as_ref().map(|i| i.io_channel_id);
+        let channel = match ironrdp_core::decode::<X224<McsMessage<'_>>>(&frame.bytes) {
+            Ok(X224(McsMessage::SendDataRequest(req))) => Some((req.initiator_id, req.channel_id)),
+            _ => None,
+        };
+        match channel {
+            Some((_, c)) if Some(c) == io_channel => {
+                if !self.client_info_seen {
+                    if let Some((bytes, _seen)) =
+                        pdu_rewrite::rewrite_client_info(&frame.bytes, &self.cfg.credentials)
+                            .map_err(|e| anyhow!("client's Client Info PDU: {e}"))?
+                    {
+                        self.client_info_seen = true;
+                        out.push(Step::ToServer(bytes));
+                        return Ok(());
+                    }
+                }
+                if let Some((bytes, notes)) = pdu_rewrite::rewrite_confirm_active(&frame.bytes)
+                    .map_err(|e| anyhow!("client's Confirm Active PDU: {e}"))?
+                {
+                    out.push(Step::ToServer(bytes));
+                    if !notes.is_empty() {
+                        tracing::debug!(changes = %notes.join("; "), "client capabilities restricted");
+                    }
+                    return Ok(());
+                }
+                match self.input.slow_path(&frame.bytes) {
+                    Ok(Some(inputs)) => {
+                        out.push(Step::ToServer(frame.bytes));
+                        self.push_inputs(inputs, out);
+                        return Ok(());
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "undecodable slow-path input (forwarded)")
+                    }
+                }
+            }
+            Some((initiator, c)) => {
+                if self.fake.contains(&c) {
+                    self.dropped_fake += 1;
+                    return Ok(());
+                }
+                if Some(c) == self.cliprdr {
+                    let verdict = match ironrdp_core::decode::<X224<McsMessage<'_>>>(&frame.bytes) {
+                        Ok(X224(McsMessage::SendDataRequest(req))) => {
+                            self.cfg.clipboard.from_client(&req.user_data)
+                        }
+                        _ => return Err(anyhow!("clipboard frame changed under decoding")),
+                    };
+                    self.apply_verdict(verdict, frame.bytes, true, initiator, c, out)?;
+                    return Ok(());
+                }
+            }
+            None => {}
+        }
+        out.push(Step::ToServer(frame.bytes));
+        Ok(())
+    }
+
+    fn push_inputs(&mut self, inputs: Vec<Input>, out: &mut Vec<Step>) {
+        for i in inputs {
+            out.push(Step::Input(i));
+        }
+        let p = self.input.pointer_position();
+        if p.is_some() && p != self.last_pointer {
+            self.last_pointer = p;
+            if let Some((x, y)) = p {
+                out.push(Step::Pointer(x, y));
+            }
+        }
+    }
+
+    /// Applies a clipboard verdict for a frame that came from the client (`from_client`) or
+    /// the server.
+    fn apply_verdict(
+        &mut self,
+        verdict: Verdict,
+        original: Vec<u8>,
+        from_client: bool,
+        _initiator: u16,
+        channel: u16,
+        out: &mut Vec<Step>,
+    ) -> Result<()> {
+        match verdict {
+            Verdict::Forward => out.push(if from_client {
+                Step::ToServer(original)
+            } else {
+                Step::ToClient(original)
+            }),
+            Verdict::Drop => {}
+            Verdict::DropAndReply(replies) => {
+                for payload in replies {
+                    if from_client {
+                        // Back to the client, as if the server had answered.
+                        let initiator = self.server_initiator.unwrap_or(1002);
+                        let pdu = SendDataIndication {
+                            initiator_id: initiator,
+                            channel_id: channel,
+                            user_data: Cow::Owned(payload),
+                        };
+                        out.push(Step::ToClient(
+                            ironrdp_core::encode_vec(&X224(pdu))
+                                .map_err(|e| anyhow!("encoding a clipboard reply: {e}"))?,
+                        ));
+                    } else {
+                        let initiator = self
+                            .user_channel
+                            .ok_or_else(|| anyhow!("clipboard data before Attach User"))?;
+                        let pdu = SendDataRequest {
+                            initiator_id: initiator,
+                            channel_id: channel,
+                            user_data: Cow::Owned(payload),
+                        };
+                        out.push(Step::ToServer(
+                            ironrdp_core::encode_vec(&X224(pdu))
+                                .map_err(|e| anyhow!("encoding a clipboard reply: {e}"))?,
+                        ));
+                    }
+                }
+            }
+        }
+        for e in self.cfg.clipboard.take_events() {
+            out.push(Step::Event(e));
+        }
+        Ok(())
+    }
+
+    /// One frame from the target.
+    pub fn from_server(&mut self, frame: Frame) -> Result<Vec<Step>> {
+        let mut out = Vec::new();
+        match self.phase {
+            Phase::ConnectInitial => {
+                return Err(anyhow!(
+                    "target sent data before the client's MCS Connect Initial"
+                ))
+            }
+            Phase::ConnectResponse => {
+                if frame.action != Action::X224 {
+                    return Err(anyhow!(
+                        "target sent fast-path data before MCS Connect Response"
+                    ));
+                }
+                let (bytes, info) = pdu_rewrite::rewrite_connect_response_for_client(
+                    &frame.bytes,
+                    &self.client_channels,
+                    Some(self.cfg.client_protocols),
+                )
+                .map_err(|e| anyhow!("target's MCS Connect Response: {e}"))?;
+                for (name, id, real) in &info.channel_ids {
+                    if !real {
+                        self.fake.push(*id);
+                    } else if name.eq_ignore_ascii_case("cliprdr") {
+                        self.cliprdr = Some(*id);
+                    }
+                }
+                self.ids = Some(info);
+                self.phase = Phase::Running;
+                out.push(Step::ToClient(bytes));
+            }
+            Phase::Running => self.server_running(frame, &mut out)?,
+        }
+        Ok(out)
+    }
+
+    fn server_running(&mut self, frame: Frame, out: &mut Vec<Step>) -> Result<()> {
+        if frame.action == Action::FastPath {
+            out.push(Step::ToClient(frame.bytes.clone()));
+            if self.decoding {
+                out.push(Step::Decode(frame));
+            }
+            return Ok(());
+        }
+        if self.user_channel.is_none() {
+            if let Some(user) = pdu_rewrite::attach_user_confirm(&frame.bytes) {
+                self.user_channel = Some(user);
+                if let Some(ids) = &self.ids {
+                    out.push(Step::StartDecoder {
+                        io_channel: ids.io_channel_id,
+                        user_channel: user,
+                        message_channel: ids.message_channel_id,
+                    });
+                    self.decoding = true;
+                }
+                out.push(Step::ToClient(frame.bytes));
+                return Ok(());
+            }
+        }
+        let channel = match ironrdp_core::decode::<X224<McsMessage<'_>>>(&frame.bytes) {
+            Ok(X224(McsMessage::SendDataIndication(ind))) => {
+                self.server_initiator.get_or_insert(ind.initiator_id);
+                if Some(ind.channel_id) == self.cliprdr {
+                    let verdict = self.cfg.clipboard.from_server(&ind.user_data);
+                    let (initiator, channel) = (ind.initiator_id, ind.channel_id);
+                    self.apply_verdict(verdict, frame.bytes, false, initiator, channel, out)?;
+                    return Ok(());
+                }
+                Some(ind.channel_id)
+            }
+            _ => None,
+        };
+        let for_decoder = self.decoding
+            && match (&self.ids, channel) {
+                (Some(ids), Some(c)) => c == ids.io_channel_id || Some(c) == ids.message_channel_id,
+                // MCS control PDUs (e.g. Disconnect Provider Ultimatum).
+                (_, None) => true,
+                _ => false,
+            };
+        if for_decoder {
+            out.push(Step::ToClient(frame.bytes.clone()));
+            out.push(Step::Decode(frame));
+        } else {
+            out.push(Step::ToClient(frame.bytes));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,332 @@
+//! The RDP gateway end to end with real peers: xfreerdp (under Xvfb, driven by xdotool) →
+//! psmgate (TLS + NLA with an access token) → FreeRDP's shadow server (NLA with the vaulted
+//! account) or xrdp (TLS, the vaulted password in Client Info). What reached the target, what
+//! the transcript says, what the stored video shows (decoded with ffmpeg), masking, integrity,
+//! secrets, and the failure cases.
+
+mod vnc_support;
+
+use psmgate_e2e::peers::{
+    screenshot, RdpClient, RdpClientOptions, RdpSecurity, ShadowOptions, ShadowServer, XDisplay,
+    XrdpOptions, XrdpServer,
+};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use vnc_support::{manifest, transcript, walk, Gateway, Options};
+
+const W: u32 = 1024;
+const H: u32 = 768;
+/// The policy's mask: the top-right corner, where the white xterm background is the planted
+/// bright content.
+const MASK: (u32, u32, u32, u32) = (768, 0, 256, 154);
+/// The vaulted account at the shadow server (a SAM entry, no Linux account).
+const TARGET_USER: &str = "tgtadmin";
+const TARGET_PASSWORD: &str = "Vault3d-Secr3t!";
+/// x11vnc's password behind xrdp (the RDP password xrdp passes on; VNC keeps 8 characters).
+const XRDP_PASSWORD: &str = "xrdp-pw1";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A gateway whose `lab-rdp` target is `address` with the vaulted `password` (in a secret
+/// file), plus a target that is down.
+fn gateway(address: &str, user: &str, password: &str) -> Gateway {
+    let secret = tempfile::Builder::new()
+        .prefix("psmgate-rdp-secret")
+        .tempfile()
+        .unwrap();
+    std::fs::write(secret.path(), password).unwrap();
+    // Kept for the gateway's lifetime (removed by the OS's temp cleanup).
+    let (_, secret) = secret.keep().unwrap();
+    let secret = secret.display().to_string();
+    let dir_secret = format!(
+        "[targets.lab-rdp]\nprotocol = \"rdp\"\naddress = \"{address}\"\nusername = \"{user}\"\n\
+         password = {{ file = \"{secret}\" }}\n\
+         masks = [{{ id = \"top-right\", x = \"75%\", y = 0, width = \"25%\", height = \"20%\" }}]\n\n\
+         [targets.down-rdp]\nprotocol = \"rdp\"\naddress = \"127.0.0.1:{}\"\nusername = \"x\"\n\
+         password = {{ file = \"{secret}\" }}\n",
+        psmgate_e2e::peers::free_port().unwrap()
+    );
+    let gw = Gateway::start_with(
+        psmgate_e2e::peers::free_port().unwrap(),
+        Options {
+            extra_config: Box::leak(dir_secret.into_boxed_str()),
+            ..Options::default()
+        },
+    );
+    wait_rdp_listening(&gw);
+    gw
+}
+
+fn wait_rdp_listening(gw: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", gw.rdp_port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "RDP listener missing: {}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn client(gw: &Gateway, user: &str, domain: Option<&str>, token: &str) -> RdpClientOptions {
+    RdpClientOptions {
+        address: format!("127.0.0.1:{}", gw.rdp_port),
+        user: user.into(),
+        password: token.into(),
+        domain: domain.map(str::to_string),
+        sec: Some(RdpSecurity::Nla),
+        width: W,
+        height: H,
+        ..RdpClientOptions::default()
+    }
+}
+
+/// FreeRDP's shadow server with NLA, the vaulted account in its SAM file.
+fn nla_shadow() -> ShadowServer {
+    ShadowServer::start(ShadowOptions {
+        sec: RdpSecurity::Nla,
+        user: TARGET_USER.into(),
+        password: TARGET_PASSWORD.into(),
+        width: W,
+        height: H,
+    })
+    .unwrap()
+}
+
+fn in_mask(x: u32, y: u32) -> bool {
+    x >= MASK.0 && y < MASK.1 + MASK.3
+}
+
+/// Every decoded frame of the recording's first period as RGB24.
+fn decoded_frames(rec: &Path, tmp: &Path) -> Vec<Vec<u8>> {
+    let m = manifest(rec);
+    let mp4 = tmp.join("all.mp4");
+    std::fs::write(&mp4, psmgate_e2e::period_mp4(rec, &m, 0)).unwrap();
+    psmgate_e2e::rgb24(&mp4)
+        .chunks_exact((W * H * 3) as usize)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Everything the session left behind as text: the gateway log and every recording file.
+fn all_artifacts(gw: &Gateway, rec: &Path) -> String {
+    let mut all = gw.log();
+    for f in walk(rec) {
+        all.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap()));
+    }
+    all.push_str(&String::from_utf8_lossy(
+        &std::fs::read(gw.data().join("recordings/audit.jsonl")).unwrap_or_default(),
+    ));
+    all
+}
+
+/// Checks a sealed recording of a session in which `sentence` was typed and (300,200) clicked,
+/// against the target's own screenshot taken at the end.
+fn check_recording(gw: &Gateway, rec: &Path, sentence: &str, target_shot: &Path, token: &str) {
+    let t = transcript(rec);
+    assert!(t.contains(&format!("\"text\":\"{sentence}\"")), "{t}");
+    assert!(
+        t.contains("\"type\":\"button\",\"button\":1,\"down\":true,\"x\":300,\"y\":200"),
+        "{t}"
+    );
+    let m = manifest(rec);
+    assert_eq!(
+        (
+            m["user"].as_str(),
+            m["target"].as_str(),
+            m["protocol"].as_str()
+        ),
+        (Some("alice"), Some("lab-rdp"), Some("rdp"))
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let frames = decoded_frames(rec, tmp.path());
+    assert!(!frames.is_empty());
+    let target = psmgate_e2e::rgb24(target_shot);
+    let last = frames.last().unwrap();
+    let p = psmgate_e2e::psnr_rgb(last, &target, W, H, in_mask);
+    assert!(p >= 35.0, "last frame vs target screenshot: {p:.1} dB");
+    let bright_on_target = psmgate_e2e::assert_region_black(&frames, &target, W, MASK);
+    assert!(
+        bright_on_target > 10_000,
+        "the masked region must hold bright content on the target"
+    );
+    gw.assert_verifies(rec);
+    let all = all_artifacts(gw, rec);
+    assert!(!all.contains(token), "access token leaked");
+    assert!(!all.contains(TARGET_PASSWORD), "target password leaked");
+    assert!(!all.contains(XRDP_PASSWORD), "target password leaked");
+}
+
+/// Types, clicks, waits for the target to show it, then returns the target's screenshot.
+fn drive(
+    c: &RdpClient,
+    display: &XDisplay,
+    typed: impl Fn(&str, Duration) -> bool,
+    sentence: &str,
+) -> PathBuf {
+    c.type_text(sentence).unwrap();
+    c.key("Return").unwrap();
+    assert!(
+        typed(sentence, Duration::from_secs(10)),
+        "the sentence did not reach the target\n{}",
+        c.log_text()
+    );
+    c.click(300, 200, 1).unwrap();
+    // Let the last screen change travel target → psmgate → recording.
+    std::thread::sleep(Duration::from_millis(2500));
+    screenshot(display).unwrap()
+}
+
+/// Waits until a sealed recording ends with a reason containing `needle`.
+fn wait_for_end_reason(gw: &Gateway, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reasons: Vec<String> = psmgate_e2e::recordings(&gw.data())
+            .iter()
+            .filter(|r| r.join("manifest.json").exists())
+            .map(|r| manifest(r)["end_reason"].as_str().unwrap_or("").to_string())
+            .collect();
+        if reasons.iter().any(|r| r.contains(needle)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recording ended with {needle:?}: {reasons:?}\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn shadow_nla_session_through_psmgate_is_recorded() {
+    let target = nla_shadow();
+    let gw = gateway(&target.address(), TARGET_USER, TARGET_PASSWORD);
+    let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
+    let mut c = RdpClient::start(client(&gw, "alice@lab-rdp", None, &token)).unwrap();
+    c.wait_connected(CONNECT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
+    let sentence = "Get-Service -Name W32Time";
+    let shot = drive(
+        &c,
+        target.display(),
+        |s, t| target.app().wait_for_typed(s, t).is_ok(),
+        sentence,
+    );
+    // The admin leaves: the session ends and the recording is sealed.
+    c.stop();
+    let rec = gw.sealed(1).remove(0);
+    let m = manifest(&rec);
+    assert!(
+        m["end_reason"].as_str().unwrap_or("").contains("client"),
+        "{m}"
+    );
+    check_recording(&gw, &rec, sentence, &shot, &token);
+    // The client's denied device-redirection channel is named in the transcript.
+    let t = transcript(&rec);
+    assert!(t.contains("\"rule\":\"rdp-channels\""), "{t}");
+}
+
+#[test]
+fn xrdp_tls_session_through_psmgate_is_recorded() {
+    let target = XrdpServer::start(XrdpOptions {
+        password: XRDP_PASSWORD.into(),
+        width: W,
+        height: H,
+    })
+    .unwrap();
+    let gw = gateway(&target.address(), "na", XRDP_PASSWORD);
+    let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
+    // The down-level form: the target as the domain.
+    let mut c = RdpClient::start(client(&gw, "alice", Some("LAB-RDP"), &token)).unwrap();
+    c.wait_connected(CONNECT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
+    target
+        .wait_for_log("VNC connection complete", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
+    std::thread::sleep(Duration::from_millis(500));
+    let sentence = "tail -f /var/log/syslog";
+    let shot = drive(
+        &c,
+        target.display(),
+        |s, t| target.app().wait_for_typed(s, t).is_ok(),
+        sentence,
+    );
+    c.stop();
+    let rec = gw.sealed(1).remove(0);
+    check_recording(&gw, &rec, sentence, &shot, &token);
+}
+
+#[test]
+fn refused_sign_ins_and_dead_targets_end_cleanly() {
+    let target = nla_shadow();
+    // The vault holds a wrong password for this target.
+    let gw = gateway(&target.address(), TARGET_USER, "not-the-password");
+    let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
+    // 1. Wrong token: NLA fails like a wrong password (no session, nothing recorded).
+    let code = RdpClient::auth_only(client(&gw, "alice@lab-rdp", None, "wrongtok")).unwrap();
+    assert_ne!(code, 0, "a wrong token must fail NLA");
+    // 2. Unknown target, and a user name naming none.
+    let code = RdpClient::auth_only(client(&gw, "alice@nosuch-rdp", None, &token)).unwrap();
+    assert_ne!(code, 0);
+    let code = RdpClient::auth_only(client(&gw, "alice", None, &token)).unwrap();
+    assert_ne!(code, 0);
+    // Refused sign-ins leave no recording: nothing was authorised.
+    assert!(psmgate_e2e::recordings(&gw.data()).is_empty());
+    let audit = std::fs::read_to_string(gw.data().join("recordings/audit.jsonl")).unwrap();
+    assert!(audit.contains("rdp_auth_failed"), "{audit}");
+    assert!(audit.contains("user alice on target nosuch-rdp"), "{audit}");
+    // 3. Target NLA failure with the vaulted password: the client is cut, the recording
+    //    (the session was authorised) is sealed with the reason.
+    let mut c = RdpClient::start(client(&gw, "alice@lab-rdp", None, &token)).unwrap();
+    assert!(c.wait_connected(Duration::from_secs(10)).is_err());
+    c.stop();
+    wait_for_end_reason(&gw, "target NLA failed");
+    // 4. Target down, with a grant issued while the gateway was serving sessions (the VNC
+    //    and RDP gateways share the token database in one process).
+    let token2 = gw.grant("down-rdp", &["--ttl", "10m"]);
+    let mut c = RdpClient::start(client(&gw, "alice@down-rdp", None, &token2)).unwrap();
+    assert!(c.wait_connected(Duration::from_secs(10)).is_err());
+    c.stop();
+    wait_for_end_reason(&gw, "unreachable");
+    let recs = gw.sealed(2);
+    for r in &recs {
+        gw.assert_verifies(r);
+        let all = all_artifacts(&gw, r);
+        assert!(!all.contains("not-the-password"), "vaulted password leaked");
+        assert!(!all.contains(&token), "token leaked");
+    }
+}
+
+#[test]
+fn target_ending_the_session_seals_the_recording() {
+    let target = nla_shadow();
+    let gw = gateway(&target.address(), TARGET_USER, TARGET_PASSWORD);
+    let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
+    let mut c = RdpClient::start(client(&gw, "alice@lab-rdp", None, &token)).unwrap();
+    c.wait_connected(CONNECT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
+    c.type_text("before the end").unwrap();
+    c.key("Return").unwrap();
+    target
+        .app()
+        .wait_for_typed("before the end", Duration::from_secs(10))
+        .unwrap();
+    // The target goes away mid-session: the client is disconnected and the recording sealed.
+    drop(target);
+    let rec = gw.sealed(1).remove(0);
+    let reason = manifest(&rec)["end_reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(reason.contains("target"), "{reason}");
+    // …and the client is disconnected.
+    let exited = c
+        .wait_exit(Duration::from_secs(10))
+        .ok()
+        .flatten()
+        .is_some();
+    assert!(exited || !c.is_running(), "the client is still connected");
+    assert!(transcript(&rec).contains("before the end"));
+    gw.assert_verifies(&rec);
+}
