@@ -34,6 +34,7 @@ use crate::store::Store;
 use anyhow::{anyhow, bail, Context, Result};
 use handshake::{ClientLegError, TargetAccount};
 use ironrdp_pdu::nego::SecurityProtocol;
+use ironrdp_pdu::rdp::server_error_info::ProtocolIndependentCode;
 use psmgate_policy::{Config, Protocol, TargetAddress};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -310,21 +311,35 @@ async fn run_session(
         },
         clipboard: onward.clipboard,
     });
-    let relay = relay::relay(
+    let (bye, bye_rx) = tokio::sync::oneshot::channel();
+    let mut relay = tokio::spawn(relay::relay(
         rec.clone(),
         tracker,
         client,
         client_rest,
         target,
         target_rest,
-    );
-    let relay = async {
-        match relay.await {
-            Ok(why) => why,
-            Err(e) => format!("{e:#}"),
+        bye_rx,
+    ));
+    let running = async {
+        match (&mut relay).await {
+            Ok(Ok(why)) => why,
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(e) => format!("relay task failed: {e}"),
         }
     };
-    let end = crate::supervisor::until_end(rec, relay, &mut shutdown).await;
+    let end = crate::supervisor::until_end(rec, running, &mut shutdown).await;
+    if !relay.is_finished() {
+        // psmgate ends the session: tell the client why, where RDP has a way to.
+        let code = if end.recording_failed {
+            ProtocolIndependentCode::ServerDeniedConnection
+        } else {
+            ProtocolIndependentCode::ServerShutdown
+        };
+        let _ = bye.send(code);
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut relay).await;
+        relay.abort();
+    }
     if end.recording_failed {
         bail!("recording failed, session ended: {}", end.reason);
     }

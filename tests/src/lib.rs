@@ -254,6 +254,24 @@ pub fn assert_region_black(
     bright
 }
 
+/// Fills the file system holding `path` by writing a file there until it reports ENOSPC.
+pub fn fill_disk(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0x5a_u8; 64 * 1024];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(28), "expected ENOSPC: {e}");
+                break;
+            }
+        }
+    }
+    let _ = f.flush();
+}
+
 /// A tmpfs mounted at a folder, unmounted on drop (needs root).
 pub struct Tmpfs(PathBuf);
 

@@ -29,6 +29,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// A gateway whose `lab-rdp` target is `address` with the vaulted `password` (in a secret
 /// file), plus a target that is down.
 fn gateway(address: &str, user: &str, password: &str) -> Gateway {
+    gateway_on(address, user, password, None).expect("a gateway on the local disk")
+}
+
+/// [`gateway`] with its data folder on a tmpfs of `tmpfs` bytes when given; `None` where a
+/// tmpfs cannot be mounted (not root), which CI does not accept.
+fn gateway_on(address: &str, user: &str, password: &str, tmpfs: Option<&str>) -> Option<Gateway> {
     let secret = tempfile::Builder::new()
         .prefix("psmgate-rdp-secret")
         .tempfile()
@@ -45,15 +51,17 @@ fn gateway(address: &str, user: &str, password: &str) -> Gateway {
          password = {{ file = \"{secret}\" }}\n",
         psmgate_e2e::peers::free_port().unwrap()
     );
-    let gw = Gateway::start_with(
-        psmgate_e2e::peers::free_port().unwrap(),
-        Options {
-            extra_config: Box::leak(dir_secret.into_boxed_str()),
-            ..Options::default()
-        },
-    );
+    let opts = Options {
+        extra_config: Box::leak(dir_secret.into_boxed_str()),
+        ..Options::default()
+    };
+    let port = psmgate_e2e::peers::free_port().unwrap();
+    let gw = match tmpfs {
+        Some(size) => Gateway::on_tmpfs(port, opts, size)?,
+        None => Gateway::start_with(port, opts),
+    };
     wait_rdp_listening(&gw);
-    gw
+    Some(gw)
 }
 
 fn wait_rdp_listening(gw: &Gateway) {
@@ -329,4 +337,63 @@ fn target_ending_the_session_seals_the_recording() {
     assert!(exited || !c.is_running(), "the client is still connected");
     assert!(transcript(&rec).contains("before the end"));
     gw.assert_verifies(&rec);
+}
+
+#[test]
+fn a_failing_recording_ends_the_session_and_tells_the_client_why() {
+    let target = nla_shadow();
+    let Some(mut gw) = gateway_on(&target.address(), TARGET_USER, TARGET_PASSWORD, Some("16m"))
+    else {
+        eprintln!("skipping: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
+    let mut c = RdpClient::start(client(&gw, "alice@lab-rdp", None, &token)).unwrap();
+    c.wait_connected(CONNECT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
+    c.type_text("recorded before the disk filled").unwrap();
+    c.key("Return").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    psmgate_e2e::fill_disk(&gw.data().join("filler"));
+    // Keep the screen changing until the gateway ends the session.
+    let started = Instant::now();
+    let mut n = 0;
+    while c.is_running() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the client was not disconnected: {}",
+            gw.log()
+        );
+        n += 1;
+        let _ = c.type_text(&format!("line {n} ")); // fails once the window is gone
+        let _ = c.key("Return");
+    }
+    let log = gw.log();
+    assert!(log.contains("recording failed"), "{log}");
+    assert!(log.contains("No space left on device"), "{log}");
+    // The client was told: a Set Error Info PDU before the disconnect.
+    let client_log = c.log_text();
+    assert!(
+        client_log.contains("ERRINFO_SERVER_DENIED_CONNECTION"),
+        "the client was not given the reason:\n{client_log}"
+    );
+    // With space again, the next start seals what was written before the failure, and it
+    // verifies; the typing from before the failure is in it.
+    std::fs::remove_file(gw.data().join("filler")).unwrap();
+    gw.restart();
+    let rec = gw.sealed(1).remove(0);
+    gw.assert_verifies(&rec);
+    let m = manifest(&rec);
+    assert!(
+        matches!(m["state"].as_str(), Some("failed" | "interrupted")),
+        "{m}"
+    );
+    assert!(
+        transcript(&rec).contains("recorded before the disk filled"),
+        "{}",
+        transcript(&rec)
+    );
+    let all = all_artifacts(&gw, &rec);
+    assert!(!all.contains(&token), "access token leaked");
+    assert!(!all.contains(TARGET_PASSWORD), "target password leaked");
 }

@@ -6,7 +6,6 @@
 mod vnc_support;
 
 use psmgate_e2e::peers::{vncdo, vncdo_with_timeout, DemoApp, X11Vnc, XDisplay};
-use std::io::Write;
 use std::time::{Duration, Instant};
 use vnc_support::{events_of, log_line_time, manifest, now_secs, Gateway, Options, RawViewer};
 
@@ -136,7 +135,7 @@ fn a_failing_recording_disconnects_the_typing_viewer_within_two_seconds() {
             gw.log()
         );
         if !filled && started.elapsed() > Duration::from_millis(2000) {
-            fill(&gw.data().join("filler"));
+            psmgate_e2e::fill_disk(&gw.data().join("filler"));
             filled = true;
         }
         n += 1;
@@ -185,21 +184,4 @@ fn a_failing_recording_disconnects_the_typing_viewer_within_two_seconds() {
     // What was typed before the disk filled up is in the recovered transcript.
     let keys = events_of(&rec, "key").len() + events_of(&rec, "text").len();
     assert!(keys > 0, "no typing survived: {m}");
-}
-
-/// Writes to `path` until the file system is full.
-fn fill(path: &std::path::Path) {
-    let mut f = std::fs::File::create(path).unwrap();
-    let block = vec![0x5a_u8; 64 * 1024];
-    loop {
-        match f.write(&block) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                assert_eq!(e.raw_os_error(), Some(28), "expected ENOSPC: {e}");
-                break;
-            }
-        }
-    }
-    let _ = f.flush();
 }

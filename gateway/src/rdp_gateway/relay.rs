@@ -8,9 +8,10 @@ use crate::rdp::framing::{Frame, FrameSplitter};
 use crate::rdp::passive::{DecoderEvent, PassiveDecoder};
 use crate::recording::Recorder;
 use anyhow::{anyhow, bail, Context, Result};
+use ironrdp_pdu::rdp::server_error_info::ProtocolIndependentCode;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Read buffer per direction.
 const READ_CHUNK: usize = 64 * 1024;
@@ -225,7 +226,8 @@ async fn decoder(rec: Arc<Recorder>, mut rx: mpsc::Receiver<DecodeMsg>) -> Resul
     Ok(stats)
 }
 
-/// Relays until either side closes or a task fails; returns why it ended.
+/// Relays until either side closes, a task fails, or psmgate ends the session through `bye`
+/// (the client is then told why, see [`Tracker::goodbye`]); returns why it ended.
 pub async fn relay<C, T>(
     rec: Arc<Recorder>,
     tracker: Tracker,
@@ -233,6 +235,7 @@ pub async fn relay<C, T>(
     client_first: Vec<u8>,
     target: T,
     target_first: Vec<u8>,
+    mut bye: oneshot::Receiver<ProtocolIndependentCode>,
 ) -> Result<String>
 where
     C: AsyncRead + AsyncWrite + Send + 'static,
@@ -244,6 +247,7 @@ where
     let (to_client, client_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     let (to_server, server_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     let (decode_tx, decode_rx) = mpsc::channel::<DecodeMsg>(DECODE_QUEUE);
+    let to_client_bye = to_client.clone();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { writer(cw, client_rx, "client").await });
     tasks.spawn(async move { writer(tw, server_rx, "target").await });
@@ -289,7 +293,18 @@ where
             Ok(Err(e)) => Err(e.context("recording decoder failed")),
             Err(e) => Err(anyhow!("recording decoder failed: {e}")),
         },
+        Ok(code) = &mut bye => {
+            let frames = tracker.lock().ok().and_then(|t| t.goodbye(code));
+            if let Some(frames) = frames {
+                if to_client_bye.send(frames).await.is_ok() {
+                    // Give the client's writer the moment it needs to flush it.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+            Ok(format!("psmgate ended the session ({code:?})"))
+        }
     };
+    drop(to_client_bye);
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     // The decoder finishes what was forwarded (its queue closed with the readers), so the

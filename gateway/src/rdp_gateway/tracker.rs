@@ -22,8 +22,18 @@ use crate::rdp::pdu_rewrite::{
     self, ChannelInfo, ConnectInitialPatch, ConnectResponseInfo, TargetCredentials,
 };
 use anyhow::{anyhow, Result};
-use ironrdp_pdu::mcs::{McsMessage, SendDataIndication, SendDataRequest};
+use ironrdp_pdu::mcs::{
+    DisconnectProviderUltimatum, DisconnectReason, McsMessage, SendDataIndication, SendDataRequest,
+};
 use ironrdp_pdu::nego::SecurityProtocol;
+use ironrdp_pdu::rdp::client_info::CompressionType;
+use ironrdp_pdu::rdp::headers::{
+    decode_io_channel, CompressionFlags, IoChannelPdu, ShareControlHeader, ShareControlPdu,
+    ShareDataHeader, ShareDataPdu, StreamPriority,
+};
+use ironrdp_pdu::rdp::server_error_info::{
+    ErrorInfo, ProtocolIndependentCode, ServerSetErrorInfoPdu,
+};
 use ironrdp_pdu::x224::X224;
 use ironrdp_pdu::Action;
 use psmgate_codecs::transcript::{EventKind, Input};
@@ -92,6 +102,7 @@ pub struct Tracker {
     decoding: bool,
     dropped_fake: u64,
     client_info_seen: bool,
+    share_id: Option<u32>,
 }
 
 impl std::fmt::Debug for Tracker {
@@ -120,12 +131,50 @@ impl Tracker {
             decoding: false,
             dropped_fake: 0,
             client_info_seen: false,
+            share_id: None,
         }
     }
 
     /// Frames the client sent on channels psmgate removed (dropped).
     pub fn dropped_on_removed_channels(&self) -> u64 {
         self.dropped_fake
+    }
+
+    /// What psmgate sends the client when it ends an active session itself (fail-closed,
+    /// shutdown): a Set Error Info PDU with `code`, which clients show as the reason
+    /// ([MS-RDPBCGR] 2.2.5.1.1), then an MCS Disconnect Provider Ultimatum. `None` before the
+    /// capability exchange (no share to send it in): the client then just sees the connection
+    /// close.
+    pub fn goodbye(&self, code: ProtocolIndependentCode) -> Option<Vec<u8>> {
+        let io = self.ids.as_ref()?.io_channel_id;
+        let share_id = self.share_id?;
+        let source = self.server_initiator?;
+        let pdu = ShareControlHeader {
+            share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
+                share_data_pdu: ShareDataPdu::ServerSetErrorInfo(ServerSetErrorInfoPdu(
+                    ErrorInfo::ProtocolIndependentCode(code),
+                )),
+                stream_priority: StreamPriority::Low,
+                compression_flags: CompressionFlags::empty(),
+                compression_type: CompressionType::K8,
+            }),
+            pdu_source: source,
+            share_id,
+        };
+        let user_data = ironrdp_core::encode_vec(&pdu).ok()?;
+        let mut out = ironrdp_core::encode_vec(&X224(SendDataIndication {
+            initiator_id: source,
+            channel_id: io,
+            user_data: Cow::Owned(user_data),
+        }))
+        .ok()?;
+        out.extend(
+            ironrdp_core::encode_vec(&X224(McsMessage::DisconnectProviderUltimatum(
+                DisconnectProviderUltimatum::from_reason(DisconnectReason::ProviderInitiated),
+            )))
+            .ok()?,
+        );
+        Some(out)
     }
 
     /// One frame from the client.
@@ -404,9 +453,27 @@ impl Tracker {
                 return Ok(());
             }
         }
+        let io_channel = self.ids.as_ref().map(|i| i.io_channel_id);
         let channel = match ironrdp_core::decode::<X224<McsMessage<'_>>>(&frame.bytes) {
             Ok(X224(McsMessage::SendDataIndication(ind))) => {
                 self.server_initiator.get_or_insert(ind.initiator_id);
+                if Some(ind.channel_id) == io_channel {
+                    if let Some(active) = pdu_rewrite::demand_active(&frame.bytes) {
+                        self.share_id = Some(active.share_id);
+                    }
+                    let ctx = ironrdp_pdu::mcs::SendDataIndicationCtx {
+                        initiator_id: ind.initiator_id,
+                        channel_id: ind.channel_id,
+                        user_data: &ind.user_data,
+                    };
+                    if let Ok(IoChannelPdu::ServerRedirection(r)) = decode_io_channel(ctx) {
+                        if !r.is_informational() {
+                            return Err(anyhow!(
+                                "target sent a Server Redirection PDU (connection broker), which would send the client around psmgate; session ended"
+                            ));
+                        }
+                    }
+                }
                 if Some(ind.channel_id) == self.cliprdr {
                     let verdict = self.cfg.clipboard.from_server(&ind.user_data);
                     let (initiator, channel) = (ind.initiator_id, ind.channel_id);
@@ -431,5 +498,74 @@ impl Tracker {
             out.push(Step::ToClient(frame.bytes));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rdp::framing::FrameSplitter;
+    use crate::rdp::passive::{DecoderEvent, PassiveDecoder};
+
+    fn tracker() -> Tracker {
+        Tracker::new(TrackerConfig {
+            target_protocol: SecurityProtocol::HYBRID,
+            client_protocols: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
+            allowed_channels: vec!["cliprdr".into()],
+            credentials: TargetCredentials {
+                username: "svc".into(),
+                domain: None,
+                password: "pw".into(),
+            },
+            clipboard: ClipboardFilter::new(psmgate_policy::ClipboardPolicy::default()),
+        })
+    }
+
+    #[test]
+    fn no_goodbye_before_the_share_exists() {
+        let mut t = tracker();
+        assert!(t.goodbye(ProtocolIndependentCode::ServerShutdown).is_none());
+        t.ids = Some(ConnectResponseInfo {
+            io_channel_id: 1003,
+            message_channel_id: None,
+            channel_ids: Vec::new(),
+        });
+        t.server_initiator = Some(1002);
+        assert!(t.goodbye(ProtocolIndependentCode::ServerShutdown).is_none());
+    }
+
+    #[test]
+    fn goodbye_is_a_set_error_info_and_a_disconnect_a_client_understands() {
+        let mut t = tracker();
+        t.ids = Some(ConnectResponseInfo {
+            io_channel_id: 1003,
+            message_channel_id: None,
+            channel_ids: Vec::new(),
+        });
+        t.server_initiator = Some(1002);
+        t.share_id = Some(0x0001_03ea);
+        let bytes = t
+            .goodbye(ProtocolIndependentCode::ServerDeniedConnection)
+            .expect("frames");
+        let mut split = FrameSplitter::new();
+        split.feed(&bytes);
+        let mut decoder = PassiveDecoder::new(1003, 1007, None);
+        let mut terminated = Vec::new();
+        let mut frames = 0;
+        while let Some(f) = split.next_frame().unwrap() {
+            frames += 1;
+            for e in decoder.server_frame(f.action, &f.bytes).unwrap_or_default() {
+                if let DecoderEvent::Terminated(why) = e {
+                    terminated.push(why);
+                }
+            }
+        }
+        assert_eq!(frames, 2, "Set Error Info, then the MCS disconnect");
+        assert!(
+            terminated
+                .iter()
+                .any(|w| w.to_lowercase().contains("denied")),
+            "{terminated:?}"
+        );
     }
 }
