@@ -28,6 +28,7 @@ pub mod tracker;
 
 use crate::access::{AccessError, TokenAuthenticator};
 use crate::rdp::cliprdr::ClipboardFilter;
+use crate::rdp::drdynvc::DynamicChannelFilter;
 use crate::rdp::pdu_rewrite::TargetCredentials;
 use crate::recording::{Recorder, SessionInfo};
 use crate::store::Store;
@@ -196,6 +197,7 @@ pub async fn session(
         },
     };
     let allowed_channels = config.rdp_channels(&target_name);
+    let dynamic_channels = config.rdp_dynamic_channels(&target_name);
     let clipboard = config.effective_clipboard(&target_name).unwrap_or_default();
     let settings = crate::settings::recording_settings(&config, Some(&target_name))?;
     let info = SessionInfo {
@@ -214,6 +216,7 @@ pub async fn session(
         request: &request.request,
         allowed_channels,
         clipboard: ClipboardFilter::new(clipboard),
+        dynamic_channels: DynamicChannelFilter::new(dynamic_channels),
     };
     let outcome = run_session(&rec, client, client_rest, onward, shutdown).await;
     crate::supervisor::seal(&rec, &outcome).await;
@@ -228,6 +231,7 @@ struct Onward<'a> {
     request: &'a ironrdp_pdu::nego::ConnectionRequest,
     allowed_channels: Vec<String>,
     clipboard: ClipboardFilter,
+    dynamic_channels: DynamicChannelFilter,
 }
 
 /// The target leg: TCP, X.224, TLS and (when selected) NLA.
@@ -310,6 +314,7 @@ async fn run_session(
             password: onward.account.password.clone(),
         },
         clipboard: onward.clipboard,
+        dynamic_channels: onward.dynamic_channels,
     });
     let (bye, bye_rx) = tokio::sync::oneshot::channel();
     let mut relay = tokio::spawn(relay::relay(

@@ -67,6 +67,16 @@ pub fn is_valid_rdp_channel_name(name: &str) -> bool {
     (1..=MAX_RDP_CHANNEL_NAME).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// Dynamic virtual channel names (MS-RDPEDYC `ChannelName`): 1..=256 printable ASCII
+/// characters (spaces only between other characters), matched exactly, case included
+/// (`Microsoft::Windows::RDS::DisplayControl`, `AUDIO_INPUT`).
+pub fn is_valid_rdp_dynamic_channel_name(name: &str) -> bool {
+    (1..=MAX_RDP_DYNAMIC_CHANNEL_NAME).contains(&name.len())
+        && name.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+        && !name.starts_with(' ')
+        && !name.ends_with(' ')
+}
+
 fn protocol_name(p: Protocol) -> &'static str {
     match p {
         Protocol::Vnc => "vnc",
@@ -108,6 +118,37 @@ fn rdp_channels(path: &str, t: &Target, out: &mut Issues) {
             out.push(
                 cp,
                 format!("channel {c:?} is already listed at rdp_channels[{first}]"),
+            );
+        }
+    }
+}
+
+fn rdp_dynamic_channels(path: &str, t: &Target, out: &mut Issues) {
+    let Some(channels) = &t.rdp_dynamic_channels else {
+        return;
+    };
+    let path = key_path(path, "rdp_dynamic_channels");
+    if t.protocol != Protocol::Rdp {
+        out.push(
+            path,
+            format!(
+                "only valid for rdp targets (this target's protocol is {:?})",
+                protocol_name(t.protocol)
+            ),
+        );
+        return;
+    }
+    let mut seen = BTreeMap::new();
+    for (i, c) in channels.iter().enumerate() {
+        let cp = index_path(&path, i);
+        if !is_valid_rdp_dynamic_channel_name(c) {
+            out.push(cp, format!("{c:?} is not a dynamic virtual channel name (1..={MAX_RDP_DYNAMIC_CHANNEL_NAME} printable ASCII characters, no leading or trailing space, e.g. \"Microsoft::Windows::RDS::DisplayControl\")"));
+        } else if c.eq_ignore_ascii_case(RDP_GRAPHICS_DYNAMIC_CHANNEL) {
+            out.push(cp, format!("{c:?} (the graphics pipeline) is never allowed: psmgate withdraws graphics pipeline support and could not record what it carries"));
+        } else if let Some(first) = seen.insert(c.as_str(), i) {
+            out.push(
+                cp,
+                format!("channel {c:?} is already listed at rdp_dynamic_channels[{first}]"),
             );
         }
     }
@@ -321,6 +362,7 @@ fn target(path: &str, n: &str, t: &Target, out: &mut Issues) {
         }
     }
     rdp_channels(path, t, out);
+    rdp_dynamic_channels(path, t, out);
     let mut ids = BTreeSet::new();
     let masks = key_path(path, "masks");
     for (i, m) in t.masks.iter().enumerate() {

@@ -229,6 +229,40 @@ impl Config {
         out
     }
 
+    /// The dynamic virtual channels sessions to `target` may open, exact names without
+    /// duplicates, in the order configured: `rdp_dynamic_channels` (or
+    /// [`DEFAULT_RDP_DYNAMIC_CHANNELS`] when it is not set), never
+    /// [`RDP_GRAPHICS_DYNAMIC_CHANNEL`] (refused when loading; left out here should it have been
+    /// set in code). Empty when `drdynvc` is not among [`Config::rdp_channels`] (no dynamic
+    /// channel can be opened then), for unknown targets and for targets that do not speak RDP,
+    /// so that a caller fails closed.
+    pub fn rdp_dynamic_channels(&self, target: &str) -> Vec<String> {
+        let Some(t) = self.target(target) else {
+            return Vec::new();
+        };
+        if t.protocol != Protocol::Rdp || !self.rdp_channels(target).iter().any(|c| c == "drdynvc")
+        {
+            return Vec::new();
+        }
+        let configured: Vec<&str> = match &t.rdp_dynamic_channels {
+            Some(list) => list.iter().map(String::as_str).collect(),
+            None => DEFAULT_RDP_DYNAMIC_CHANNELS.to_vec(),
+        };
+        let mut out: Vec<String> = Vec::with_capacity(configured.len());
+        for c in configured {
+            // Names that do not validate (possible only when fields were changed in code) are
+            // left out rather than passed on.
+            if !crate::check::is_valid_rdp_dynamic_channel_name(c)
+                || c.eq_ignore_ascii_case(RDP_GRAPHICS_DYNAMIC_CHANNEL)
+                || out.iter().any(|o| o == c)
+            {
+                continue;
+            }
+            out.push(c.to_owned());
+        }
+        out
+    }
+
     /// Screen masks of `target`.
     pub fn masks(&self, target: &str) -> Option<&[MaskRegion]> {
         self.target(target).map(|t| t.masks.as_slice())

@@ -14,7 +14,10 @@ mod source;
 pub mod units;
 
 pub use access::Decision;
-pub use check::{is_phc_string, is_valid_name, is_valid_rdp_channel_name, MAX_NAME};
+pub use check::{
+    is_phc_string, is_valid_name, is_valid_rdp_channel_name, is_valid_rdp_dynamic_channel_name,
+    MAX_NAME,
+};
 pub use config::Config;
 pub use error::{ConfigError, Diagnostic};
 pub use mask::{Dim, MaskRegion};
@@ -22,7 +25,8 @@ pub use model::{
     ClipboardAccess, ClipboardLog, ClipboardPolicy, Encoder, GatewayConfig, IndexBackend,
     KeystrokeMode, Protocol, RecordingConfig, RetentionConfig, Rule, S3Config, StorageBackend,
     StorageConfig, Target, TargetAddress, TargetSelector, User, VncTls, DEFAULT_RDP_CHANNELS,
-    MAX_RDP_CHANNELS, MAX_RDP_CHANNEL_NAME,
+    DEFAULT_RDP_DYNAMIC_CHANNELS, MAX_RDP_CHANNELS, MAX_RDP_CHANNEL_NAME,
+    MAX_RDP_DYNAMIC_CHANNEL_NAME, RDP_GRAPHICS_DYNAMIC_CHANNEL,
 };
 pub use secret::{Secret, SecretError, SecretRef};
 pub use units::{ByteSize, Duration};

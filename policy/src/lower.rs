@@ -96,6 +96,7 @@ struct RawTarget {
     masks: Vec<RawMask>,
     clipboard: Option<ClipboardPolicy>,
     rdp_channels: Option<Vec<String>>,
+    rdp_dynamic_channels: Option<Vec<String>>,
     /// Recognised only to be refused with an explanation (see [`ANONYMOUS_REFUSED`]).
     allow_none: Option<Value>,
     /// Recognised only to be refused with an explanation (see [`ANONYMOUS_REFUSED`]).
@@ -417,6 +418,16 @@ impl Ctx<'_> {
             rdp_channels: match (t.protocol, t.rdp_channels) {
                 (Protocol::Rdp, None) => Some(
                     DEFAULT_RDP_CHANNELS
+                        .iter()
+                        .map(|c| (*c).to_owned())
+                        .collect(),
+                ),
+                (_, written) => written,
+            },
+            // Same as `rdp_channels`.
+            rdp_dynamic_channels: match (t.protocol, t.rdp_dynamic_channels) {
+                (Protocol::Rdp, None) => Some(
+                    DEFAULT_RDP_DYNAMIC_CHANNELS
                         .iter()
                         .map(|c| (*c).to_owned())
                         .collect(),

@@ -361,6 +361,14 @@ pub struct Target {
     /// See [`crate::Config::rdp_channels`] for the list as applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rdp_channels: Option<Vec<String>>,
+    /// `rdp_dynamic_channels`: the dynamic virtual channels (MS-RDPEDYC channel names, matched
+    /// exactly, case included) the target may open inside `drdynvc`; psmgate refuses every other
+    /// channel the target tries to open. Loading fills in [`DEFAULT_RDP_DYNAMIC_CHANNELS`] for
+    /// `rdp` targets that leave it out; `None` for other protocols (the key is only valid for
+    /// `rdp` targets). [`RDP_GRAPHICS_DYNAMIC_CHANNEL`] may not be listed. See
+    /// [`crate::Config::rdp_dynamic_channels`] for the list as applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rdp_dynamic_channels: Option<Vec<String>>,
     /// Screen regions blacked out in recordings.
     pub masks: Vec<MaskRegion>,
     /// Clipboard transfers: which directions are allowed and what the transcript keeps.
@@ -380,6 +388,28 @@ pub const MAX_RDP_CHANNELS: usize = 31;
 /// Longest static virtual channel name: the 8-byte `CHANNEL_DEF.name` field holds up to seven
 /// ANSI characters and a terminating NUL (MS-RDPBCGR 2.2.1.3.4.1).
 pub const MAX_RDP_CHANNEL_NAME: usize = 7;
+
+/// The dynamic virtual channels an `rdp` target allows when `rdp_dynamic_channels` is left
+/// out: display resizing (`Microsoft::Windows::RDS::DisplayControl`), audio output
+/// (`AUDIO_PLAYBACK_DVC`, `AUDIO_PLAYBACK_LOSSY_DVC`), audio input (`AUDIO_INPUT`) and video
+/// geometry tracking (`Microsoft::Windows::RDS::Geometry::v08.01`). Device and file redirection
+/// (`FileRedirectorChannel`, `PNPDR`, `URBDRC`, …), telemetry and every other dynamic channel
+/// are denied.
+pub const DEFAULT_RDP_DYNAMIC_CHANNELS: [&str; 5] = [
+    "Microsoft::Windows::RDS::DisplayControl",
+    "AUDIO_PLAYBACK_DVC",
+    "AUDIO_PLAYBACK_LOSSY_DVC",
+    "AUDIO_INPUT",
+    "Microsoft::Windows::RDS::Geometry::v08.01",
+];
+
+/// The graphics pipeline dynamic channel (MS-RDPEGFX). Never allowed: psmgate withdraws the
+/// client's graphics pipeline support and records the bitmap updates the target sends instead;
+/// frames sent over this channel could not be recorded.
+pub const RDP_GRAPHICS_DYNAMIC_CHANNEL: &str = "Microsoft::Windows::RDS::Graphics";
+
+/// Longest dynamic virtual channel name psmgate accepts in `rdp_dynamic_channels`.
+pub const MAX_RDP_DYNAMIC_CHANNEL_NAME: usize = 256;
 
 /// Which targets a rule covers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -79,6 +79,7 @@ fn key() -> impl Strategy<Value = String> {
         "record",
         "masks",
         "rdp_channels",
+        "rdp_dynamic_channels",
         "id",
         "users",
         "targets",

@@ -29,12 +29,23 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// A gateway whose `lab-rdp` target is `address` with the vaulted `password` (in a secret
 /// file), plus a target that is down.
 fn gateway(address: &str, user: &str, password: &str) -> Gateway {
-    gateway_on(address, user, password, None).expect("a gateway on the local disk")
+    gateway_with(address, user, password, "")
+}
+
+/// [`gateway`] with more TOML lines for the `lab-rdp` target.
+fn gateway_with(address: &str, user: &str, password: &str, lab_extra: &str) -> Gateway {
+    gateway_on(address, user, password, None, lab_extra).expect("a gateway on the local disk")
 }
 
 /// [`gateway`] with its data folder on a tmpfs of `tmpfs` bytes when given; `None` where a
 /// tmpfs cannot be mounted (not root), which CI does not accept.
-fn gateway_on(address: &str, user: &str, password: &str, tmpfs: Option<&str>) -> Option<Gateway> {
+fn gateway_on(
+    address: &str,
+    user: &str,
+    password: &str,
+    tmpfs: Option<&str>,
+    lab_extra: &str,
+) -> Option<Gateway> {
     let secret = tempfile::Builder::new()
         .prefix("psmgate-rdp-secret")
         .tempfile()
@@ -46,7 +57,7 @@ fn gateway_on(address: &str, user: &str, password: &str, tmpfs: Option<&str>) ->
     let dir_secret = format!(
         "[targets.lab-rdp]\nprotocol = \"rdp\"\naddress = \"{address}\"\nusername = \"{user}\"\n\
          password = {{ file = \"{secret}\" }}\n\
-         masks = [{{ id = \"top-right\", x = \"75%\", y = 0, width = \"25%\", height = \"20%\" }}]\n\n\
+         masks = [{{ id = \"top-right\", x = \"75%\", y = 0, width = \"25%\", height = \"20%\" }}]\n{lab_extra}\n\n\
          [targets.down-rdp]\nprotocol = \"rdp\"\naddress = \"127.0.0.1:{}\"\nusername = \"x\"\n\
          password = {{ file = \"{secret}\" }}\n",
         psmgate_e2e::peers::free_port().unwrap()
@@ -309,7 +320,14 @@ fn refused_sign_ins_and_dead_targets_end_cleanly() {
 #[test]
 fn target_ending_the_session_seals_the_recording() {
     let target = nla_shadow();
-    let gw = gateway(&target.address(), TARGET_USER, TARGET_PASSWORD);
+    // No dynamic channel is allowed here: the shadow server's audio-input channel is refused
+    // on the client's behalf, and the session works without it.
+    let gw = gateway_with(
+        &target.address(),
+        TARGET_USER,
+        TARGET_PASSWORD,
+        "rdp_dynamic_channels = []",
+    );
     let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
     let mut c = RdpClient::start(client(&gw, "alice@lab-rdp", None, &token)).unwrap();
     c.wait_connected(CONNECT_TIMEOUT)
@@ -335,15 +353,27 @@ fn target_ending_the_session_seals_the_recording() {
         .flatten()
         .is_some();
     assert!(exited || !c.is_running(), "the client is still connected");
-    assert!(transcript(&rec).contains("before the end"));
+    let t = transcript(&rec);
+    assert!(t.contains("before the end"), "{t}");
+    assert!(
+        t.contains(
+            "\"rule\":\"rdp-dynamic-channels\",\"action\":\"blocked\",\"detail\":\"AUDIO_INPUT\""
+        ),
+        "{t}"
+    );
     gw.assert_verifies(&rec);
 }
 
 #[test]
 fn a_failing_recording_ends_the_session_and_tells_the_client_why() {
     let target = nla_shadow();
-    let Some(mut gw) = gateway_on(&target.address(), TARGET_USER, TARGET_PASSWORD, Some("16m"))
-    else {
+    let Some(mut gw) = gateway_on(
+        &target.address(),
+        TARGET_USER,
+        TARGET_PASSWORD,
+        Some("16m"),
+        "",
+    ) else {
         eprintln!("skipping: cannot mount a tmpfs here (not root)");
         return;
     };

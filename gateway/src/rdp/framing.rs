@@ -60,6 +60,17 @@ impl FrameSplitter {
     /// The next complete frame, `Ok(None)` when more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FramingError> {
         let pending = &self.buf[self.start..];
+        // Slow path is TPKT version 3; the low two bits alone (all `find_size` looks at) would
+        // take any byte ending in binary 11 for one.
+        if pending
+            .first()
+            .is_some_and(|b| b & 0x3 == 0x3 && *b != 0x03)
+        {
+            return Err(FramingError::Malformed(format!(
+                "first byte {:#04x} is neither TPKT nor fast path",
+                pending[0]
+            )));
+        }
         let info = match ironrdp_pdu::find_size(pending) {
             Ok(Some(info)) => info,
             Ok(None) => return Ok(None),
@@ -157,7 +168,7 @@ mod tests {
         s.feed(&[3, 0, 0, 1]);
         assert!(s.next_frame().is_err());
         let mut s = FrameSplitter::new();
-        s.feed(&[0xFF, 0, 0]);
+        s.feed(&[0xFF, 0, 0, 8, 0, 0, 0, 0]);
         assert!(s.next_frame().is_err());
     }
 

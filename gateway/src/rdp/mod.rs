@@ -9,9 +9,11 @@
 //!   keyboard layout, unicode, mouse, wheel).
 //! - [`passive`]: passive graphics decoding of the server → client stream into the recording.
 //! - [`cliprdr`]: clipboard virtual channel policy and logging.
+//! - [`drdynvc`]: dynamic virtual channel allow-list on the `drdynvc` channel.
 
 pub mod capabilities;
 pub mod cliprdr;
+pub mod drdynvc;
 pub mod framing;
 pub mod input;
 pub mod passive;

@@ -14,8 +14,11 @@
 //! - Confirm Active (client): capabilities restricted to what psmgate decodes.
 //! - Input (client, fast and slow path): to the transcript.
 //! - `cliprdr` data (both ways): the target's clipboard policy.
+//! - `drdynvc` data (both ways): the target's dynamic channel allow-list (denied channels are
+//!   refused to the server on the client's behalf and never reach the client).
 
 use crate::rdp::cliprdr::{ClipboardFilter, Verdict};
+use crate::rdp::drdynvc::DynamicChannelFilter;
 use crate::rdp::framing::Frame;
 use crate::rdp::input::InputDecoder;
 use crate::rdp::pdu_rewrite::{
@@ -78,6 +81,8 @@ pub struct TrackerConfig {
     pub credentials: TargetCredentials,
     /// The clipboard policy.
     pub clipboard: ClipboardFilter,
+    /// The dynamic channel allow-list.
+    pub dynamic_channels: DynamicChannelFilter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +100,7 @@ pub struct Tracker {
     ids: Option<ConnectResponseInfo>,
     user_channel: Option<u16>,
     cliprdr: Option<u16>,
+    drdynvc: Option<u16>,
     fake: Vec<u16>,
     input: InputDecoder,
     last_pointer: Option<(u16, u16)>,
@@ -124,6 +130,7 @@ impl Tracker {
             ids: None,
             user_channel: None,
             cliprdr: None,
+            drdynvc: None,
             fake: Vec::new(),
             input: InputDecoder::new(0x409),
             last_pointer: None,
@@ -318,6 +325,16 @@ impl Tracker {
                     self.apply_verdict(verdict, frame.bytes, true, initiator, c, out)?;
                     return Ok(());
                 }
+                if Some(c) == self.drdynvc {
+                    let verdict = match ironrdp_core::decode::<X224<McsMessage<'_>>>(&frame.bytes) {
+                        Ok(X224(McsMessage::SendDataRequest(req))) => {
+                            self.cfg.dynamic_channels.from_client(&req.user_data)
+                        }
+                        _ => return Err(anyhow!("drdynvc frame changed under decoding")),
+                    };
+                    self.apply_verdict(verdict, frame.bytes, true, initiator, c, out)?;
+                    return Ok(());
+                }
             }
             None => {}
         }
@@ -368,12 +385,12 @@ impl Tracker {
                         };
                         out.push(Step::ToClient(
                             ironrdp_core::encode_vec(&X224(pdu))
-                                .map_err(|e| anyhow!("encoding a clipboard reply: {e}"))?,
+                                .map_err(|e| anyhow!("encoding a virtual channel reply: {e}"))?,
                         ));
                     } else {
                         let initiator = self
                             .user_channel
-                            .ok_or_else(|| anyhow!("clipboard data before Attach User"))?;
+                            .ok_or_else(|| anyhow!("virtual channel data before Attach User"))?;
                         let pdu = SendDataRequest {
                             initiator_id: initiator,
                             channel_id: channel,
@@ -381,13 +398,16 @@ impl Tracker {
                         };
                         out.push(Step::ToServer(
                             ironrdp_core::encode_vec(&X224(pdu))
-                                .map_err(|e| anyhow!("encoding a clipboard reply: {e}"))?,
+                                .map_err(|e| anyhow!("encoding a virtual channel reply: {e}"))?,
                         ));
                     }
                 }
             }
         }
         for e in self.cfg.clipboard.take_events() {
+            out.push(Step::Event(e));
+        }
+        for e in self.cfg.dynamic_channels.take_events() {
             out.push(Step::Event(e));
         }
         Ok(())
@@ -417,8 +437,10 @@ impl Tracker {
                 for (name, id, real) in &info.channel_ids {
                     if !real {
                         self.fake.push(*id);
-                    } else if name.eq_ignore_ascii_case("cliprdr") {
+                    } else if name.eq_ignore_ascii_case(crate::rdp::cliprdr::CHANNEL_NAME) {
                         self.cliprdr = Some(*id);
+                    } else if name.eq_ignore_ascii_case(crate::rdp::drdynvc::CHANNEL_NAME) {
+                        self.drdynvc = Some(*id);
                     }
                 }
                 self.ids = Some(info);
@@ -480,6 +502,12 @@ impl Tracker {
                     self.apply_verdict(verdict, frame.bytes, false, initiator, channel, out)?;
                     return Ok(());
                 }
+                if Some(ind.channel_id) == self.drdynvc {
+                    let verdict = self.cfg.dynamic_channels.from_server(&ind.user_data);
+                    let (initiator, channel) = (ind.initiator_id, ind.channel_id);
+                    self.apply_verdict(verdict, frame.bytes, false, initiator, channel, out)?;
+                    return Ok(());
+                }
                 Some(ind.channel_id)
             }
             _ => None,
@@ -518,6 +546,7 @@ mod tests {
                 password: "pw".into(),
             },
             clipboard: ClipboardFilter::new(psmgate_policy::ClipboardPolicy::default()),
+            dynamic_channels: DynamicChannelFilter::new(Vec::new()),
         })
     }
 
