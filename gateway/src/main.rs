@@ -753,6 +753,14 @@ fn access(config: &Config, data: Option<&Path>, command: AccessCommand) -> Resul
                 if once { ", one session" } else { "" },
                 psmgate::report::short_time(grant.expires_at)
             );
+            if config
+                .target(&target)
+                .is_some_and(|t| t.protocol == psmgate_policy::Protocol::Rdp)
+            {
+                eprintln!(
+                    "RDP: sign in to the gateway as {user}@{target} with the token as the password"
+                );
+            }
         }
         AccessCommand::List => {
             println!(
