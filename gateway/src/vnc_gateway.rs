@@ -453,15 +453,15 @@ async fn run_session<V: ViewerIo>(
     }
     // The viewer decodes in the target's native format unless it asks for another; psmgate's
     // decoder follows. A colour-map target is switched to true colour for both.
-    let native = PixelFormat::from_bytes(&init.pixel_format.encode());
-    let (format, force) = if native.validate().is_ok() {
+    let native = init.pixel_format;
+    let (format, force) = if native.validate_for_decoder().is_ok() {
         (native, false)
     } else {
         (PixelFormat::FORCED, true)
     };
     let mut shown = init.with_name(format!("psmgate: {target_name}"));
     if force {
-        shown.pixel_format = crate::vnc_handshake::PixelFormat::decode(&format.to_bytes());
+        shown.pixel_format = format;
     }
     viewer_hs.send_server_init(&shown)?;
     let out = viewer_hs.take_output();
@@ -724,7 +724,7 @@ async fn viewer_to_target<R: AsyncRead + Unpin>(
                         continue;
                     }
                     ClientEvent::SetPixelFormat(f) => {
-                        f.validate().map_err(|e| {
+                        f.validate_for_decoder().map_err(|e| {
                             anyhow!("viewer asked for an unsupported pixel format: {e}")
                         })?;
                         if requested_update {

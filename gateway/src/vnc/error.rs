@@ -3,6 +3,8 @@
 use psmgate_codecs::framebuffer::FramebufferError;
 use psmgate_codecs::Rect;
 
+use super::pixel::PixelFormatError;
+
 /// Why a stream of RFB messages cannot be decoded. Every error is final: the stream that
 /// returned it answers [`RfbError::Failed`] from then on, and the connection should be closed.
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +41,10 @@ pub enum RfbError {
         /// Framebuffer height.
         height: u32,
     },
-    /// The pixel format cannot be decoded (colour maps, odd sizes, zero channel maxima).
+    /// The pixel format cannot be decoded (colour maps, odd sizes, zero channel maxima); see
+    /// [`crate::vnc::PixelFormat::validate_for_decoder`].
     #[error("unusable pixel format: {0}")]
-    PixelFormat(&'static str),
+    PixelFormat(#[from] PixelFormatError),
     /// The bytes break the protocol's structure.
     #[error("malformed data: {0}")]
     Malformed(&'static str),

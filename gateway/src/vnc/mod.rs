@@ -11,12 +11,13 @@
 //!   and XVP.
 //! * [`ClientStream`] parses viewer→target messages (SetPixelFormat, SetEncodings,
 //!   FramebufferUpdateRequest, KeyEvent, PointerEvent, ClientCutText, and the extensions that
-//!   the supported encodings enable) and [`ClientEvent::encode`] serialises them, so the proxy
+//!   the supported encodings enable) and [`ClientEvent::to_bytes`] serialises them, so the proxy
 //!   can rewrite SetPixelFormat and SetEncodings ([`encoding::filter_encodings`]).
 //!
 //! Both are sans-I/O: the caller feeds bytes and polls events. Neither panics on any input,
 //! and every peer-supplied length is checked against [`limits`] before it drives buffering
-//! or allocation. Handshake and authentication are handled elsewhere.
+//! or allocation. Handshake and authentication are handled elsewhere
+//! ([`crate::vnc_handshake`]), which shares [`PixelFormat`] with these codecs.
 
 mod client_msg;
 mod cut_text;
@@ -37,7 +38,7 @@ pub use client_msg::{ClientEvent, ClientStream};
 pub use cut_text::CutText;
 pub use decode::cursor::CursorShape;
 pub use error::RfbError;
-pub use pixel::{PixelFormat, PIXEL_FORMAT_LEN};
+pub use pixel::{PixelFormat, PixelFormatError, PIXEL_FORMAT_LEN};
 pub use screen::Screen;
 pub use server_msg::{ScreenLayout, ServerEvent, ServerStream};
 

@@ -1,9 +1,17 @@
 //! RFB pixel formats and conversion of wire pixels to `0x00RRGGBB`.
 //!
+//! [`PixelFormat`] is the 16-byte PIXEL_FORMAT structure wherever it appears on the wire: in
+//! the handshake's ServerInit ([`crate::vnc_handshake::ServerInit`]) and in SetPixelFormat. It
+//! has two checks:
+//!
+//! * [`PixelFormat::validate_for_handshake`]: what a ServerInit may carry. Colour-map formats
+//!   are allowed there (psmgate then switches the session to true colour).
+//! * [`PixelFormat::validate_for_decoder`]: what psmgate's decoder reads. True colour only.
+//!
 //! psmgate asks the target for [`PixelFormat::FORCED`] (32 bits per pixel, depth 24,
 //! little-endian, true colour, shifts 16/8/0), but decoding works for any true-colour format a
 //! viewer may negotiate, so a viewer's own SetPixelFormat can be passed through unchanged.
-//! Colour-map formats are refused: psmgate never lets one reach the target.
+//! Colour-map formats are refused by the decoder: psmgate never lets one reach the target.
 
 use super::error::RfbError;
 
@@ -35,6 +43,40 @@ pub struct PixelFormat {
 /// Length of the serialised PIXEL_FORMAT.
 pub const PIXEL_FORMAT_LEN: usize = 16;
 
+/// Why a [`PixelFormat`] is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PixelFormatError {
+    /// Colour-map formats cannot be decoded.
+    #[error("colour-map formats are not supported")]
+    ColourMap,
+    /// Bits per pixel other than 8, 16 or 32.
+    #[error("{0} bits per pixel")]
+    BitsPerPixel(u8),
+    /// Depth zero or above the bits per pixel.
+    #[error("depth {depth} with {bits_per_pixel} bits per pixel")]
+    Depth {
+        /// The depth.
+        depth: u8,
+        /// The bits per pixel.
+        bits_per_pixel: u8,
+    },
+    /// A colour channel with maximum zero (the decoder scales by the maximum).
+    #[error("{0} maximum is zero")]
+    ZeroMaximum(&'static str),
+    /// A colour channel does not fit the pixel at its shift.
+    #[error("{channel} channel (max {max}, shift {shift}) exceeds {bits_per_pixel} bits")]
+    ChannelOutside {
+        /// `"red"`, `"green"` or `"blue"`.
+        channel: &'static str,
+        /// The channel's maximum.
+        max: u16,
+        /// The channel's shift.
+        shift: u8,
+        /// The bits per pixel.
+        bits_per_pixel: u8,
+    },
+}
+
 impl PixelFormat {
     /// The format psmgate requests from targets: 32bpp, depth 24, little-endian, true colour,
     /// red/green/blue at shifts 16/8/0, so a pixel is `0x00RRGGBB` as four bytes B, G, R, 0.
@@ -51,7 +93,9 @@ impl PixelFormat {
         blue_shift: 0,
     };
 
-    /// Reads the 16-byte wire form. Any byte pattern parses; see [`PixelFormat::validate`].
+    /// Reads the 16-byte wire form (padding ignored; flags are true when non-zero). Any byte
+    /// pattern parses; see [`PixelFormat::validate_for_handshake`] and
+    /// [`PixelFormat::validate_for_decoder`].
     pub fn from_bytes(b: &[u8; PIXEL_FORMAT_LEN]) -> Self {
         PixelFormat {
             bits_per_pixel: b[0],
@@ -97,33 +141,55 @@ impl PixelFormat {
         usize::from(self.bits_per_pixel / 8)
     }
 
+    /// Checks what a handshake may carry (the ServerInit of a target): 8, 16 or 32 bits per
+    /// pixel, depth 1..=bits per pixel and, for true colour, channels that fit the pixel at
+    /// their shifts. Colour-map formats are allowed; see [`PixelFormat::validate_for_decoder`]
+    /// for what psmgate can decode.
+    pub fn validate_for_handshake(&self) -> Result<(), PixelFormatError> {
+        self.check_layout(false)
+    }
+
     /// Checks that pixels in this format can be decoded: true colour, 8/16/32 bits per pixel,
-    /// non-zero channel maxima that fit the pixel at their shifts.
-    pub fn validate(&self) -> Result<(), RfbError> {
+    /// depth 1..=bits per pixel, non-zero channel maxima that fit the pixel at their shifts.
+    /// Every format accepted here is also accepted by [`PixelFormat::validate_for_handshake`].
+    pub fn validate_for_decoder(&self) -> Result<(), PixelFormatError> {
         if !self.true_colour {
-            return Err(RfbError::PixelFormat(
-                "colour-map formats are not supported",
-            ));
+            return Err(PixelFormatError::ColourMap);
         }
+        self.check_layout(true)
+    }
+
+    /// The checks both validations share; channels are checked for true colour only, and with
+    /// `nonzero_maxima` a zero channel maximum is refused.
+    fn check_layout(&self, nonzero_maxima: bool) -> Result<(), PixelFormatError> {
         if !matches!(self.bits_per_pixel, 8 | 16 | 32) {
-            return Err(RfbError::PixelFormat("bits per pixel must be 8, 16 or 32"));
+            return Err(PixelFormatError::BitsPerPixel(self.bits_per_pixel));
         }
         if self.depth == 0 || self.depth > self.bits_per_pixel {
-            return Err(RfbError::PixelFormat("depth must be 1..=bits per pixel"));
+            return Err(PixelFormatError::Depth {
+                depth: self.depth,
+                bits_per_pixel: self.bits_per_pixel,
+            });
         }
-        for (max, shift) in [
-            (self.red_max, self.red_shift),
-            (self.green_max, self.green_shift),
-            (self.blue_max, self.blue_shift),
+        if !self.true_colour {
+            return Ok(());
+        }
+        for (channel, max, shift) in [
+            ("red", self.red_max, self.red_shift),
+            ("green", self.green_max, self.green_shift),
+            ("blue", self.blue_max, self.blue_shift),
         ] {
-            if max == 0 {
-                return Err(RfbError::PixelFormat("a colour maximum is zero"));
+            if nonzero_maxima && max == 0 {
+                return Err(PixelFormatError::ZeroMaximum(channel));
             }
             let top = u32::from(shift) + (16 - max.leading_zeros());
             if top > u32::from(self.bits_per_pixel) {
-                return Err(RfbError::PixelFormat(
-                    "a colour channel lies outside the pixel",
-                ));
+                return Err(PixelFormatError::ChannelOutside {
+                    channel,
+                    max,
+                    shift,
+                    bits_per_pixel: self.bits_per_pixel,
+                });
             }
         }
         Ok(())
@@ -152,7 +218,7 @@ pub(crate) struct PixelReader {
 impl PixelReader {
     /// A reader for `format`, which must be valid.
     pub(crate) fn new(format: PixelFormat) -> Result<Self, RfbError> {
-        format.validate()?;
+        format.validate_for_decoder()?;
         let mask = (u64::from(format.red_max) << format.red_shift)
             | (u64::from(format.green_max) << format.green_shift)
             | (u64::from(format.blue_max) << format.blue_shift);
@@ -302,6 +368,7 @@ impl PixelReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn forced_format_round_trips_and_reads_bgr0() {
@@ -382,6 +449,129 @@ mod tests {
         ];
         for f in bad {
             assert!(PixelReader::new(f).is_err(), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn handshake_check_allows_colour_maps_and_refuses_bad_shapes() {
+        let pf = PixelFormat::FORCED;
+        assert_eq!(PixelFormat::from_bytes(&pf.to_bytes()), pf);
+        assert_eq!(pf.validate_for_handshake(), Ok(()));
+        assert_eq!(pf.validate_for_decoder(), Ok(()));
+        let rgb565 = PixelFormat {
+            bits_per_pixel: 16,
+            depth: 16,
+            red_max: 31,
+            green_max: 63,
+            blue_max: 31,
+            red_shift: 11,
+            green_shift: 5,
+            blue_shift: 0,
+            ..pf
+        };
+        assert_eq!(rgb565.validate_for_handshake(), Ok(()));
+        assert_eq!(rgb565.validate_for_decoder(), Ok(()));
+        // A ServerInit may carry a colour map (with any maxima and shifts) and zero maxima; the
+        // decoder refuses both.
+        let colour_map = PixelFormat {
+            bits_per_pixel: 8,
+            depth: 8,
+            true_colour: false,
+            red_shift: 200,
+            ..pf
+        };
+        assert_eq!(colour_map.validate_for_handshake(), Ok(()));
+        assert_eq!(
+            colour_map.validate_for_decoder(),
+            Err(PixelFormatError::ColourMap)
+        );
+        let zero_blue = PixelFormat { blue_max: 0, ..pf };
+        assert_eq!(zero_blue.validate_for_handshake(), Ok(()));
+        assert_eq!(
+            zero_blue.validate_for_decoder(),
+            Err(PixelFormatError::ZeroMaximum("blue"))
+        );
+        // Shapes both refuse.
+        assert_eq!(
+            PixelFormat {
+                bits_per_pixel: 24,
+                ..pf
+            }
+            .validate_for_handshake(),
+            Err(PixelFormatError::BitsPerPixel(24))
+        );
+        assert_eq!(
+            PixelFormat { depth: 0, ..pf }.validate_for_handshake(),
+            Err(PixelFormatError::Depth {
+                depth: 0,
+                bits_per_pixel: 32
+            })
+        );
+        let shifted = PixelFormat {
+            red_shift: 30,
+            ..pf
+        };
+        assert_eq!(
+            shifted.validate_for_handshake(),
+            Err(PixelFormatError::ChannelOutside {
+                channel: "red",
+                max: 255,
+                shift: 30,
+                bits_per_pixel: 32
+            })
+        );
+        assert_eq!(
+            shifted.validate_for_handshake().unwrap_err().to_string(),
+            "red channel (max 255, shift 30) exceeds 32 bits"
+        );
+        assert!(shifted.validate_for_decoder().is_err());
+        let colour_map_24 = PixelFormat {
+            bits_per_pixel: 24,
+            ..colour_map
+        };
+        assert!(colour_map_24.validate_for_handshake().is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The wire form round-trips once padding is zeroed and flags are 0 or 1.
+        #[test]
+        fn bytes_round_trip(mut b in any::<[u8; PIXEL_FORMAT_LEN]>()) {
+            let pf = PixelFormat::from_bytes(&b);
+            b[2] = u8::from(b[2] != 0);
+            b[3] = u8::from(b[3] != 0);
+            b[13..].fill(0);
+            prop_assert_eq!(pf.to_bytes(), b);
+            prop_assert_eq!(PixelFormat::from_bytes(&pf.to_bytes()), pf);
+        }
+
+        /// Whatever the decoder accepts, a handshake may carry; the decoder accepts exactly the
+        /// true-colour formats with non-zero maxima among those, and reads any bytes in them
+        /// without panicking.
+        #[test]
+        fn decoder_formats_are_handshake_formats(
+            b in any::<[u8; PIXEL_FORMAT_LEN]>(),
+            pixels in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let pf = PixelFormat::from_bytes(&b);
+            let handshake = pf.validate_for_handshake().is_ok();
+            let decoder = pf.validate_for_decoder().is_ok();
+            let nonzero = pf.red_max != 0 && pf.green_max != 0 && pf.blue_max != 0;
+            prop_assert_eq!(decoder, handshake && pf.true_colour && nonzero);
+            prop_assert_eq!(PixelReader::new(pf).is_ok(), decoder);
+            if let Ok(r) = PixelReader::new(pf) {
+                let mut out = Vec::new();
+                r.pixels_into(&pixels, &mut out);
+                prop_assert_eq!(out.len(), pixels.len() / r.bpp());
+                prop_assert!(out.iter().all(|&v| v <= 0xff_ffff));
+                for chunk in pixels.chunks_exact(r.cpixel_len()) {
+                    prop_assert!(r.cpixel(chunk) <= 0xff_ffff);
+                }
+                for chunk in pixels.chunks_exact(r.tpixel_len()) {
+                    prop_assert!(r.tpixel(chunk) <= 0xff_ffff);
+                }
+            }
         }
     }
 }

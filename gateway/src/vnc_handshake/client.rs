@@ -402,7 +402,7 @@ mod tests {
 
     fn server_init_bytes(name: &[u8]) -> Vec<u8> {
         let mut v = vec![0x07, 0x80, 0x04, 0x38]; // 1920 x 1080
-        v.extend_from_slice(&PixelFormat::RGB888.encode());
+        v.extend_from_slice(&PixelFormat::FORCED.to_bytes());
         v.extend_from_slice(&(name.len() as u32).to_be_bytes());
         v.extend_from_slice(name);
         v

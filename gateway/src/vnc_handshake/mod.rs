@@ -30,9 +30,12 @@ mod types;
 pub mod vencrypt;
 pub mod vncauth;
 
+/// The pixel format of ServerInit, shared with the message codecs (check it with
+/// [`PixelFormat::validate_for_handshake`]).
+pub use crate::vnc::PixelFormat;
 pub use types::{
-    PixelFormat, ProtocolVersion, SecurityType, ServerInit, VersionError, MAX_DIMENSION,
-    MAX_NAME_LEN, MAX_REASON_LEN,
+    ProtocolVersion, SecurityType, ServerInit, VersionError, MAX_DIMENSION, MAX_NAME_LEN,
+    MAX_REASON_LEN,
 };
 
 /// Most bytes either state machine buffers before the handshake completes. A peer sending more

@@ -431,7 +431,7 @@ mod tests {
         ServerInit {
             width: 800,
             height: 600,
-            pixel_format: PixelFormat::RGB888,
+            pixel_format: PixelFormat::FORCED,
             name: "real desktop".into(),
         }
     }

@@ -1,7 +1,10 @@
-//! Wire types shared by both handshake sides: protocol versions, security types, the pixel
-//! format and the ServerInit message.
+//! Wire types shared by both handshake sides: protocol versions, security types and the
+//! ServerInit message. The pixel format is [`crate::vnc::PixelFormat`], shared with the message
+//! codecs.
 
 use std::fmt;
+
+use crate::vnc::{PixelFormat, PIXEL_FORMAT_LEN};
 
 /// Longest reason string accepted from a peer or sent to one, in bytes.
 pub const MAX_REASON_LEN: usize = 1024;
@@ -157,109 +160,6 @@ impl fmt::Display for SecurityType {
     }
 }
 
-/// The RFB pixel format (RFC 6143 §7.4), 16 bytes on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PixelFormat {
-    /// Bits per pixel: 8, 16 or 32.
-    pub bits_per_pixel: u8,
-    /// Useful bits per pixel.
-    pub depth: u8,
-    /// Multi-byte pixels are big-endian.
-    pub big_endian: bool,
-    /// True colour (otherwise a colour map is used).
-    pub true_colour: bool,
-    /// Maximum red value.
-    pub red_max: u16,
-    /// Maximum green value.
-    pub green_max: u16,
-    /// Maximum blue value.
-    pub blue_max: u16,
-    /// Red shift.
-    pub red_shift: u8,
-    /// Green shift.
-    pub green_shift: u8,
-    /// Blue shift.
-    pub blue_shift: u8,
-}
-
-impl PixelFormat {
-    /// 32-bit little-endian true colour, depth 24 (the common default).
-    pub const RGB888: PixelFormat = PixelFormat {
-        bits_per_pixel: 32,
-        depth: 24,
-        big_endian: false,
-        true_colour: true,
-        red_max: 255,
-        green_max: 255,
-        blue_max: 255,
-        red_shift: 16,
-        green_shift: 8,
-        blue_shift: 0,
-    };
-
-    /// Decodes the 16-byte wire form (padding ignored; flags are true when non-zero).
-    pub fn decode(b: &[u8; 16]) -> Self {
-        PixelFormat {
-            bits_per_pixel: b[0],
-            depth: b[1],
-            big_endian: b[2] != 0,
-            true_colour: b[3] != 0,
-            red_max: u16::from_be_bytes([b[4], b[5]]),
-            green_max: u16::from_be_bytes([b[6], b[7]]),
-            blue_max: u16::from_be_bytes([b[8], b[9]]),
-            red_shift: b[10],
-            green_shift: b[11],
-            blue_shift: b[12],
-        }
-    }
-
-    /// The 16-byte wire form.
-    pub fn encode(&self) -> [u8; 16] {
-        let mut b = [0u8; 16];
-        b[0] = self.bits_per_pixel;
-        b[1] = self.depth;
-        b[2] = u8::from(self.big_endian);
-        b[3] = u8::from(self.true_colour);
-        b[4..6].copy_from_slice(&self.red_max.to_be_bytes());
-        b[6..8].copy_from_slice(&self.green_max.to_be_bytes());
-        b[8..10].copy_from_slice(&self.blue_max.to_be_bytes());
-        b[10] = self.red_shift;
-        b[11] = self.green_shift;
-        b[12] = self.blue_shift;
-        b
-    }
-
-    /// Checks that the format is one a client can render.
-    pub fn validate(&self) -> Result<(), String> {
-        if !matches!(self.bits_per_pixel, 8 | 16 | 32) {
-            return Err(format!("{} bits per pixel", self.bits_per_pixel));
-        }
-        if self.depth == 0 || self.depth > self.bits_per_pixel {
-            return Err(format!(
-                "depth {} with {} bits per pixel",
-                self.depth, self.bits_per_pixel
-            ));
-        }
-        if self.true_colour {
-            let channels = [
-                ("red", self.red_max, self.red_shift),
-                ("green", self.green_max, self.green_shift),
-                ("blue", self.blue_max, self.blue_shift),
-            ];
-            for (name, max, shift) in channels {
-                let bits = 16 - max.leading_zeros();
-                if u32::from(shift) + bits > u32::from(self.bits_per_pixel) {
-                    return Err(format!(
-                        "{name} channel (max {max}, shift {shift}) exceeds {} bits",
-                        self.bits_per_pixel
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The ServerInit message: framebuffer size, pixel format and desktop name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInit {
@@ -267,7 +167,8 @@ pub struct ServerInit {
     pub width: u16,
     /// Framebuffer height in pixels.
     pub height: u16,
-    /// The server's natural pixel format.
+    /// The server's natural pixel format (may be a colour-map format; see
+    /// [`PixelFormat::validate_for_handshake`]).
     pub pixel_format: PixelFormat,
     /// Desktop name.
     pub name: String,
@@ -280,7 +181,7 @@ impl ServerInit {
         let mut out = Vec::with_capacity(SERVER_INIT_HEADER_LEN + name.len());
         out.extend_from_slice(&self.width.to_be_bytes());
         out.extend_from_slice(&self.height.to_be_bytes());
-        out.extend_from_slice(&self.pixel_format.encode());
+        out.extend_from_slice(&self.pixel_format.to_bytes());
         // `name` is at most MAX_NAME_LEN bytes, which fits in u32.
         out.extend_from_slice(&(name.len() as u32).to_be_bytes());
         out.extend_from_slice(name.as_bytes());
@@ -313,11 +214,11 @@ impl ServerInit {
                 ));
             }
         }
-        let mut pf = [0u8; 16];
+        let mut pf = [0u8; PIXEL_FORMAT_LEN];
         pf.copy_from_slice(&header[4..20]);
-        let pixel_format = PixelFormat::decode(&pf);
+        let pixel_format = PixelFormat::from_bytes(&pf);
         pixel_format
-            .validate()
+            .validate_for_handshake()
             .map_err(|e| format!("unusable pixel format: {e}"))?;
         let name_len = u32::from_be_bytes([header[20], header[21], header[22], header[23]]);
         let name_len = usize::try_from(name_len)
@@ -420,43 +321,11 @@ mod tests {
     }
 
     #[test]
-    fn pixel_format_round_trips_and_validates() {
-        let pf = PixelFormat::RGB888;
-        assert_eq!(PixelFormat::decode(&pf.encode()), pf);
-        assert!(pf.validate().is_ok());
-        let rgb565 = PixelFormat {
-            bits_per_pixel: 16,
-            depth: 16,
-            red_max: 31,
-            green_max: 63,
-            blue_max: 31,
-            red_shift: 11,
-            green_shift: 5,
-            blue_shift: 0,
-            ..pf
-        };
-        assert!(rgb565.validate().is_ok());
-        assert!(PixelFormat {
-            bits_per_pixel: 24,
-            ..pf
-        }
-        .validate()
-        .is_err());
-        assert!(PixelFormat { depth: 0, ..pf }.validate().is_err());
-        assert!(PixelFormat {
-            red_shift: 30,
-            ..pf
-        }
-        .validate()
-        .is_err());
-    }
-
-    #[test]
     fn server_init_round_trips() {
         let init = ServerInit {
             width: 1024,
             height: 768,
-            pixel_format: PixelFormat::RGB888,
+            pixel_format: PixelFormat::FORCED,
             name: "desk".into(),
         };
         let wire = init.encode();
@@ -471,7 +340,7 @@ mod tests {
         let init = ServerInit {
             width: 1,
             height: 1,
-            pixel_format: PixelFormat::RGB888,
+            pixel_format: PixelFormat::FORCED,
             name: "é".repeat(MAX_NAME_LEN), // 2 bytes each
         };
         let wire = init.encode();
@@ -491,7 +360,7 @@ mod tests {
         let mut wire = ServerInit {
             width: 1,
             height: 1,
-            pixel_format: PixelFormat::RGB888,
+            pixel_format: PixelFormat::FORCED,
             name: String::new(),
         }
         .encode();

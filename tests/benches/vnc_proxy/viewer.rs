@@ -3,7 +3,7 @@
 //! framebuffer. It times every completed FramebufferUpdate.
 
 use anyhow::{anyhow, bail, Context, Result};
-use psmgate::vnc::{ClientEvent, PixelFormat, ServerEvent, ServerStream};
+use psmgate::vnc::{ClientEvent, ServerEvent, ServerStream};
 use psmgate::vnc_handshake::client::{ClientEvent as HsEvent, ClientHandshake, ClientOptions};
 use psmgate::vnc_handshake::vncauth::VncPassword;
 use psmgate_codecs::framebuffer::Framebuffer;
@@ -65,9 +65,8 @@ impl Viewer {
             hs.feed(&buf[..n])
                 .map_err(|e| anyhow!("handshake with {addr} failed: {e}"))?;
         };
-        let format = PixelFormat::from_bytes(&init.pixel_format.encode());
-        let mut stream =
-            ServerStream::new(format).map_err(|e| anyhow!("server pixel format unusable: {e}"))?;
+        let mut stream = ServerStream::new(init.pixel_format)
+            .map_err(|e| anyhow!("server pixel format unusable: {e}"))?;
         stream.feed(&rest);
         let fb = Framebuffer::new(u32::from(init.width), u32::from(init.height))
             .map_err(|e| anyhow!("framebuffer: {e}"))?;
