@@ -700,7 +700,7 @@ fn read_u32_le(data: &[u8], pos: usize) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use ironrdp_pdu::gcc::{
         ChannelName, ChannelOptions, ClientCoreData, ClientCoreOptionalData, ClientGccBlocks,
         ClientNetworkData, ClientSecurityData, ColorDepth, ConnectionType, HighColorDepth,
@@ -720,12 +720,12 @@ mod tests {
 
     use super::*;
 
-    const CHANNELS: [&str; 4] = ["cliprdr", "rdpdr", "rdpsnd", "drdynvc"];
-    const PASSWORD: &str = "Sécret-Pässw0rd!";
-    const USER_ID: u16 = 1007;
-    const IO_CHANNEL: u16 = 1003;
+    pub(crate) const CHANNELS: [&str; 4] = ["cliprdr", "rdpdr", "rdpsnd", "drdynvc"];
+    pub(crate) const PASSWORD: &str = "Sécret-Pässw0rd!";
+    pub(crate) const USER_ID: u16 = 1007;
+    pub(crate) const IO_CHANNEL: u16 = 1003;
 
-    fn client_gcc() -> ClientGccBlocks {
+    pub(crate) fn client_gcc() -> ClientGccBlocks {
         ClientGccBlocks {
             core: ClientCoreData {
                 version: RdpVersion::V10_7,
@@ -781,7 +781,7 @@ mod tests {
         }
     }
 
-    fn connect_initial_frame() -> Vec<u8> {
+    pub(crate) fn connect_initial_frame() -> Vec<u8> {
         let ci = mcs::ConnectInitial::with_gcc_blocks(client_gcc()).expect("connect initial");
         wrap_x224_data(encode_vec(&ci).expect("encode"), "test").expect("wrap")
     }
@@ -799,7 +799,7 @@ mod tests {
         decode(&data).expect("connect initial")
     }
 
-    fn server_gcc(channel_ids: Vec<u16>, message_channel: bool) -> ServerGccBlocks {
+    pub(crate) fn server_gcc(channel_ids: Vec<u16>, message_channel: bool) -> ServerGccBlocks {
         ServerGccBlocks {
             core: ServerCoreData {
                 version: RdpVersion::V10_7,
@@ -823,7 +823,7 @@ mod tests {
         }
     }
 
-    fn connect_response(gcc: ServerGccBlocks) -> mcs::ConnectResponse {
+    pub(crate) fn connect_response(gcc: ServerGccBlocks) -> mcs::ConnectResponse {
         mcs::ConnectResponse {
             conference_create_response: ConferenceCreateResponse::new(1002, gcc).expect("ccr"),
             called_connect_id: 0,
@@ -831,12 +831,12 @@ mod tests {
         }
     }
 
-    fn connect_response_frame(channel_ids: Vec<u16>, message_channel: bool) -> Vec<u8> {
+    pub(crate) fn connect_response_frame(channel_ids: Vec<u16>, message_channel: bool) -> Vec<u8> {
         let response = connect_response(server_gcc(channel_ids, message_channel));
         wrap_x224_data(encode_vec(&response).expect("encode"), "test").expect("wrap")
     }
 
-    fn client_info_frame(password: &str) -> Vec<u8> {
+    pub(crate) fn client_info_frame(password: &str) -> Vec<u8> {
         let pdu = ClientInfoPdu {
             security_header: BasicSecurityHeader {
                 flags: BasicSecurityHeaderFlags::INFO_PKT,
@@ -868,7 +868,7 @@ mod tests {
         send_data_request(IO_CHANNEL, encode_vec(&pdu).expect("encode"))
     }
 
-    fn send_data_request(channel_id: u16, user_data: Vec<u8>) -> Vec<u8> {
+    pub(crate) fn send_data_request(channel_id: u16, user_data: Vec<u8>) -> Vec<u8> {
         encode_vec(&X224(mcs::SendDataRequest {
             initiator_id: USER_ID,
             channel_id,
@@ -877,7 +877,7 @@ mod tests {
         .expect("encode")
     }
 
-    fn send_data_indication(channel_id: u16, user_data: Vec<u8>) -> Vec<u8> {
+    pub(crate) fn send_data_indication(channel_id: u16, user_data: Vec<u8>) -> Vec<u8> {
         encode_vec(&X224(mcs::SendDataIndication {
             initiator_id: 1002,
             channel_id,
@@ -894,7 +894,7 @@ mod tests {
         }
     }
 
-    fn confirm_active_frame(caps: Vec<CapabilitySet>) -> Vec<u8> {
+    pub(crate) fn confirm_active_frame(caps: Vec<CapabilitySet>) -> Vec<u8> {
         let header = ShareControlHeader {
             share_control_pdu: ShareControlPdu::ClientConfirmActive(ClientConfirmActive {
                 originator_id: SERVER_CHANNEL_ID,
@@ -918,7 +918,7 @@ mod tests {
     /// A Confirm Active frame with the rich capability sets, whose codec of unknown GUID (which
     /// IronRDP decodes but cannot encode) is written as an "ignore" codec and then given an
     /// unknown GUID in the bytes.
-    fn rich_confirm_active_frame() -> Vec<u8> {
+    pub(crate) fn rich_confirm_active_frame() -> Vec<u8> {
         use ironrdp_pdu::rdp::capability_sets::CodecProperty;
         let mut caps = capabilities::tests::rich_client_caps();
         for cap in &mut caps {
@@ -939,7 +939,7 @@ mod tests {
         frame
     }
 
-    fn demand_active_frame() -> Vec<u8> {
+    pub(crate) fn demand_active_frame() -> Vec<u8> {
         let header = ShareControlHeader {
             share_control_pdu: ShareControlPdu::ServerDemandActive(ServerDemandActive {
                 pdu: DemandActive {
@@ -962,7 +962,7 @@ mod tests {
         send_data_indication(IO_CHANNEL, encode_vec(&header).expect("encode"))
     }
 
-    fn deactivate_all_frame() -> Vec<u8> {
+    pub(crate) fn deactivate_all_frame() -> Vec<u8> {
         let header = ShareControlHeader {
             share_control_pdu: ShareControlPdu::ServerDeactivateAll(ServerDeactivateAll),
             pdu_source: 0x03EA,

@@ -597,4 +597,142 @@ mod tests {
             "{terminated:?}"
         );
     }
+
+    use crate::rdp::pdu_rewrite::tests as frames;
+    use proptest::prelude::*;
+
+    fn x224(bytes: Vec<u8>) -> Frame {
+        Frame {
+            action: Action::X224,
+            bytes,
+        }
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// The connection sequence as the tracker sees it: Connect Initial with four channels (one
+    /// denied), the server's answer for three, Attach User, a join of the removed channel, Client
+    /// Info, then a fast-path key press.
+    #[test]
+    fn connection_sequence_is_rewritten_answered_and_recorded() {
+        let mut t = tracker();
+        // 1. Connect Initial: rdpdr, rdpsnd and drdynvc are not allowed here (only cliprdr).
+        let out = t
+            .from_client(x224(frames::connect_initial_frame()))
+            .unwrap();
+        let forwarded = out.iter().find_map(|s| match s {
+            Step::ToServer(b) => Some(b.clone()),
+            _ => None,
+        });
+        let forwarded = forwarded.expect("Connect Initial forwarded");
+        assert!(
+            !contains(&forwarded, b"rdpdr"),
+            "denied channel reached the target"
+        );
+        assert!(contains(&forwarded, b"cliprdr"));
+        assert!(out.iter().any(|s| matches!(s,
+            Step::Event(EventKind::Policy { rule, detail: Some(d), .. })
+                if rule == "rdp-channels" && d.contains("rdpdr"))));
+        // 2. The server answers for the one channel it was asked for.
+        let out = t
+            .from_server(x224(frames::connect_response_frame(vec![1004], false)))
+            .unwrap();
+        assert!(matches!(out.as_slice(), [Step::ToClient(_)]));
+        assert_eq!(t.cliprdr, Some(1004));
+        assert_eq!(t.fake.len(), 3, "three removed channels got ids");
+        // 3. Attach User Confirm starts the decoder.
+        let confirm = ironrdp_core::encode_vec(&X224(McsMessage::AttachUserConfirm(
+            ironrdp_pdu::mcs::AttachUserConfirm {
+                result: 0,
+                initiator_id: frames::USER_ID,
+            },
+        )))
+        .unwrap();
+        let out = t.from_server(x224(confirm)).unwrap();
+        assert!(out.iter().any(|s| matches!(
+            s,
+            Step::StartDecoder {
+                io_channel: 1003,
+                ..
+            }
+        )));
+        // 4. The client joins a removed channel: psmgate answers, the target never hears of it.
+        let fake = t.fake[0];
+        let join = ironrdp_core::encode_vec(&X224(McsMessage::ChannelJoinRequest(
+            ironrdp_pdu::mcs::ChannelJoinRequest {
+                initiator_id: frames::USER_ID,
+                channel_id: fake,
+            },
+        )))
+        .unwrap();
+        let out = t.from_client(x224(join)).unwrap();
+        assert!(matches!(out.as_slice(), [Step::ToClient(_)]));
+        // 5. Data on the removed channel is dropped.
+        let out = t
+            .from_client(x224(frames::send_data_request(fake, vec![0; 16])))
+            .unwrap();
+        assert!(out.is_empty());
+        assert_eq!(t.dropped_on_removed_channels(), 1);
+        // 6. Client Info: the vaulted account replaces what the client sent.
+        let out = t
+            .from_client(x224(frames::client_info_frame(frames::PASSWORD)))
+            .unwrap();
+        let [Step::ToServer(info)] = out.as_slice() else {
+            panic!("Client Info not forwarded once: {out:?}");
+        };
+        let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+        assert!(
+            !contains(info, &utf16(frames::PASSWORD)),
+            "client password forwarded"
+        );
+        assert!(contains(info, &utf16("svc")), "vaulted account missing");
+        // 7. Fast-path input: forwarded first, then recorded.
+        // One event (numEvents 1 in the header byte), length 4, scancode 0x1E pressed.
+        let key_a = vec![0x04, 0x04, 0x00, 0x1e];
+        let out = t
+            .from_client(Frame {
+                action: Action::FastPath,
+                bytes: key_a.clone(),
+            })
+            .unwrap();
+        assert!(matches!(&out[0], Step::ToServer(b) if *b == key_a));
+        assert!(out.iter().any(|s| matches!(
+            s,
+            Step::Input(Input::Key {
+                ch: Some('a'),
+                down: true,
+                ..
+            })
+        )));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Whatever either side sends, in whatever order, the tracker answers with steps or an
+        /// error, never a panic.
+        #[test]
+        fn arbitrary_frames_never_panic(
+            seq in proptest::collection::vec(
+                (any::<bool>(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..200)),
+                0..24,
+            )
+        ) {
+            let mut t = tracker();
+            // Half the runs start from a real connect sequence, so that the running phase
+            // sees garbage too.
+            if seq.first().is_some_and(|(a, _, _)| *a) {
+                let _ = t.from_client(x224(frames::connect_initial_frame()));
+                let _ = t.from_server(x224(frames::connect_response_frame(vec![1004], false)));
+            }
+            for (from_client, fast, bytes) in seq {
+                let frame = Frame {
+                    action: if fast { Action::FastPath } else { Action::X224 },
+                    bytes,
+                };
+                let _ = if from_client { t.from_client(frame) } else { t.from_server(frame) };
+            }
+        }
+    }
 }
