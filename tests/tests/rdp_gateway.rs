@@ -6,6 +6,7 @@
 
 mod vnc_support;
 
+use psmgate_e2e::peers::rdp::exit_code;
 use psmgate_e2e::peers::{
     screenshot, RdpClient, RdpClientOptions, RdpSecurity, ShadowOptions, ShadowServer, XDisplay,
     XrdpOptions, XrdpServer,
@@ -283,13 +284,19 @@ fn refused_sign_ins_and_dead_targets_end_cleanly() {
     let gw = gateway(&target.address(), TARGET_USER, "not-the-password");
     let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
     // 1. Wrong token: NLA fails like a wrong password (no session, nothing recorded).
+    // xfreerdp reports exactly what it reports for a wrong password at a Windows server:
+    // ERRCONNECT_LOGON_FAILURE (the gateway answered STATUS_LOGON_FAILURE inside CredSSP).
     let code = RdpClient::auth_only(client(&gw, "alice@lab-rdp", None, "wrongtok")).unwrap();
-    assert_ne!(code, 0, "a wrong token must fail NLA");
+    assert_eq!(
+        code,
+        exit_code::LOGON_FAILURE,
+        "a wrong token must fail NLA"
+    );
     // 2. Unknown target, and a user name naming none.
     let code = RdpClient::auth_only(client(&gw, "alice@nosuch-rdp", None, &token)).unwrap();
-    assert_ne!(code, 0);
+    assert_eq!(code, exit_code::LOGON_FAILURE);
     let code = RdpClient::auth_only(client(&gw, "alice", None, &token)).unwrap();
-    assert_ne!(code, 0);
+    assert_eq!(code, exit_code::LOGON_FAILURE);
     // Refused sign-ins leave no recording: nothing was authorised.
     assert!(psmgate_e2e::recordings(&gw.data()).is_empty());
     let audit = std::fs::read_to_string(gw.data().join("recordings/audit.jsonl")).unwrap();
