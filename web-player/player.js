@@ -16,6 +16,11 @@
  * MP4 cannot carry several periods (screen-size changes) and would be a second code path; MSE takes
  * a new init segment per period and is what served mode needs anyway. The blob path remains as a
  * fallback for browsers without MediaSource (period 1 only); `?video=blob` forces it for diagnosis.
+ *
+ * Live: a served recording whose manifest is still the partial one (state "recording") is followed
+ * (live.js): twice a second the player reads the chain's new lines and the newly chained bytes, feeds
+ * them to the same SourceBuffer, extends timeline and transcript, and keeps the playhead at the
+ * live edge until the viewer seeks back ("Go live" returns). The seal ends it with the full check.
  */
 (function (root) {
   'use strict';
@@ -27,7 +32,8 @@
   // State visible to tests and to the console (read-only by convention).
   var state = (PSM.state = {
     mode: null, videoMode: null, manifest: null, events: [], changes: [], idle: [], duration: 0,
-    integrity: null, ready: false, error: null
+    integrity: null, ready: false, error: null,
+    live: { active: false, following: false, sealed: false, edge: 0, lag: null, polls: 0 }
   });
 
   // ------------------------------------------------------------------ helpers
@@ -56,6 +62,16 @@
     var d = new Date(s);
     if (isNaN(d.getTime())) return String(s);
     return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC').replace(/Z$/, ' UTC');
+  }
+  function decode(b) {
+    return new TextDecoder().decode(b);
+  }
+  function sleep(ms) {
+    return new Promise(function (r) { setTimeout(r, ms); });
+  }
+  function bufferedEnd(video) {
+    var b = video.buffered;
+    return b && b.length ? b.end(b.length - 1) : 0;
   }
   function fmtDur(ms) {
     if (typeof ms !== 'number' || !isFinite(ms)) return '—';
@@ -113,9 +129,24 @@
       if (!r.ok) throw new Error('GET ' + url + ' failed: HTTP ' + r.status);
       return new Uint8Array(await r.arrayBuffer());
     }
+    function fileUrl(path) {
+      return base + '/files/' + path.split('/').map(encodeURIComponent).join('/');
+    }
+    /** Bytes [start, end) of a file (to its end without `end`); null when there are none yet (416). */
+    async function getRange(path, start, end) {
+      var h = {};
+      if (start > 0 || end !== undefined) h.Range = 'bytes=' + start + '-' + (end === undefined ? '' : end - 1);
+      if (headers.Authorization) h.Authorization = headers.Authorization;
+      var r = await fetch(fileUrl(path), { headers: h, credentials: 'same-origin', cache: 'no-store' });
+      if (r.status === 404 || r.status === 416) return null;
+      if (!r.ok) throw new Error('GET ' + path + ' failed: HTTP ' + r.status);
+      var b = new Uint8Array(await r.arrayBuffer());
+      // a server that ignores Range sends the whole file
+      return r.status === 206 ? b : b.subarray(Math.min(start, b.length), end === undefined ? b.length : end);
+    }
     var mBytes = await get(base + '/manifest');
     if (!mBytes) throw new Error('Recording ' + id + ' was not found');
-    var manifest = JSON.parse(new TextDecoder().decode(mBytes));
+    var manifest = JSON.parse(decode(mBytes));
     var chainBytes = await get(base + '/files/chain.jsonl');
     var cache = Object.create(null);
     var src = {
@@ -128,7 +159,7 @@
       getFile: function (path) {
         if (path === 'chain.jsonl') return Promise.resolve(chainBytes);
         if (!cache[path]) {
-          cache[path] = get(base + '/files/' + path.split('/').map(encodeURIComponent).join('/')).then(function (b) {
+          cache[path] = get(fileUrl(path)).then(function (b) {
             // the sealed manifest: fall back to the manifest endpoint's bytes
             if (!b && path === 'manifest.json') return mBytes;
             return b;
@@ -137,12 +168,33 @@
         return cache[path];
       }
     };
-    // Show the sealed manifest.json if there is one (that is what the chain covers).
-    var sealed = await src.getFile('manifest.json').catch(function () { return null; });
+    // Show the sealed manifest.json if there is one (that is what the chain covers). The manifest
+    // endpoint prefers it, so a partial one ("recording") means there was none.
+    var sealed = manifest.state === 'recording' ? mBytes : await src.getFile('manifest.json').catch(function () { return null; });
     if (sealed && sealed !== mBytes) {
-      try { src.manifest = src.shownManifest = JSON.parse(new TextDecoder().decode(sealed)); } catch (e) { /* reported by verify */ }
+      try { src.manifest = src.shownManifest = JSON.parse(decode(sealed)); } catch (e) { /* reported by verify */ }
+    } else if (manifest.state === 'recording' && canFollow()) {
+      makeLive(src, chainBytes, getRange, async function () {
+        var b = await get(base + '/manifest');
+        return b ? JSON.parse(decode(b)) : null;
+      });
     }
     return src;
+  }
+
+  /** Live needs MediaSource (the blob fallback cannot grow). */
+  function canFollow() {
+    return !!(root.MediaSource && PSM.live) && new URLSearchParams(location.search).get('video') !== 'blob';
+  }
+
+  /** Turn a served source into a live one: every byte comes from the chain-driven store. */
+  function makeLive(src, chainBytes, getRange, fetchManifest) {
+    var store = new PSM.live.LiveStore({ chain: chainBytes || new Uint8Array(0), fetchRange: getRange });
+    src.live = store;
+    src.chainText = store.chainText();
+    src.getFile = function (path) { return store.getFile(path); };
+    src.fetchManifest = fetchManifest;
+    src.describe = 'Served by the gateway, recording in progress';
   }
 
   // ------------------------------------------------------------------ video model
@@ -150,27 +202,32 @@
    * Read every period's init and segments, parse their sample times, and compute where each
    * period sits on the session timeline.
    */
-  async function buildVideoModel(src, manifest) {
+  async function buildVideoModel(src, manifest, prev) {
     var periods = Array.isArray(manifest.periods) ? manifest.periods : [];
     var out = [];
     var changes = [];
     var warnings = [];
+    var parsed = Object.create(null); // file -> {bytes, info|frags}: reused while the bytes do not grow
+    var old = prev ? prev.parsed : Object.create(null);
     for (var p = 0; p < periods.length; p++) {
       var per = periods[p];
       var init = await src.getFile(per.init);
       if (!init) { warnings.push(per.init + ' is not available; period ' + (p + 1) + ' cannot be played'); continue; }
       var info;
-      try { info = PSM.mp4.parseInit(init); } catch (e) { warnings.push(per.init + ': ' + e.message); continue; }
+      if (old[per.init] && old[per.init].bytes.length === init.length) info = old[per.init].info;
+      else {
+        try { info = PSM.mp4.parseInit(init); } catch (e) { warnings.push(per.init + ': ' + e.message); continue; }
+      }
+      parsed[per.init] = { bytes: init, info: info };
       var segs = [];
       var firstBase = null;
       var segList = Array.isArray(per.segments) ? per.segments : [];
       for (var s = 0; s < segList.length; s++) {
-        var bytes = await src.getFile(segList[s].file);
-        if (!bytes) { warnings.push(segList[s].file + ' is not available'); continue; }
-        var frags = [];
-        try { frags = PSM.mp4.parseSegment(bytes, info); } catch (e) { warnings.push(segList[s].file + ': ' + e.message); }
-        if (firstBase === null && frags.length) firstBase = frags[0].baseTime;
-        segs.push({ file: segList[s].file, bytes: bytes, frags: frags });
+        var seg = await readSegment(src, segList[s].file, info, old, warnings);
+        if (!seg) continue;
+        parsed[seg.file] = seg;
+        if (firstBase === null && seg.frags.length) firstBase = seg.frags[0].baseTime;
+        segs.push(seg);
       }
       var startSec = (typeof per.start_ms === 'number' ? per.start_ms : 0) / 1000;
       var offset = startSec - (firstBase || 0) / info.timescale;
@@ -181,10 +238,20 @@
           end = Math.max(end, (f.baseTime + f.duration) / info.timescale + offset);
         });
       });
-      out.push({ index: p, period: per, init: init, info: info, segments: segs, offset: offset, start: startSec, end: end });
+      out.push({ index: p, period: per, init: init, info: info, segments: segs, offset: offset, start: startSec, end: end, firstBase: firstBase });
     }
     changes.sort(function (a, b) { return a - b; });
-    return { periods: out, changes: changes, warnings: warnings };
+    return { periods: out, changes: changes, warnings: warnings, parsed: parsed };
+  }
+
+  /** A media segment's bytes and fragment times (parsed again only when the file grew). */
+  async function readSegment(src, file, info, old, warnings) {
+    var bytes = await src.getFile(file);
+    if (!bytes) { warnings.push(file + ' is not available'); return null; }
+    if (old[file] && old[file].bytes.length === bytes.length && old[file].info === info) return old[file];
+    var frags = [];
+    try { frags = PSM.mp4.parseSegment(bytes, info); } catch (e) { warnings.push(file + ': ' + e.message); }
+    return { file: file, bytes: bytes, frags: frags, info: info };
   }
 
   function appendBuffer(sb, bytes) {
@@ -201,34 +268,58 @@
     });
   }
 
-  async function attachMse(video, model, codec, duration) {
+  /** A MediaSource on the video element with one SourceBuffer; a live one has no duration yet. */
+  async function openMse(video, codec, live) {
     var mime = 'video/mp4; codecs="' + codec + '"';
     if (!MediaSource.isTypeSupported(mime)) throw new Error('This browser cannot play ' + mime);
     var ms = new MediaSource();
     video.src = URL.createObjectURL(ms);
     await new Promise(function (r) { ms.addEventListener('sourceopen', r, { once: true }); });
     var sb = ms.addSourceBuffer(mime);
-    for (var p = 0; p < model.periods.length; p++) {
+    if (live) ms.duration = Infinity;
+    // fed: file -> bytes already appended; period: index of the init segment appended last
+    return { ms: ms, sb: sb, fed: Object.create(null), period: -1, full: false };
+  }
+
+  /**
+   * Append what the SourceBuffer does not have yet, in order: a period's init segment (with its
+   * timestampOffset) before its media, then each segment's new bytes. While live, a period waits
+   * for its first fragment (its offset depends on it).
+   */
+  async function feedMse(mse, model, live) {
+    for (var p = 0; p < model.periods.length && !mse.full; p++) {
       var per = model.periods[p];
-      sb.timestampOffset = per.offset;
-      await appendBuffer(sb, per.init);
-      for (var s = 0; s < per.segments.length; s++) {
-        try {
-          await appendBuffer(sb, per.segments[s].bytes);
-        } catch (e) {
-          if (e && e.name === 'QuotaExceededError') {
-            showError('The recording is larger than the browser\'s video buffer; playback stops at ' + PSM.fmtTime(per.segments[s].frags.length ? per.segments[s].frags[0].baseTime / per.info.timescale + per.offset : per.start) + '.');
-            p = model.periods.length;
-            break;
-          }
-          throw new Error(per.segments[s].file + ': ' + e.message);
+      if (live && per.firstBase === null) break;
+      for (var s = 0; s < per.segments.length && !mse.full; s++) {
+        var seg = per.segments[s];
+        var done = mse.fed[seg.file] || 0;
+        if (seg.bytes.length <= done) continue;
+        if (mse.period !== per.index) {
+          mse.sb.timestampOffset = per.offset;
+          await appendBuffer(mse.sb, per.init);
+          mse.period = per.index;
         }
+        await appendSegment(mse, per, seg, done);
       }
     }
-    var bufEnd = sb.buffered.length ? sb.buffered.end(sb.buffered.length - 1) : 0;
-    ms.duration = Math.max(duration, bufEnd, 0.1);
-    ms.endOfStream();
-    return 'mse';
+  }
+
+  async function appendSegment(mse, per, seg, done) {
+    try {
+      await appendBuffer(mse.sb, seg.bytes.subarray(done));
+      mse.fed[seg.file] = seg.bytes.length;
+    } catch (e) {
+      if (!e || e.name !== 'QuotaExceededError') throw new Error(seg.file + ': ' + (e && e.message));
+      mse.full = true;
+      showError('The recording is larger than the browser\'s video buffer; playback stops at ' + PSM.fmtTime(seg.frags.length ? seg.frags[0].baseTime / per.info.timescale + per.offset : per.start) + '.');
+    }
+  }
+
+  /** The whole recording is appended: fix the duration and end the stream. */
+  function finishMse(mse, duration) {
+    if (mse.ms.readyState !== 'open' || mse.sb.updating) return;
+    mse.ms.duration = Math.max(duration, bufferedEnd({ buffered: mse.sb.buffered }), 0.1);
+    mse.ms.endOfStream();
   }
 
   /** Fallback without MediaSource: period 1 as one fragmented MP4 blob. */
@@ -334,64 +425,207 @@
     var m = src.manifest && typeof src.manifest === 'object' ? src.manifest : {};
     state.manifest = m;
     $('source').textContent = src.describe + ' · ' + (m.session_id || '');
+    // Everything the live follower updates later.
+    var ctx = { src: src, video: video, manifest: m, events: [], evSeen: Object.create(null), model: null, mse: null, ui: null, duration: 0, verifyGen: 0 };
 
     // Integrity check runs alongside everything else.
-    var integrityDone = PSM.integrity.verify({
-      sessionId: m.session_id, chainText: src.chainText, manifest: src.shownManifest || m,
-      getFile: src.getFile, trustedKey: src.trustedKey,
-      onProgress: function (d, t) { $('badge-text').textContent = 'Checking integrity… ' + d + '/' + t; }
-    }).then(renderIntegrity, function (e) {
-      renderIntegrity({ status: 'fail', title: 'Integrity check failed: ' + (e.message || e), problems: [String(e.message || e)], notes: [] });
-    });
+    var integrityDone = runVerify(ctx, true);
 
-    // Transcript
-    var evFiles = [];
-    var evList = Array.isArray(m.events) ? m.events : [];
-    for (var i = 0; i < evList.length; i++) {
-      var b = await src.getFile(evList[i]);
-      if (b) evFiles.push({ file: evList[i], text: new TextDecoder().decode(b) });
-    }
-    var parsed = PSM.transcript.parse(evFiles);
-    var events = parsed.events;
-    state.events = events;
+    ctx.events = await readEvents(src, m, ctx.evSeen);
+    ctx.model = await buildVideoModel(src, m, null);
+    ctx.model.warnings.forEach(function (w) { console.warn(w); });
+    ctx.duration = sessionDuration(m, ctx.model, ctx.events);
+    publish(ctx);
+    renderMeta(m, ctx.model, ctx.events);
 
-    // Video
-    var model = await buildVideoModel(src, m);
-    model.warnings.forEach(function (w) { console.warn(w); });
-    var lastEvent = events.length ? events[events.length - 1].t / 1000 : 0;
-    var videoEnd = model.periods.reduce(function (a, p) { return Math.max(a, p.end); }, 0);
-    var duration = Math.max(typeof m.duration_ms === 'number' ? m.duration_ms / 1000 : 0, videoEnd, lastEvent, 0.1);
-    state.duration = duration;
-    state.changes = model.changes;
-    state.idle = computeIdle(model.changes, events, duration);
-    renderMeta(m, model, events);
-
-    var ui = setupUi(video, events, model, duration);
-    try {
-      if (!model.periods.length) throw new Error('The recording has no playable video' + (model.warnings.length ? ': ' + model.warnings[0] : ''));
-      var forceBlob = new URLSearchParams(location.search).get('video') === 'blob'; // diagnostics
-      if (root.MediaSource && m.codec && !forceBlob) state.videoMode = await attachMse(video, model, m.codec, duration);
-      else state.videoMode = attachBlob(video, model);
-      if (model.warnings.length) showError('Some video could not be loaded: ' + model.warnings.join('; '));
-    } catch (e) {
-      showError('Video cannot be played: ' + (e.message || e));
-    }
+    var ui = (ctx.ui = setupUi(video, ctx));
+    await attachVideo(ctx);
+    var nothingYet = !video.getAttribute('src') || (ctx.mse && ctx.mse.period < 0); // live, no fragment yet
     await new Promise(function (r) {
-      if (video.readyState >= 1 || state.error) r();
+      if (video.readyState >= 1 || state.error || nothingYet) r();
       else {
         video.addEventListener('loadedmetadata', r, { once: true });
         video.addEventListener('error', r, { once: true });
       }
     });
-    $('video-status').textContent = '';
+    $('video-status').textContent = nothingYet && src.live ? 'Waiting for video…' : '';
     ui.refresh();
     state.ready = true;
     document.body.setAttribute('data-ready', '1');
+    if (src.live) followLive(ctx);
     await integrityDone;
   }
 
+  /** Put the loaded video on the element: MediaSource, or the blob fallback. */
+  async function attachVideo(ctx) {
+    var m = ctx.manifest;
+    var model = ctx.model;
+    try {
+      if (!model.periods.length) {
+        if (ctx.src.live) return; // the first period is still to come
+        throw new Error('The recording has no playable video' + (model.warnings.length ? ': ' + model.warnings[0] : ''));
+      }
+      var forceBlob = new URLSearchParams(location.search).get('video') === 'blob'; // diagnostics
+      if (root.MediaSource && m.codec && !forceBlob) {
+        ctx.mse = await openMse(ctx.video, m.codec, !!ctx.src.live);
+        await feedMse(ctx.mse, model, !!ctx.src.live);
+        if (!ctx.src.live) finishMse(ctx.mse, ctx.duration);
+        state.videoMode = 'mse';
+      } else state.videoMode = attachBlob(ctx.video, model);
+      if (model.warnings.length && !ctx.src.live) showError('Some video could not be loaded: ' + model.warnings.join('; '));
+    } catch (e) {
+      showError('Video cannot be played: ' + (e.message || e));
+    }
+  }
+
+  /** Run the integrity check on what the source holds now; only the latest run is shown. */
+  function runVerify(ctx, progress) {
+    var gen = ++ctx.verifyGen;
+    var src = ctx.src;
+    function show(res) { if (gen === ctx.verifyGen) renderIntegrity(res); }
+    return PSM.integrity.verify({
+      sessionId: ctx.manifest.session_id, chainText: src.chainText, manifest: src.shownManifest || ctx.manifest,
+      getFile: src.getFile, trustedKey: src.trustedKey,
+      onProgress: function (d, t) { if (progress && gen === ctx.verifyGen) $('badge-text').textContent = 'Checking integrity… ' + d + '/' + t; }
+    }).then(show, function (e) {
+      show({ status: 'fail', title: 'Integrity check failed: ' + (e.message || e), problems: [String(e.message || e)], notes: [] });
+    });
+  }
+
+  // ------------------------------------------------------------------ transcript and timing
+  /** Events of the transcript files past what was read already (`seen`: file -> bytes read). */
+  async function readEvents(src, m, seen) {
+    var files = [];
+    var list = Array.isArray(m.events) ? m.events : [];
+    for (var i = 0; i < list.length; i++) {
+      var b = await src.getFile(list[i]);
+      var from = seen[list[i]] || 0;
+      if (!b || b.length <= from) continue;
+      files.push({ file: list[i], text: decode(b.subarray(from)) });
+      seen[list[i]] = b.length;
+    }
+    return PSM.transcript.parse(files).events;
+  }
+
+  function sessionDuration(m, model, events) {
+    var lastEvent = events.length ? events[events.length - 1].t / 1000 : 0;
+    var videoEnd = model.periods.reduce(function (a, p) { return Math.max(a, p.end); }, 0);
+    return Math.max(typeof m.duration_ms === 'number' ? m.duration_ms / 1000 : 0, videoEnd, lastEvent, 0.1);
+  }
+
+  /** Copy the current model into the state the page exposes. */
+  function publish(ctx) {
+    state.manifest = ctx.manifest;
+    state.events = ctx.events;
+    state.duration = ctx.duration;
+    state.changes = ctx.model.changes;
+    state.idle = computeIdle(ctx.model.changes, ctx.events, ctx.duration);
+  }
+
+  // ------------------------------------------------------------------ live
+  /** Poll about every second until the recording is sealed, then run the full check. */
+  async function followLive(ctx) {
+    var store = ctx.src.live;
+    ctx.ui.live.start(Date.parse(ctx.manifest.started_at));
+    var verifiedCps = store.checkpoints;
+    var verifiedAt = Date.now();
+    while (!store.sealed) {
+      await sleep(PSM.live.POLL_MS);
+      try {
+        await liveStep(ctx);
+        ctx.ui.live.status('');
+      } catch (e) {
+        console.warn('live update failed', e);
+        ctx.ui.live.status('Live update failed (' + (e.message || e) + '); retrying');
+      }
+      state.live.polls++;
+      // Re-check at most every 10 s when new signed checkpoints arrived.
+      if (!store.sealed && store.checkpoints > verifiedCps && Date.now() - verifiedAt >= 10000) {
+        verifiedCps = store.checkpoints;
+        verifiedAt = Date.now();
+        ctx.src.chainText = store.chainText();
+        runVerify(ctx, false);
+      }
+    }
+    await finishLive(ctx);
+  }
+
+  /** Files the chain names that the manifest does not list yet (a new segment, period or transcript file). */
+  function unlisted(store, m) {
+    var listed = Object.create(null);
+    PSM.integrity.manifestFiles(m).forEach(function (f) { listed[f.file] = true; });
+    return Object.keys(store.extent).filter(function (f) { return !listed[f] && f !== 'manifest.json'; });
+  }
+
+  async function liveStep(ctx) {
+    var store = ctx.src.live;
+    var r = await store.poll();
+    var reload = !store.sealed && unlisted(store, ctx.manifest).length > 0;
+    if (reload) {
+      var m = await ctx.src.fetchManifest();
+      if (m && typeof m === 'object') ctx.manifest = m;
+    }
+    if (r.changed.length || reload) await liveRefresh(ctx, reload);
+  }
+
+  /** Take the new bytes: transcript, video model, SourceBuffer, timeline. */
+  async function liveRefresh(ctx, manifestChanged) {
+    var fresh = await readEvents(ctx.src, ctx.manifest, ctx.evSeen);
+    if (fresh.length) ctx.events = ctx.events.concat(fresh).sort(function (a, b) { return a.t - b.t; });
+    ctx.model = await buildVideoModel(ctx.src, ctx.manifest, ctx.model);
+    if (!ctx.mse && ctx.model.periods.length && ctx.manifest.codec) await attachVideo(ctx);
+    else if (ctx.mse) await feedMse(ctx.mse, ctx.model, !ctx.src.live.sealed);
+    if (ctx.mse && ctx.mse.period >= 0) $('video-status').textContent = '';
+    ctx.duration = sessionDuration(ctx.manifest, ctx.model, ctx.events);
+    publish(ctx);
+    ctx.ui.update(fresh);
+    if (manifestChanged) renderMeta(ctx.manifest, ctx.model, ctx.events);
+  }
+
+  /** Sealed: take the last bytes and the sealed manifest, end the stream, verify everything. */
+  async function finishLive(ctx) {
+    var store = ctx.src.live;
+    var sealed = await store.getFile('manifest.json');
+    try {
+      if (sealed) ctx.manifest = JSON.parse(decode(sealed));
+    } catch (e) { /* reported by the integrity check */ }
+    ctx.src.manifest = ctx.src.shownManifest = ctx.manifest;
+    ctx.src.chainText = store.chainText();
+    ctx.src.describe = 'Served by the gateway';
+    $('source').textContent = ctx.src.describe + ' · ' + (ctx.manifest.session_id || '');
+    await liveRefresh(ctx, true);
+    if (ctx.mse) finishMse(ctx.mse, ctx.duration);
+    ctx.ui.live.end();
+    await runVerify(ctx, true);
+  }
+
   // ------------------------------------------------------------------ UI wiring
-  function setupUi(video, events, model, duration) {
+  /** Markers for the timeline from events (and each event's description, kept on the event). */
+  function markersOf(events) {
+    var markers = [];
+    events.forEach(function (e) {
+      var d = e._d || (e._d = PSM.transcript.describe(e));
+      if (d.marker) markers.push({ t: e.t / 1000, kind: d.marker, label: d.label, text: d.text });
+    });
+    return markers;
+  }
+
+  /** Index of the first row later than `t` (rows are sorted by time). */
+  function upperBound(rows, t) {
+    var lo = 0;
+    var hi = rows.length;
+    while (lo < hi) {
+      var mid = (lo + hi) >> 1;
+      if (rows[mid].ev.t <= t) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  }
+
+  /**
+   * Controls, transcript list, timeline and keyboard. `ctx` holds events, model and duration; a
+   * live recording updates them and calls update(newEvents).
+   */
+  function setupUi(video, ctx) {
     var T = PSM.transcript;
     var list = $('events');
     var search = $('transcript-search');
@@ -400,33 +634,35 @@
     var rows = [];
     var matchIdx = -1;
     var currentRow = null;
+    var live = state.live;
 
     var timeline = new PSM.Timeline($('timeline'), {
       tooltip: $('timeline-tip'),
       onSeek: function (t) { seek(t); }
     });
-    var markers = [];
-    events.forEach(function (e) {
-      var d = T.describe(e);
-      e._d = d;
-      if (d.marker) markers.push({ t: e.t / 1000, kind: d.marker, label: d.label, text: d.text });
-    });
-    timeline.setData({ duration: duration, events: events, changes: model.changes, idle: state.idle, markers: markers });
+    var matchTimes = [];
+    function setTimeline() {
+      timeline.setData({ duration: ctx.duration, events: ctx.events, changes: ctx.model.changes, idle: state.idle, markers: markersOf(ctx.events) });
+    }
+    setTimeline();
 
+    /** Seek on the viewer's behalf; while live, seeking back stops following the edge. */
     function seek(t) {
-      t = Math.min(Math.max(t, 0), duration);
+      t = Math.min(Math.max(t, 0), ctx.duration);
       // Chromium does not repaint the last frame after a seek to exactly the end of the media.
-      var max = isFinite(video.duration) ? Math.max(0, video.duration - 0.02) : duration;
+      var max = isFinite(video.duration) ? Math.max(0, video.duration - 0.02) : ctx.duration;
       video.currentTime = Math.min(t, max);
       timeline.setTime(t);
       updateClock(t);
+      if (live.active) follow(t >= bufferedEnd(video) - 1);
     }
     PSM.seek = seek;
 
     // ---- transcript list
-    var frag = document.createDocumentFragment();
-    events.forEach(function (e) {
-      var d = e._d;
+    var empty = el('li', 'empty', 'No events.');
+    list.appendChild(empty);
+    function makeRow(e) {
+      var d = e._d || (e._d = T.describe(e));
       var li = el('li');
       li.tabIndex = 0;
       li.dataset.t = String(e.t);
@@ -435,16 +671,23 @@
       var x = el('span', 'x' + (d.masked ? ' masked' : ''), d.text);
       li.appendChild(x);
       li.setAttribute('aria-label', PSM.fmtTime(e.t / 1000) + ' ' + d.label + ' ' + d.text);
-      li.addEventListener('click', function () { selectRow(rows[e._i]); });
+      var row = { ev: e, li: li, x: x, text: d.text, hidden: d.hidden, visible: true, q: '' };
+      li.addEventListener('click', function () { selectRow(row); });
       li.addEventListener('keydown', function (ev) {
-        if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); selectRow(rows[e._i]); }
+        if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); selectRow(row); }
       });
-      rows.push({ ev: e, li: li, x: x, text: d.text, hidden: d.hidden, visible: true });
-      frag.appendChild(li);
-    });
-    list.appendChild(frag);
-    var empty = el('li', 'empty', 'No events.');
-    list.appendChild(empty);
+      return row;
+    }
+    /** Add rows in time order (new events usually come last). */
+    function insertRows(events) {
+      events.forEach(function (e) {
+        var row = makeRow(e);
+        var i = upperBound(rows, e.t);
+        list.insertBefore(row.li, i < rows.length ? rows[i].li : empty);
+        rows.splice(i, 0, row);
+      });
+    }
+    insertRows(ctx.events);
 
     function selectRow(r) {
       rows.forEach(function (o) { o.li.classList.remove('selected'); });
@@ -452,40 +695,43 @@
       seek(r.ev.t / 1000);
     }
 
-    function applyFilter() {
+    /** Show or hide one row for query `q`, highlighting matches; true when it matches. */
+    function filterRow(r, q) {
+      var ms = q ? T.matches(r.text, q) : [];
+      var show = (showAll.checked || !r.hidden) && (!q || ms.length > 0);
+      r.visible = show;
+      r.li.hidden = !show;
+      if (r.q === q) return ms.length > 0;
+      r.q = q;
+      r.x.textContent = '';
+      if (!ms.length) { r.x.textContent = r.text; return false; }
+      var pos = 0;
+      ms.forEach(function (m) {
+        r.x.appendChild(document.createTextNode(r.text.slice(pos, m[0])));
+        r.x.appendChild(el('mark', '', r.text.slice(m[0], m[1])));
+        pos = m[1];
+      });
+      r.x.appendChild(document.createTextNode(r.text.slice(pos)));
+      return true;
+    }
+    function applyFilter(keepMatch) {
       var q = search.value.trim();
       var n = 0;
-      var times = [];
+      matchTimes = [];
       rows.forEach(function (r) {
-        var ms = q ? T.matches(r.text, q) : [];
-        var show = (showAll.checked || !r.hidden) && (!q || ms.length > 0);
-        r.visible = show;
-        r.li.hidden = !show;
-        r.x.textContent = '';
-        if (ms.length) {
-          var pos = 0;
-          ms.forEach(function (m) {
-            r.x.appendChild(document.createTextNode(r.text.slice(pos, m[0])));
-            r.x.appendChild(el('mark', '', r.text.slice(m[0], m[1])));
-            pos = m[1];
-          });
-          r.x.appendChild(document.createTextNode(r.text.slice(pos)));
-          times.push(r.ev.t / 1000);
-        } else {
-          r.x.textContent = r.text;
-        }
-        if (show) n++;
+        if (filterRow(r, q)) matchTimes.push(r.ev.t / 1000);
+        if (r.visible) n++;
       });
       empty.hidden = n > 0;
       empty.textContent = q ? 'No match for “' + q + '”.' : 'No events.';
-      $('search-count').textContent = q ? times.length + (times.length === 1 ? ' match' : ' matches') : '';
-      timeline.setMatches(times);
-      matchIdx = -1;
+      $('search-count').textContent = q ? matchTimes.length + (matchTimes.length === 1 ? ' match' : ' matches') : '';
+      timeline.setMatches(matchTimes);
+      if (!keepMatch) matchIdx = -1;
     }
-    search.addEventListener('input', applyFilter);
-    showAll.addEventListener('change', applyFilter);
+    search.addEventListener('input', function () { applyFilter(false); });
+    showAll.addEventListener('change', function () { applyFilter(false); });
     search.addEventListener('keydown', function (ev) {
-      if (ev.key === 'Escape') { search.value = ''; applyFilter(); return; }
+      if (ev.key === 'Escape') { search.value = ''; applyFilter(false); return; }
       if (ev.key !== 'Enter') return;
       ev.preventDefault();
       var hits = rows.filter(function (r) { return r.visible && search.value.trim(); });
@@ -494,7 +740,7 @@
       selectRow(hits[matchIdx]);
       hits[matchIdx].li.scrollIntoView({ block: 'nearest' });
     });
-    applyFilter();
+    applyFilter(false);
 
     // ---- controls
     var playBtn = $('play');
@@ -523,6 +769,10 @@
         b.tabIndex = on ? 0 : -1;
       });
     }
+    function selectedRate() {
+      var sel = rateButtons.filter(function (b) { return b.getAttribute('aria-checked') === 'true'; })[0];
+      return sel ? Number(sel.dataset.rate) : 1;
+    }
     rateButtons.forEach(function (b, i) {
       b.addEventListener('click', function () { setRate(Number(b.dataset.rate)); });
       b.addEventListener('keydown', function (ev) {
@@ -537,16 +787,68 @@
     });
     setRate(1);
     // keep the chosen rate when the media element resets it (e.g. after a new source)
-    video.addEventListener('loadedmetadata', function () {
-      var sel = rateButtons.filter(function (b) { return b.getAttribute('aria-checked') === 'true'; })[0];
-      if (sel) video.playbackRate = Number(sel.dataset.rate);
-    });
+    video.addEventListener('loadedmetadata', function () { video.playbackRate = selectedRate(); });
 
     $('badge').addEventListener('click', function () {
       var p = $('integrity-panel');
       p.hidden = !p.hidden;
       this.setAttribute('aria-expanded', String(!p.hidden));
     });
+
+    // ---- live: follow the edge of a recording in progress
+    var startedAt = NaN;
+    function renderLive() {
+      $('live').hidden = !live.active;
+      $('live').classList.toggle('live-behind', live.active && !live.following);
+      $('go-live').hidden = !live.active || live.following;
+      document.body.setAttribute('data-live', live.active ? (live.following ? 'following' : 'behind') : (live.sealed ? 'sealed' : 'no'));
+    }
+    /** Start or stop following the live edge. */
+    function follow(on) {
+      var was = live.following;
+      live.following = !!on && live.active;
+      if (live.following && !was) {
+        var edge = bufferedEnd(video);
+        if (edge - video.currentTime > 1) video.currentTime = Math.max(0, edge - PSM.live.EDGE_JUMP_BACK);
+        keepAtEdge();
+        video.play().catch(function (e) { console.warn('play failed', e); });
+      }
+      if (!live.following && was) video.playbackRate = selectedRate();
+      renderLive();
+    }
+    /** While following: catch up with the buffered end (faster playback, or a jump when far behind). */
+    function keepAtEdge() {
+      if (!live.active) return;
+      live.edge = bufferedEnd(video);
+      live.lag = isNaN(startedAt) ? null : (Date.now() - startedAt) / 1000 - video.currentTime;
+      if (!live.following || !live.edge) return;
+      var a = PSM.live.edgeAction(live.edge - video.currentTime);
+      if (a.jump) video.currentTime = Math.max(0, live.edge - PSM.live.EDGE_JUMP_BACK);
+      if (video.playbackRate !== a.rate) video.playbackRate = a.rate;
+      if (video.paused && !video.seeking) video.play().catch(function () { /* retried next time */ });
+    }
+    $('go-live').addEventListener('click', function () { follow(true); });
+    // a pause by the viewer (button, key, click, or the element itself) stops following
+    video.addEventListener('pause', function () { if (live.following && !video.ended) follow(false); });
+    var liveTimer = null;
+    var liveApi = {
+      start: function (started) {
+        startedAt = started;
+        live.active = true;
+        liveTimer = setInterval(keepAtEdge, 250);
+        follow(true);
+      },
+      end: function () {
+        follow(false);
+        live.active = false;
+        live.sealed = true;
+        clearInterval(liveTimer);
+        $('live').title = '';
+        renderLive();
+      },
+      status: function (msg) { $('live').title = msg || 'Recording in progress: following its live edge'; }
+    };
+    renderLive();
 
     // ---- keyboard
     document.addEventListener('keydown', function (ev) {
@@ -562,7 +864,7 @@
         return;
       }
       if (ev.key === '<' || ev.key === '>') {
-        var i = RATES.indexOf(video.playbackRate);
+        var i = RATES.indexOf(selectedRate());
         if (i < 0) i = 0;
         setRate(RATES[Math.min(Math.max(i + (ev.key === '>' ? 1 : -1), 0), RATES.length - 1)]);
       }
@@ -570,19 +872,13 @@
 
     // ---- clock, current event, idle skipping
     function updateClock(t) {
-      $('clock').textContent = PSM.fmtTime(t) + ' / ' + PSM.fmtTime(duration);
+      $('clock').textContent = PSM.fmtTime(t) + ' / ' + PSM.fmtTime(ctx.duration);
       var per = null;
-      model.periods.forEach(function (p) { if (t + 1e-3 >= p.start) per = p; });
-      $('period-info').textContent = per ? per.period.width + '×' + per.period.height + (model.periods.length > 1 ? ' · period ' + (per.index + 1) + '/' + model.periods.length : '') : '';
+      ctx.model.periods.forEach(function (p) { if (t + 1e-3 >= p.start) per = p; });
+      $('period-info').textContent = per ? per.period.width + '×' + per.period.height + (ctx.model.periods.length > 1 ? ' · period ' + (per.index + 1) + '/' + ctx.model.periods.length : '') : '';
     }
     function markCurrent(t) {
-      var lo = 0;
-      var hi = rows.length - 1;
-      var best = -1;
-      while (lo <= hi) {
-        var mid = (lo + hi) >> 1;
-        if (rows[mid].ev.t / 1000 <= t + 1e-3) { best = mid; lo = mid + 1; } else hi = mid - 1;
-      }
+      var best = upperBound(rows, t * 1000 + 1) - 1;
       while (best >= 0 && !rows[best].visible) best--;
       var r = best >= 0 ? rows[best] : null;
       if (r === currentRow) return;
@@ -598,7 +894,7 @@
       }
     }
     function skipIdle(t) {
-      if (!skip.checked || video.paused || video.seeking) return false;
+      if (!skip.checked || video.paused || video.seeking || live.following) return false;
       for (var i = 0; i < state.idle.length; i++) {
         var g = state.idle[i];
         if (t >= g[0] + 0.5 && t < g[1] - 0.5) {
@@ -622,7 +918,19 @@
       if (!video.paused) tick();
       requestAnimationFrame(loop);
     })();
-    return { refresh: function () { tick(); timeline.draw(); } };
+    return {
+      refresh: function () { tick(); timeline.draw(); },
+      /** The live follower took new data: add the new events, redraw. */
+      update: function (fresh) {
+        if (fresh.length) {
+          insertRows(fresh);
+          applyFilter(true);
+        }
+        setTimeline();
+        tick();
+      },
+      live: liveApi
+    };
   }
 
   main().catch(function (e) {

@@ -7,6 +7,7 @@
 //! - `GET /api/recordings` — index rows as JSON
 //! - `GET /api/recordings/<id>/manifest` — the manifest (the partial one while recording)
 //! - `GET /api/recordings/<id>/files/<path>` — raw recording files, with single-range support
+//!   (a range from the end of a growing file on answers 416 with the current length)
 //! - `GET /api/recordings/<id>/verify` — a verification report
 //! - `GET /healthz`
 
@@ -282,6 +283,14 @@ fn api(store: &Store, path: &str, range: Option<&str>) -> Resp {
                 _ => return text(StatusCode::NOT_FOUND, "no such file\n"),
             };
             let ct = crate::assets::content_type(rel);
+            if range.is_some_and(|r| range_past_end(r, len)) {
+                // A reader following a growing file asks from what it has: nothing new yet.
+                let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return r;
+            }
             match range.and_then(|r| parse_range(r, len)) {
                 Some((start, end)) => match backend.read_range(&full, start, end - start) {
                     Ok(b) => {
@@ -337,6 +346,26 @@ fn parse_range(h: &str, len: u64) -> Option<(u64, u64)> {
         (s, e)
     };
     (start < end).then_some((start, end))
+}
+
+/// Whether `h` is a single `bytes=` range that starts at or past the end of a `len`-byte file
+/// (or asks for the last 0 bytes): answered with 416 and `Content-Range: bytes */<len>`, so a
+/// reader polling a file that grows (a recording in progress) learns cheaply that nothing is new.
+/// Malformed and multi-range headers are not unsatisfiable: they are ignored (whole file).
+fn range_past_end(h: &str, len: u64) -> bool {
+    let Some(spec) = h.strip_prefix("bytes=") else {
+        return false;
+    };
+    if spec.contains(',') {
+        return false;
+    }
+    match spec.split_once('-') {
+        Some(("", n)) => n.parse::<u64>().is_ok_and(|n| n == 0 || len == 0),
+        Some((a, b)) => a
+            .parse::<u64>()
+            .is_ok_and(|s| s >= len && (b.is_empty() || b.parse::<u64>().is_ok_and(|e| e >= s))),
+        None => false,
+    }
 }
 
 fn html_escape(s: &str) -> String {
@@ -395,6 +424,23 @@ mod tests {
         assert_eq!(parse_range("bytes=5-1", 1000), None);
         assert_eq!(parse_range("bytes=0-1,5-6", 1000), None);
         assert_eq!(parse_range("items=0-1", 1000), None);
+    }
+
+    #[test]
+    fn ranges_past_the_end() {
+        assert!(range_past_end("bytes=1000-", 1000));
+        assert!(range_past_end("bytes=1200-1300", 1000));
+        assert!(range_past_end("bytes=0-", 0));
+        assert!(range_past_end("bytes=-0", 1000));
+        assert!(!range_past_end("bytes=999-", 1000));
+        assert!(!range_past_end("bytes=0-99", 1000));
+        assert!(!range_past_end("bytes=-10", 1000));
+        assert!(!range_past_end("bytes=1300-1200", 1000));
+        assert!(!range_past_end("bytes=1000-,0-1", 1000));
+        assert!(!range_past_end("items=1000-", 1000));
+        assert!(!range_past_end("bytes=x-", 1000));
+        // a range that is not past the end is still served by parse_range
+        assert_eq!(parse_range("bytes=999-", 1000), Some((999, 1000)));
     }
 
     #[test]

@@ -1,26 +1,90 @@
 // A small stand-in for the gateway's admin API, serving exactly the documented endpoints from a
 // recording folder: GET /player/* (the web-player folder), /api/recordings/<id>/manifest and
-// /api/recordings/<id>/files/<path>. Used to test served mode without the psmgate binary.
+// /api/recordings/<id>/files/<path> (single ranges; 416 from the end of a file on, like the gateway).
+// Used to test served mode without the psmgate binary.
+//
+// `replays` turns a sealed recording into one "in progress": only the first N chain lines are
+// visible (reveal(n)), every file is cut to what those lines cover, and the manifest is the partial
+// one (state "recording", only what is chained) until the seal record is revealed.
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 
 const TYPES = { '.html': 'text/html; charset=utf-8', '.css': 'text/css', '.js': 'text/javascript', '.json': 'application/json', '.jsonl': 'application/x-ndjson', '.mp4': 'video/mp4', '.m4s': 'video/iso.segment' };
 
+/** A sealed recording folder replayed as if it were being recorded. */
+class Replay {
+  constructor(dir) {
+    this.dir = dir;
+    this.lines = fs.readFileSync(path.join(dir, 'chain.jsonl'), 'utf8').split('\n').filter(Boolean);
+    this.manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+    this.shown = 0;
+  }
+  /** Make the first `n` chain lines visible (never fewer than before). */
+  reveal(n) { this.shown = Math.max(this.shown, Math.min(n, this.lines.length)); }
+  /** Reveal up to and including the first line whose record satisfies `pred`. */
+  revealThrough(pred) {
+    const i = this.lines.findIndex((l, k) => k >= this.shown && pred(JSON.parse(l)));
+    if (i < 0) throw new Error('no such chain line');
+    this.reveal(i + 1);
+    return JSON.parse(this.lines[i]);
+  }
+  records() { return this.lines.slice(0, this.shown).map((l) => JSON.parse(l)).filter((r) => r.checkpoint !== true); }
+  extent(file) {
+    return this.records().filter((r) => r.file === file).reduce((a, r) => Math.max(a, r.offset + r.len), 0);
+  }
+  sealed() { return this.records().some((r) => r.file === 'manifest.json'); }
+  /** File bytes as far as chained (null: not chained yet). */
+  file(rel) {
+    if (rel === 'chain.jsonl') return Buffer.from(this.lines.slice(0, this.shown).map((l) => l + '\n').join(''));
+    const n = this.extent(rel);
+    return n ? fs.readFileSync(path.join(this.dir, rel)).subarray(0, n) : null;
+  }
+  manifestBytes() {
+    if (this.sealed()) return this.file('manifest.json');
+    const m = structuredClone(this.manifest);
+    for (const k of ['ended_at', 'duration_ms', 'end_reason', 'chain']) delete m[k];
+    m.state = 'recording';
+    const chained = (f) => this.extent(f) > 0;
+    m.periods = m.periods.filter((p) => chained(p.init)).map((p) => ({ ...p, segments: p.segments.filter((s) => chained(s.file)).map((s) => ({ ...s, bytes: this.extent(s.file) })) }));
+    m.events = m.events.filter(chained);
+    return Buffer.from(JSON.stringify(m, null, 2) + '\n');
+  }
+}
+
+/** Parse a single `bytes=a-b` / `bytes=a-` range against `len`: [start, end) or 'unsatisfiable' or null (ignore). */
+function parseRange(h, len) {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(h || '');
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  if (m[1] === '') { const n = Number(m[2]); return n === 0 || len === 0 ? 'unsatisfiable' : [Math.max(0, len - n), len]; }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? len : Math.min(Number(m[2]) + 1, len);
+  if (m[2] !== '' && Number(m[2]) < start) return null;
+  return start >= len ? 'unsatisfiable' : [start, end];
+}
+
 /**
- * @param {{playerDir:string, recordings:Object<string,string>, token?:string}} o
- *   recordings: session id -> recording folder; token: required bearer token for /api (optional)
- * @returns {Promise<{url:string, requests:string[], close:function}>}
+ * @param {{playerDir:string, recordings?:Object<string,string>, replays?:Object<string,string>, token?:string}} o
+ *   recordings: session id -> recording folder; replays: session id -> sealed folder replayed live;
+ *   token: required bearer token for /api (optional)
+ * @returns {Promise<{url:string, requests:string[], replays:Object<string,Replay>, close:function}>}
  */
-export function startMockApi({ playerDir, recordings, token }) {
+export function startMockApi({ playerDir, recordings = {}, replays = {}, token }) {
   const requests = [];
+  const live = Object.fromEntries(Object.entries(replays).map(([id, dir]) => [id, new Replay(dir)]));
   const server = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
     requests.push(`${req.method} ${u.pathname}`);
-    const send = (code, body, type = 'text/plain') => { res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' }); res.end(body); };
+    const send = (code, body, type = 'text/plain', extra = {}) => { res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store', ...extra }); res.end(body); };
+    const sendBytes = (bytes, type) => {
+      const r = parseRange(req.headers.range, bytes.length);
+      if (r === 'unsatisfiable') return send(416, '', 'text/plain', { 'content-range': `bytes */${bytes.length}` });
+      if (!r) return send(200, bytes, type, { 'accept-ranges': 'bytes' });
+      return send(206, bytes.subarray(r[0], r[1]), type, { 'content-range': `bytes ${r[0]}-${r[1] - 1}/${bytes.length}` });
+    };
     const sendFile = (file) => {
       if (!fs.existsSync(file) || !fs.statSync(file).isFile()) return send(404, 'not found');
-      send(200, fs.readFileSync(file), TYPES[path.extname(file)] || 'application/octet-stream');
+      sendBytes(fs.readFileSync(file), TYPES[path.extname(file)] || 'application/octet-stream');
     };
     if (u.pathname === '/player' ) { res.writeHead(302, { location: '/player/' + u.search }); return res.end(); }
     if (u.pathname.startsWith('/player/')) {
@@ -31,20 +95,26 @@ export function startMockApi({ playerDir, recordings, token }) {
     const m = /^\/api\/recordings\/([0-9a-f-]{36})\/(manifest|files\/(.+))$/.exec(u.pathname);
     if (!m) return send(404, 'not found');
     if (token && req.headers.authorization !== `Bearer ${token}`) return send(401, 'unauthorized');
+    const rel = m[3] === undefined ? null : decodeURIComponent(m[3]);
+    if (rel !== null && rel.split('/').some((p) => p === '..' || p === '')) return send(400, 'bad path');
+    const replay = live[m[1]];
+    if (replay) {
+      if (m[2] === 'manifest') return send(200, replay.manifestBytes(), 'application/json');
+      const b = replay.file(rel);
+      return b ? sendBytes(b, TYPES[path.extname(rel)] || 'application/octet-stream') : send(404, 'no such file');
+    }
     const dir = recordings[m[1]];
     if (!dir) return send(404, 'no such recording');
     if (m[2] === 'manifest') {
       const sealed = path.join(dir, 'manifest.json');
       return sendFile(fs.existsSync(sealed) ? sealed : path.join(dir, 'manifest.partial.json'));
     }
-    const rel = decodeURIComponent(m[3]);
-    if (rel.split('/').some((p) => p === '..' || p === '')) return send(400, 'bad path');
     return sendFile(path.join(dir, rel));
   });
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address();
-      resolve({ url: `http://127.0.0.1:${port}`, requests, close: () => new Promise((r) => server.close(r)) });
+      resolve({ url: `http://127.0.0.1:${port}`, requests, replays: live, close: () => new Promise((r) => server.close(r)) });
     });
   });
 }
