@@ -70,19 +70,14 @@ pub const CHANNEL_NAME: &str = "cliprdr";
 /// Default limit on one clipboard PDU (all its chunks together): 16 MiB.
 pub const DEFAULT_MAX_PDU: usize = 16 * 1024 * 1024;
 
-/// `CHANNEL_PDU_HEADER.flags`: first chunk of a virtual channel PDU.
-pub const CHANNEL_FLAG_FIRST: u32 = 0x0000_0001;
-/// `CHANNEL_PDU_HEADER.flags`: last chunk of a virtual channel PDU.
-pub const CHANNEL_FLAG_LAST: u32 = 0x0000_0002;
-/// `CHANNEL_PDU_HEADER.flags`: the channel header is shown to the application.
-pub const CHANNEL_FLAG_SHOW_PROTOCOL: u32 = 0x0000_0010;
-/// `CHANNEL_PDU_HEADER.flags`: the chunk is bulk-compressed (its content cannot be read).
-const CHANNEL_PACKET_COMPRESSED: u32 = 0x0020_0000;
+use crate::rdp::vchannel::{single_chunk, split_chunk, u32_at, CHANNEL_PACKET_COMPRESSED};
+pub use crate::rdp::vchannel::{
+    Verdict, CHANNEL_FLAG_FIRST, CHANNEL_FLAG_LAST, CHANNEL_FLAG_SHOW_PROTOCOL,
+};
 
 /// Clipboard format id of UTF-16LE text with a NUL terminator.
 pub const CF_UNICODETEXT: u32 = 13;
 
-const CHANNEL_PDU_HEADER_LEN: usize = 8;
 const CLIPRDR_HEADER_LEN: usize = 8;
 
 const CB_MONITOR_READY: u16 = 0x0001;
@@ -105,18 +100,6 @@ const FILECONTENTS_SIZE: u32 = 0x0000_0001;
 
 /// File Contents Requests remembered per side (to tell size answers from data answers).
 const MAX_FILE_REQUESTS: usize = 32;
-
-/// What the relay does with one virtual channel payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Forward the payload unchanged to the other side.
-    Forward,
-    /// Do not forward the payload.
-    Drop,
-    /// Do not forward the payload; send these complete virtual channel payloads (each with its
-    /// `CHANNEL_PDU_HEADER`) back to the side that sent it, in order.
-    DropAndReply(Vec<Vec<u8>>),
-}
 
 /// The two ends of the channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,11 +262,7 @@ impl ClipboardFilter {
     }
 
     fn chunk(&mut self, side: Side, chunk: &[u8]) -> Verdict {
-        let (Some(length), Some(flags), Some(data)) = (
-            u32_at(chunk, 0),
-            u32_at(chunk, 4),
-            chunk.get(CHANNEL_PDU_HEADER_LEN..),
-        ) else {
+        let Some((length, flags, data)) = split_chunk(chunk) else {
             return verdict(self.opaque_plan(side));
         };
         let last = flags & CHANNEL_FLAG_LAST != 0;
@@ -567,11 +546,6 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(bytes.try_into().ok()?))
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    let bytes = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(bytes.try_into().ok()?))
-}
-
 /// UTF-16LE text up to its first NUL (or the end; an odd last byte is ignored), unpaired
 /// surrogates replaced by U+FFFD.
 fn utf16le_text(bytes: &[u8]) -> String {
@@ -589,21 +563,13 @@ fn utf16le_text(bytes: &[u8]) -> String {
 
 /// A `CLIPRDR_HEADER` and body in one virtual channel payload (first and last chunk).
 fn encode_pdu(msg_type: u16, msg_flags: u16, body: &[u8], show_protocol: bool) -> Vec<u8> {
-    let pdu_len = CLIPRDR_HEADER_LEN + body.len();
-    let mut out = Vec::with_capacity(CHANNEL_PDU_HEADER_LEN + pdu_len);
+    let mut pdu = Vec::with_capacity(CLIPRDR_HEADER_LEN + body.len());
+    pdu.extend_from_slice(&msg_type.to_le_bytes());
+    pdu.extend_from_slice(&msg_flags.to_le_bytes());
     // Replies are a few bytes long, far below u32::MAX.
-    let pdu_len = u32::try_from(pdu_len).unwrap_or(u32::MAX);
-    let mut flags = CHANNEL_FLAG_FIRST | CHANNEL_FLAG_LAST;
-    if show_protocol {
-        flags |= CHANNEL_FLAG_SHOW_PROTOCOL;
-    }
-    out.extend_from_slice(&pdu_len.to_le_bytes());
-    out.extend_from_slice(&flags.to_le_bytes());
-    out.extend_from_slice(&msg_type.to_le_bytes());
-    out.extend_from_slice(&msg_flags.to_le_bytes());
-    out.extend_from_slice(&pdu_len.saturating_sub(8).to_le_bytes());
-    out.extend_from_slice(body);
-    out
+    pdu.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
+    pdu.extend_from_slice(body);
+    single_chunk(&pdu, show_protocol)
 }
 
 fn encode_reply(reply: Reply, stream_id: u32, show_protocol: bool) -> Vec<u8> {

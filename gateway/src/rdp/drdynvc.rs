@@ -56,8 +56,9 @@
 //! At most [`MAX_CHANNELS`] channel ids are remembered; a Create Request beyond that is
 //! refused. Memory use is therefore bounded whatever the peers send.
 
-use crate::rdp::cliprdr::{
-    Verdict, CHANNEL_FLAG_FIRST, CHANNEL_FLAG_LAST, CHANNEL_FLAG_SHOW_PROTOCOL,
+use crate::rdp::vchannel::{
+    single_chunk, split_chunk, u32_at, Verdict, CHANNEL_FLAG_FIRST, CHANNEL_FLAG_LAST,
+    CHANNEL_FLAG_SHOW_PROTOCOL, CHANNEL_PACKET_COMPRESSED,
 };
 use psmgate_codecs::transcript::EventKind;
 use psmgate_policy::{MAX_RDP_DYNAMIC_CHANNEL_NAME, RDP_GRAPHICS_DYNAMIC_CHANNEL};
@@ -77,10 +78,6 @@ pub const STATUS_ACCESS_DENIED: u32 = 0xC000_0022;
 
 /// Rule id of the `policy` events this filter records.
 pub const POLICY_RULE: &str = "rdp-dynamic-channels";
-
-/// `CHANNEL_PDU_HEADER.flags`: the chunk is bulk-compressed (its content cannot be read).
-const CHANNEL_PACKET_COMPRESSED: u32 = 0x0020_0000;
-const CHANNEL_PDU_HEADER_LEN: usize = 8;
 
 const CMD_CREATE: u8 = 0x01;
 const CMD_DATA_FIRST: u8 = 0x02;
@@ -210,11 +207,7 @@ impl DynamicChannelFilter {
     }
 
     fn chunk(&mut self, side: Side, chunk: &[u8]) -> Verdict {
-        let (Some(length), Some(flags), Some(data)) = (
-            u32_at(chunk, 0),
-            u32_at(chunk, 4),
-            chunk.get(CHANNEL_PDU_HEADER_LEN..),
-        ) else {
+        let Some((length, flags, data)) = split_chunk(chunk) else {
             return Verdict::Drop;
         };
         let last = flags & CHANNEL_FLAG_LAST != 0;
@@ -464,11 +457,6 @@ fn read_id(cb_id: u8, b: &[u8]) -> Option<(ChannelId, &[u8])> {
     Some((ChannelId { cb_id, id }, b.get(n..)?))
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    let bytes = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(bytes.try_into().ok()?))
-}
-
 /// A channel name for the transcript: printable ASCII as is, other bytes as `\xNN`, at most
 /// [`MAX_RDP_DYNAMIC_CHANNEL_NAME`] bytes (longer names end in `…`).
 fn display_name(name: &[u8]) -> String {
@@ -498,15 +486,7 @@ fn encode_refusal(id: ChannelId, show_protocol: bool) -> Vec<u8> {
         _ => pdu.extend_from_slice(&bytes),
     }
     pdu.extend_from_slice(&STATUS_ACCESS_DENIED.to_le_bytes());
-    let mut flags = CHANNEL_FLAG_FIRST | CHANNEL_FLAG_LAST;
-    if show_protocol {
-        flags |= CHANNEL_FLAG_SHOW_PROTOCOL;
-    }
-    let mut out = Vec::with_capacity(CHANNEL_PDU_HEADER_LEN + pdu.len());
-    out.extend_from_slice(&u32::try_from(pdu.len()).unwrap_or(0).to_le_bytes());
-    out.extend_from_slice(&flags.to_le_bytes());
-    out.extend_from_slice(&pdu);
-    out
+    single_chunk(&pdu, show_protocol)
 }
 
 #[cfg(test)]

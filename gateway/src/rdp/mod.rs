@@ -9,6 +9,7 @@
 //!   keyboard layout, unicode, mouse, wheel).
 //! - [`passive`]: passive graphics decoding of the server → client stream into the recording.
 //! - [`cliprdr`]: clipboard virtual channel policy and logging.
+//! - [`vchannel`]: the static virtual channel framing the channel filters share.
 //! - [`drdynvc`]: dynamic virtual channel allow-list on the `drdynvc` channel.
 
 pub mod capabilities;
@@ -18,3 +19,4 @@ pub mod framing;
 pub mod input;
 pub mod passive;
 pub mod pdu_rewrite;
+pub mod vchannel;

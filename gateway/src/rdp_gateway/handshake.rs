@@ -15,7 +15,6 @@
 
 use super::login::Login;
 use crate::access::{AccessError, TokenAuthenticator};
-use crate::rdp::framing::FrameSplitter;
 use anyhow::{anyhow, bail, Context, Result};
 use ironrdp_connector::sspi;
 use ironrdp_connector::sspi::credssp::{
@@ -75,28 +74,29 @@ async fn read_message<S: AsyncRead + Unpin>(
     }
 }
 
-/// Reads one TPKT frame.
+/// Reads one TPKT frame (the X.224 negotiation is slow path only).
 async fn read_tpkt<S: AsyncRead + Unpin>(
     s: &mut S,
     buf: &mut Vec<u8>,
     what: &str,
 ) -> Result<Vec<u8>> {
-    read_message(s, buf, what, crate::rdp::framing::MAX_FRAME, |b| {
-        let mut sp = FrameSplitter::new();
-        sp.feed(b);
-        match sp.next_frame() {
-            Ok(Some(f)) => Ok(Some(f.bytes.len())),
-            Ok(None) => {
-                // Length known from the header even when the frame is incomplete.
-                if b.len() >= 4 && b[0] == 3 {
-                    Ok(Some(usize::from(u16::from_be_bytes([b[2], b[3]]))))
-                } else {
-                    Ok(None)
+    read_message(
+        s,
+        buf,
+        what,
+        crate::rdp::framing::MAX_FRAME,
+        |b| match ironrdp_pdu::find_size(b) {
+            Ok(Some(info)) if info.action == ironrdp_pdu::Action::X224 && b[0] == 3 => {
+                if info.length < 4 {
+                    return Err(anyhow!("{what}: TPKT length {} out of range", info.length));
                 }
+                Ok(Some(info.length))
             }
-            Err(e) => Err(anyhow!("{what}: {e}")),
-        }
-    })
+            Ok(Some(_)) => Err(anyhow!("{what}: not a TPKT frame")),
+            Ok(None) => Ok(None),
+            Err(e) => Err(anyhow!("{what}: malformed RDP frame header: {e}")),
+        },
+    )
     .await
 }
 
