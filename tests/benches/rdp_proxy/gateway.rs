@@ -201,21 +201,9 @@ impl Gateway {
 
     /// Stops the gateway with SIGTERM (it seals open recordings), SIGKILL after 20 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(child) = self.child.take() {
+            crate::vnc_gateway::stop_gracefully(child);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

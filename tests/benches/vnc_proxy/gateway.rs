@@ -169,21 +169,9 @@ impl Gateway {
 
     /// Stops the gateway with SIGTERM (it seals open recordings), SIGKILL after 20 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(child) = self.child.take() {
+            stop_gracefully(child);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
@@ -191,6 +179,22 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Stops a `psmgate serve` with SIGTERM (it seals open recordings), SIGKILL after 20 s.
+pub fn stop_gracefully(mut child: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// User + system CPU time of process `pid` so far, in seconds (from `/proc/<pid>/stat`).
