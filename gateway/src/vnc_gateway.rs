@@ -56,6 +56,8 @@ const TARGET_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_VIEWER_MESSAGE: usize = crate::vnc::limits::MAX_CUT_TEXT_KEPT + 64 * 1024;
 /// Read buffer per direction.
 const READ_CHUNK: usize = 64 * 1024;
+/// How long the decoder may take, once the session ends, to record what was already forwarded.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the VNC gateway needs.
 pub struct VncGateway {
@@ -478,6 +480,7 @@ async fn run_session<V: ViewerIo>(
     let (viewer_r, viewer_w) = viewer.into_halves();
     let server_stream = ServerStream::new(format)?;
     let (fmt_tx, fmt_rx) = tokio::sync::mpsc::unbounded_channel::<PixelFormat>();
+    let (drain_tx, drain_rx) = watch::channel(false);
     let down = tokio::spawn(target_to_viewer(
         rec.clone(),
         Downstream {
@@ -489,6 +492,7 @@ async fn run_session<V: ViewerIo>(
         },
         target_rest,
         fmt_rx,
+        drain_rx,
     ));
     let up = tokio::spawn(viewer_to_target(
         rec.clone(),
@@ -511,8 +515,15 @@ async fn run_session<V: ViewerIo>(
         }
     };
     let end = crate::supervisor::until_end(rec, relay, shutdown).await;
-    down.abort();
     up.abort();
+    if !end.recording_failed && !down.is_finished() {
+        // Everything the viewer was sent belongs in the recording: the target half stops
+        // reading and lets the decoder finish what was forwarded (a viewer typically leaves
+        // right after the update it asked for).
+        let _ = drain_tx.send(true);
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(1), &mut down).await;
+    }
+    down.abort();
     if end.recording_failed {
         // Both halves of the viewer's socket belong to the relay tasks: once they are
         // cancelled the viewer's connection is closed, before the seal is attempted.
@@ -542,17 +553,23 @@ const DECODE_QUEUE_CHUNKS: usize = 1024;
 /// decoder runs as its own task fed through a bounded queue, so forwarding proceeds while the
 /// previous chunk is being decoded; with a gate (ServerCutText denied) bytes must be parsed
 /// before they may be forwarded, so both happen in this task.
+///
+/// When `drain` turns true (the session is ending for another reason), reading stops and the
+/// decoder gets up to [`DRAIN_TIMEOUT`] to record what was already forwarded.
 async fn target_to_viewer<W: AsyncWrite + Unpin>(
     rec: Arc<Recorder>,
     mut d: Downstream<W>,
     first: Vec<u8>,
     formats: tokio::sync::mpsc::UnboundedReceiver<PixelFormat>,
+    mut drain: watch::Receiver<bool>,
 ) -> Result<String> {
     if d.gate.is_some() {
         return target_to_viewer_gated(rec, d, first, formats).await;
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(DECODE_QUEUE_CHUNKS);
-    let mut decoder = tokio::spawn(decode_loop(rec, d.stream, d.guard, formats, rx));
+    let decoder = tokio::spawn(decode_loop(rec, d.stream, d.guard, formats, rx));
+    // Dropping this task (abort) must not leave the decoder running detached.
+    let mut decoder = AbortOnDrop(decoder);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut pending = first;
     loop {
@@ -562,7 +579,7 @@ async fn target_to_viewer<W: AsyncWrite + Unpin>(
                 .context("writing to the viewer")?;
             if tx.send(std::mem::take(&mut pending)).await.is_err() {
                 // The decoder stopped: its error says why.
-                return match decoder.await {
+                return match (&mut decoder.0).await {
                     Ok(Err(e)) => Err(e),
                     Ok(Ok(())) => bail!("recording decoder stopped"),
                     Err(e) => bail!("recording decoder failed: {e}"),
@@ -571,7 +588,19 @@ async fn target_to_viewer<W: AsyncWrite + Unpin>(
         }
         let n = tokio::select! {
             r = d.target.read(&mut buf) => r.context("reading from the target")?,
-            r = &mut decoder => {
+            // Only `true` is ever sent; a dropped sender means the session is gone too.
+            _ = drain.changed() => {
+                drop(tx);
+                return match tokio::time::timeout(DRAIN_TIMEOUT, &mut decoder.0).await {
+                    Ok(Ok(r)) => r.map(|()| "session ended".into()),
+                    Ok(Err(e)) => bail!("recording decoder failed: {e}"),
+                    Err(_) => {
+                        tracing::warn!("the decoder did not finish in time; the recording may miss the last update");
+                        Ok("session ended".into())
+                    }
+                };
+            }
+            r = &mut decoder.0 => {
                 return match r {
                     Ok(Err(e)) => Err(e),
                     Ok(Ok(())) => bail!("recording decoder stopped"),
@@ -582,13 +611,22 @@ async fn target_to_viewer<W: AsyncWrite + Unpin>(
         if n == 0 {
             // Let the decoder finish what was forwarded, so the recording has it.
             drop(tx);
-            match decoder.await {
+            match (&mut decoder.0).await {
                 Ok(r) => r?,
                 Err(e) => bail!("recording decoder failed: {e}"),
             }
             return Ok("target closed the connection".into());
         }
         pending = buf[..n].to_vec();
+    }
+}
+
+/// A task handle that aborts its task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

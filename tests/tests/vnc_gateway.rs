@@ -5,7 +5,7 @@
 mod vnc_support;
 
 use psmgate::vnc::ServerEvent;
-use psmgate_e2e::peers::{vncdo, DemoApp, X11Vnc, XDisplay, Xvnc};
+use psmgate_e2e::peers::{screenshot, vncdo, DemoApp, X11Vnc, XDisplay, Xvnc};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -138,6 +138,38 @@ fn x11vnc_without_password_through_psmgate_is_recorded() {
 fn tigervnc_session_through_psmgate_is_recorded() {
     let target = Xvnc::start(W, H, Some("xvnc-pw")).unwrap();
     record_a_session(target.port(), Some("xvnc-pw"), target.app());
+}
+
+/// A viewer that leaves the moment its update has arrived: the gateway forwarded the update
+/// before decoding it, and the recording must still hold it. The viewer asks for nothing before
+/// its one full-screen Raw update (3 MiB), so without that update the recording is black.
+#[test]
+fn an_update_forwarded_just_before_the_viewer_leaves_is_recorded() {
+    let target = Xvnc::start(W, H, None).unwrap();
+    for attempt in 0..3 {
+        let gw = Gateway::start(target.port(), None);
+        let token = gw.grant("lab-vnc", &["--ttl", "10m"]);
+        let mut v = RawViewer::connect(gw.vnc_port, &token).unwrap();
+        v.request_update(false).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !matches!(
+            v.next_event(Duration::from_millis(200)).unwrap(),
+            Some(ServerEvent::UpdateDone { .. })
+        ) {
+            assert!(Instant::now() < deadline, "no update reached the viewer");
+        }
+        v.close();
+        let shot = screenshot(target.display()).unwrap();
+        let rec = gw.sealed(1).remove(0);
+        gw.assert_verifies(&rec);
+        let tmp = tempfile::tempdir().unwrap();
+        let frames = decoded_frames(&rec, tmp.path());
+        let p = psnr_unmasked(frames.last().unwrap(), &psmgate_e2e::rgb24(&shot));
+        assert!(
+            p >= 35.0,
+            "attempt {attempt}: last frame vs the target's screen: {p:.1} dB"
+        );
+    }
 }
 
 #[test]
