@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_pkgs=(nasm libsvtav1enc-dev pkg-config)
-test_pkgs=(ffmpeg chromium fonts-liberation)
+test_pkgs=(ffmpeg chromium fonts-liberation libnss3-tools curl)
 pkgs=("${build_pkgs[@]}")
 [[ "${1:-}" == "--build" ]] || pkgs+=("${test_pkgs[@]}")
 
@@ -24,4 +24,5 @@ fi
 if [[ "${1:-}" != "--build" ]]; then
   scripts/install-peers.sh
   (cd tests/player && npm install --no-audit --no-fund --silent)
+  (cd tests/web && npm install --no-audit --no-fund --silent)
 fi

@@ -13,3 +13,4 @@ cargo test --workspace --features "$FEATURES"
 
 export PSMGATE_BIN="$PWD/target/debug/psmgate"
 (cd tests/player && node --test)
+(cd tests/web && node --test)

@@ -102,9 +102,19 @@
       case 'url':
         d.text = str(first(e, ['url', 'href']));
         break;
-      case 'http':
-        d.text = [str(e.method), str(e.url), e.status !== undefined ? '→ ' + e.status : '',
-          e.bytes !== undefined ? '(' + e.bytes + ' B' + (e.ms !== undefined ? ', ' + e.ms + ' ms' : '') + ')' : ''].filter(Boolean).join(' ');
+      case 'http': {
+        var size = e.resp_bytes !== undefined ? e.resp_bytes : e.bytes;
+        var took = e.total_ms !== undefined ? e.total_ms : e.ms;
+        d.text = [str(e.method), str(e.url), e.status !== undefined && e.status !== null ? '→ ' + e.status : '',
+          e.action && e.action !== 'record' ? '[' + str(e.action) + (e.rule ? ' · rule ' + str(e.rule) : '') + ']' : '',
+          size !== undefined ? '(' + size + ' B' + (took !== undefined ? ', ' + took + ' ms' : '') + ')' : '',
+          e.error ? '— ' + str(e.error) : ''].filter(Boolean).join(' ');
+        if (e.action === 'deny') d.marker = 'policy';
+        break;
+      }
+      case 'websocket':
+        d.text = [str(e.direction), str(e.kind), str(e.url), e.bytes ? e.bytes + ' B' : ''].filter(Boolean).join(' ');
+        d.hidden = e.direction !== 'open';
         break;
       case 'dom':
         d.text = 'page update';

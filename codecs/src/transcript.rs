@@ -134,6 +134,23 @@ pub enum EventKind {
         /// The URL.
         url: String,
     },
+    /// One HTTP exchange through the web proxy (web sessions). Secret-bearing headers, query
+    /// parameters and body fields are redacted before the event is made.
+    Http(Box<HttpExchange>),
+    /// WebSocket traffic through the web proxy: the upgrade and each message's size (never its
+    /// content).
+    Websocket {
+        /// The socket's URL (query redacted like HTTP URLs).
+        url: String,
+        /// `open`, `to_server`, `to_client` or `close`.
+        direction: String,
+        /// `text`, `binary`, `ping`, `pong` or `close` for messages.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        kind: Option<String>,
+        /// Message size in bytes.
+        #[serde(skip_serializing_if = "is_zero", default)]
+        bytes: u64,
+    },
     /// A policy decision or enforcement.
     Policy {
         /// Rule id.
@@ -161,6 +178,53 @@ pub enum EventKind {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// An HTTP request and its response as the web proxy saw them (the `http` event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpExchange {
+    /// Request method (`CONNECT` for a tunnel).
+    pub method: String,
+    /// Absolute URL (`host:port` for a tunnel), secret query values redacted.
+    pub url: String,
+    /// What policy did: `record`, `tunnel` or `deny`.
+    pub action: String,
+    /// The rule that decided.
+    pub rule: String,
+    /// Response status; absent when no response came (see `error`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub status: Option<u16>,
+    /// Milliseconds from the request to the response headers.
+    #[serde(default)]
+    pub ms: u64,
+    /// Milliseconds from the request to the end of the response body.
+    #[serde(default)]
+    pub total_ms: u64,
+    /// Request body bytes sent upstream.
+    #[serde(default)]
+    pub req_bytes: u64,
+    /// Response body bytes sent to the browser.
+    #[serde(default)]
+    pub resp_bytes: u64,
+    /// Response `Content-Type`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub content_type: Option<String>,
+    /// Request headers as `[name, value]`, secret values replaced by `[redacted]`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub request_headers: Vec<(String, String)>,
+    /// Response headers as `[name, value]`, secret values replaced by `[redacted]`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub response_headers: Vec<(String, String)>,
+    /// The request body with secret fields redacted, when policy records bodies.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub body: Option<String>,
+    /// Why the exchange failed or was cut short.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
 }
 
 /// Raw input as a protocol reports it, before policy.

@@ -22,3 +22,4 @@ pub mod tls;
 pub mod vnc;
 pub mod vnc_gateway;
 pub mod vnc_handshake;
+pub mod web;

@@ -98,6 +98,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The web proxy's certificate authority (browsers trust it to accept intercepted pages).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Apply retention: delete recordings past their retention unless on legal hold.
     Retention {
         /// Only list what would be deleted.
@@ -203,6 +208,12 @@ enum KeysCommand {
     Show,
 }
 
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// Print the CA certificate (PEM) for browser and OS trust stores; generated if missing.
+    Export,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -216,8 +227,15 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
+    // The proxy library's request spans carry full URLs (query strings can hold secrets), so
+    // they stay off unless asked for by name; psmgate logs redacted URLs itself.
     let filter = tracing_subscriber::EnvFilter::try_from_env("PSMGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(
+            "hudsucker=warn"
+                .parse()
+                .expect("a constant, valid directive"),
+        );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -350,6 +368,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Retention { dry_run } => retention(&config, data, dry_run),
         Command::Access { command } => access(&config, data, command),
+        Command::Ca {
+            command: CaCommand::Export,
+        } => {
+            let store = Store::open(&config, data)?;
+            let ca = psmgate::web::ca::WebCa::load_or_generate(&store.data_dir.join("tls"))?;
+            print!("{}", ca.pem());
+            eprintln!("SHA-256 fingerprint: {}", ca.fingerprint());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             encoder,
             minutes,
@@ -514,6 +541,28 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
             println!("psmgate RDP gateway on {} ({rdp_targets} targets; certificate sha256 {fp})", rdp.local_addr()?);
             tokio::spawn(psmgate::rdp_gateway::serve(rdp, gw, stop_rx.clone()));
         }
+        // The web proxy runs when the policy has web targets.
+        let web_targets = config
+            .targets
+            .values()
+            .filter(|t| t.protocol == psmgate_policy::Protocol::Web)
+            .count();
+        let mut web_task = None;
+        if web_targets > 0 {
+            let ca = psmgate::web::ca::WebCa::load_or_generate(&store.data_dir.join("tls"))?;
+            let fp = ca.fingerprint().to_string();
+            let gw = std::sync::Arc::new(psmgate::web::WebGateway::new(
+                std::sync::Arc::new(config.clone()),
+                store.clone(),
+                std::sync::Arc::new(psmgate::access::TokenAuthenticator::new(
+                    tokens.clone(),
+                    psmgate::access::FailureLimiter::default(),
+                )),
+            ));
+            let web = psmgate::web::bind(config.gateway.web_listen).await?;
+            println!("psmgate web proxy on {} ({web_targets} targets; CA sha256 {fp}; `psmgate ca export` prints it)", web.local_addr()?);
+            web_task = Some(tokio::spawn(psmgate::web::serve(web, gw, ca, stop_rx.clone())));
+        }
         // Retention runs at start and then hourly; each deletion is audited first.
         {
             let store = store.clone();
@@ -556,6 +605,13 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
         }
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
+        if let Some(web) = web_task {
+            match web.await {
+                Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "web proxy"),
+                Err(e) => tracing::error!(error = %e, "web proxy task"),
+                Ok(Ok(())) => {}
+            }
+        }
         let _ = server.await;
         Ok::<_, anyhow::Error>(())
     })?;
@@ -759,6 +815,15 @@ fn access(config: &Config, data: Option<&Path>, command: AccessCommand) -> Resul
             {
                 eprintln!(
                     "RDP: sign in to the gateway as {user}@{target} with the token as the password"
+                );
+            }
+            if config
+                .target(&target)
+                .is_some_and(|t| t.protocol == psmgate_policy::Protocol::Web)
+            {
+                eprintln!(
+                    "Web: set the browser's proxy to {} and sign in to it as {user}@{target} with the token as the password",
+                    config.gateway.web_listen
                 );
             }
         }

@@ -5,8 +5,10 @@ use crate::mask::{Dim, MaskRegion};
 use crate::model::*;
 use crate::secret::{is_valid_env_name, SecretRef};
 use crate::units::{ByteSize, Duration};
+use crate::web::{is_http_token, parse_pattern, WebAction, DEFAULT_DENY_RULE};
 use crate::Config;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 /// Longest user, role, target, rule and mask name.
 pub const MAX_NAME: usize = 64;
@@ -16,6 +18,7 @@ pub(crate) fn check(c: &Config, out: &mut Issues) {
     gateway(&c.gateway, out);
     storage(&c.storage, out);
     recording(&c.recording, out);
+    web(&c.web, out);
     for (name, u) in &c.users {
         user(&key_path("users", name), name, u, out);
     }
@@ -23,6 +26,7 @@ pub(crate) fn check(c: &Config, out: &mut Issues) {
         target(&key_path("targets", name), name, t, out);
     }
     rules(c, out);
+    web_rules(c, out);
     for (path, secret) in secret_refs(c) {
         secret_ref(&path, secret, out);
     }
@@ -363,6 +367,7 @@ fn target(path: &str, n: &str, t: &Target, out: &mut Issues) {
     }
     rdp_channels(path, t, out);
     rdp_dynamic_channels(path, t, out);
+    target_domains(path, t, out);
     let mut ids = BTreeSet::new();
     let masks = key_path(path, "masks");
     for (i, m) in t.masks.iter().enumerate() {
@@ -411,12 +416,16 @@ fn mask(path: &str, m: &MaskRegion, out: &mut Issues) {
     }
 }
 
-fn rules(c: &Config, out: &mut Issues) {
-    let known_roles: BTreeSet<&str> = c
-        .users
+/// Every role some user has.
+fn known_roles(c: &Config) -> BTreeSet<&str> {
+    c.users
         .values()
         .flat_map(|u| u.roles.iter().map(String::as_str))
-        .collect();
+        .collect()
+}
+
+fn rules(c: &Config, out: &mut Issues) {
+    let known_roles = known_roles(c);
     let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, r) in c.rules.iter().enumerate() {
         let path = index_path("rules", i);
@@ -466,6 +475,211 @@ fn rules(c: &Config, out: &mut Issues) {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Reports `message` at `path` unless something is already reported there (a problem found
+/// while lowering that a check on the typed value would find again).
+fn push_once(out: &mut Issues, path: String, message: impl Into<String>) {
+    if !out.0.iter().any(|i| i.path == path) {
+        out.push(path, message);
+    }
+}
+
+/// Smallest `web.idle_timeout`.
+const MIN_WEB_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Smallest `web.heartbeat_timeout`.
+const MIN_WEB_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest `web.max_body`.
+const MAX_WEB_BODY: ByteSize = ByteSize(1 << 20);
+
+fn min_duration(path: &str, v: Duration, lo: Duration, out: &mut Issues) {
+    if v < lo {
+        out.push(path, format!("\"{v}\" is shorter than {lo}"));
+    }
+}
+
+fn web(w: &WebConfig, out: &mut Issues) {
+    if w.extra_roots.len() != w.extra_roots_as_written.len() {
+        out.push(
+            "web.extra_roots",
+            format!(
+                "{} resolved paths but {} as written; change extra_roots and extra_roots_as_written together",
+                w.extra_roots.len(),
+                w.extra_roots_as_written.len()
+            ),
+        );
+    }
+    let blank =
+        |p: Option<&PathBuf>| p.is_some_and(|p| p.to_str().is_some_and(|s| s.trim().is_empty()));
+    for i in 0..w.extra_roots.len().max(w.extra_roots_as_written.len()) {
+        if blank(w.extra_roots_as_written.get(i)) || blank(w.extra_roots.get(i)) {
+            out.push(
+                index_path("web.extra_roots", i),
+                "must not be empty: name a PEM file of CA certificates",
+            );
+        }
+    }
+    min_duration(
+        "web.idle_timeout",
+        w.idle_timeout,
+        MIN_WEB_IDLE_TIMEOUT,
+        out,
+    );
+    min_duration(
+        "web.heartbeat_timeout",
+        w.heartbeat_timeout,
+        MIN_WEB_HEARTBEAT_TIMEOUT,
+        out,
+    );
+    if w.max_body > MAX_WEB_BODY {
+        out.push(
+            "web.max_body",
+            format!("\"{}\" is more than {MAX_WEB_BODY}", w.max_body),
+        );
+    }
+    let mut seen = BTreeMap::new();
+    for (i, h) in w.redact_headers.iter().enumerate() {
+        let p = index_path("web.redact_headers", i);
+        if !is_http_token(h) {
+            out.push(p, format!("{h:?} is not an HTTP header name (letters, digits and ! # $ % & ' * + - . ^ _ ` | ~)"));
+        } else if let Some(first) = seen.insert(h.to_ascii_lowercase(), i) {
+            out.push(
+                p,
+                format!("header {h:?} is already listed at redact_headers[{first}]"),
+            );
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for (i, f) in w.redact_fields.iter().enumerate() {
+        let p = index_path("web.redact_fields", i);
+        if f.trim().is_empty() {
+            out.push(
+                p,
+                "must not be empty: an empty fragment would redact every field",
+            );
+        } else if f.chars().any(char::is_control) {
+            out.push(p, format!("{f:?} contains a control character"));
+        } else if let Some(first) = seen.insert(f.to_lowercase(), i) {
+            out.push(
+                p,
+                format!("field {f:?} is already listed at redact_fields[{first}]"),
+            );
+        }
+    }
+}
+
+/// A list of domain patterns: each valid, none repeated.
+fn domain_list(path: &str, key: &str, domains: &[String], out: &mut Issues) {
+    let mut seen = BTreeMap::new();
+    for (i, d) in domains.iter().enumerate() {
+        let p = index_path(path, i);
+        match parse_pattern(d) {
+            Err(message) => out.push(p, message),
+            Ok(pattern) => {
+                if let Some(first) = seen.insert(pattern.canonical(), i) {
+                    out.push(p, format!("{d:?} is already listed at {key}[{first}]"));
+                }
+            }
+        }
+    }
+}
+
+fn target_domains(path: &str, t: &Target, out: &mut Issues) {
+    let Some(domains) = &t.domains else {
+        return;
+    };
+    let path = key_path(path, "domains");
+    if t.protocol != Protocol::Web {
+        out.push(
+            path,
+            format!(
+                "only valid for web targets (this target's protocol is {:?})",
+                protocol_name(t.protocol)
+            ),
+        );
+        return;
+    }
+    domain_list(&path, "domains", domains, out);
+}
+
+fn web_rules(c: &Config, out: &mut Issues) {
+    let known_roles = known_roles(c);
+    let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, r) in c.web_rules.iter().enumerate() {
+        let path = index_path("web_rules", i);
+        let id_path = key_path(&path, "id");
+        name(&id_path, "web rule", &r.id, out);
+        if r.id == DEFAULT_DENY_RULE {
+            out.push(
+                id_path.clone(),
+                format!("{DEFAULT_DENY_RULE:?} is reserved for hosts no rule allows"),
+            );
+        }
+        if let Some(first) = ids.insert(&r.id, i) {
+            out.push(
+                id_path,
+                format!(
+                    "web rule id {:?} is already used by web_rules[{first}]",
+                    r.id
+                ),
+            );
+        }
+        for (j, u) in r.users.iter().enumerate() {
+            if !c.users.contains_key(u) {
+                out.push(
+                    index_path(&key_path(&path, "users"), j),
+                    format!("unknown user {u:?}"),
+                );
+            }
+        }
+        for (j, role) in r.roles.iter().enumerate() {
+            if !known_roles.contains(role.as_str()) {
+                out.push(
+                    index_path(&key_path(&path, "roles"), j),
+                    format!("no user has role {role:?}"),
+                );
+            }
+        }
+        if let Some(names) = &r.targets {
+            let targets_path = key_path(&path, "targets");
+            if names.is_empty() {
+                out.push(
+                    targets_path.clone(),
+                    "lists no target (leave targets out for every web target)",
+                );
+            }
+            for (j, t) in names.iter().enumerate() {
+                let tp = index_path(&targets_path, j);
+                match c.targets.get(t) {
+                    None => out.push(tp, format!("unknown target {t:?}")),
+                    Some(target) if target.protocol != Protocol::Web => out.push(
+                        tp,
+                        format!(
+                            "{t:?} is not a web target (its protocol is {:?}); web rules apply to web targets only",
+                            protocol_name(target.protocol)
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        let domains_path = key_path(&path, "domains");
+        if r.domains.is_empty() {
+            push_once(
+                out,
+                domains_path.clone(),
+                "lists no host; list the hosts the rule covers, e.g. domains = [\"*.example.com\"]",
+            );
+        }
+        domain_list(&domains_path, "domains", &r.domains, out);
+        if r.record_bodies && r.action != WebAction::Record {
+            push_once(
+                out,
+                key_path(&path, "record_bodies"),
+                crate::lower::record_bodies_refused(r.action),
+            );
         }
     }
 }

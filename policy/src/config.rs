@@ -32,6 +32,10 @@ pub struct Config {
     pub targets: BTreeMap<String, Target>,
     /// `[[rules]]`, in file order.
     pub rules: Vec<Rule>,
+    /// `[web]`.
+    pub web: WebConfig,
+    /// `[[web_rules]]`, in file order (see [`Config::web_decision`]).
+    pub web_rules: Vec<WebRule>,
     #[serde(skip)]
     source: Arc<Source>,
 }
@@ -48,6 +52,8 @@ impl Default for Config {
             users: BTreeMap::new(),
             targets: BTreeMap::new(),
             rules: Vec::new(),
+            web: WebConfig::default(),
+            web_rules: Vec::new(),
             source: Arc::new(Source::unlocated("<defaults>", PathBuf::from("."))),
         }
     }
@@ -89,6 +95,8 @@ impl Config {
             users: l.users,
             targets: l.targets,
             rules: l.rules,
+            web: l.web,
+            web_rules: l.web_rules,
             source: Arc::new(source),
         };
         crate::check::check(&config, &mut issues);

@@ -12,6 +12,7 @@ mod model;
 pub mod secret;
 mod source;
 pub mod units;
+mod web;
 
 pub use access::Decision;
 pub use check::{
@@ -24,9 +25,14 @@ pub use mask::{Dim, MaskRegion};
 pub use model::{
     ClipboardAccess, ClipboardLog, ClipboardPolicy, Encoder, GatewayConfig, IndexBackend,
     KeystrokeMode, Protocol, RecordingConfig, RetentionConfig, Rule, S3Config, StorageBackend,
-    StorageConfig, Target, TargetAddress, TargetSelector, User, VncTls, DEFAULT_RDP_CHANNELS,
-    DEFAULT_RDP_DYNAMIC_CHANNELS, MAX_RDP_CHANNELS, MAX_RDP_CHANNEL_NAME,
-    MAX_RDP_DYNAMIC_CHANNEL_NAME, RDP_GRAPHICS_DYNAMIC_CHANNEL,
+    StorageConfig, Target, TargetAddress, TargetSelector, User, VncTls, WebConfig, WebRule,
+    ALWAYS_REDACTED_HEADERS, DEFAULT_RDP_CHANNELS, DEFAULT_RDP_DYNAMIC_CHANNELS,
+    DEFAULT_REDACT_FIELDS, MAX_RDP_CHANNELS, MAX_RDP_CHANNEL_NAME, MAX_RDP_DYNAMIC_CHANNEL_NAME,
+    RDP_GRAPHICS_DYNAMIC_CHANNEL,
 };
 pub use secret::{Secret, SecretError, SecretRef};
 pub use units::{ByteSize, Duration};
+pub use web::{
+    domain_matches, is_valid_domain_pattern, WebAction, WebDecision, DEFAULT_DENY_RULE,
+    TARGET_RULE_PREFIX,
+};

@@ -9,6 +9,7 @@ use crate::mask::{Dim, MaskRegion};
 use crate::model::*;
 use crate::secret::SecretRef;
 use crate::units::{ByteSize, Duration};
+use crate::web::{default_domains, WebAction};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,6 +33,10 @@ pub(crate) struct RawFile {
     targets: BTreeMap<String, RawTarget>,
     #[serde(default)]
     rules: Vec<RawRule>,
+    #[serde(default)]
+    web: RawWeb,
+    #[serde(default)]
+    web_rules: Vec<RawWebRule>,
 }
 
 #[derive(Deserialize, Default)]
@@ -82,6 +87,17 @@ struct RawRecording {
     keystrokes: Option<KeystrokeMode>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    extra_roots: Option<Vec<String>>,
+    idle_timeout: Option<Value>,
+    redact_headers: Option<Vec<String>>,
+    redact_fields: Option<Vec<String>>,
+    max_body: Option<Value>,
+    heartbeat_timeout: Option<Value>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTarget {
@@ -97,6 +113,7 @@ struct RawTarget {
     clipboard: Option<ClipboardPolicy>,
     rdp_channels: Option<Vec<String>>,
     rdp_dynamic_channels: Option<Vec<String>>,
+    domains: Option<Vec<String>>,
     /// Recognised only to be refused with an explanation (see [`ANONYMOUS_REFUSED`]).
     allow_none: Option<Value>,
     /// Recognised only to be refused with an explanation (see [`ANONYMOUS_REFUSED`]).
@@ -130,6 +147,28 @@ struct RawRule {
     targets: Option<Value>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebRule {
+    id: String,
+    users: Option<Vec<String>>,
+    roles: Option<Vec<String>>,
+    targets: Option<Value>,
+    domains: Option<Vec<String>>,
+    action: WebAction,
+    record_bodies: Option<bool>,
+}
+
+/// Why `record_bodies` is refused on a rule that does not record.
+pub(crate) fn record_bodies_refused(action: WebAction) -> String {
+    let action = match action {
+        WebAction::Record => "record",
+        WebAction::Tunnel => "tunnel",
+        WebAction::Deny => "deny",
+    };
+    format!("only allowed with action = \"record\" (this rule's action is {action:?})")
+}
+
 /// The typed sections produced from a document.
 pub(crate) struct Lowered {
     pub gateway: GatewayConfig,
@@ -139,6 +178,8 @@ pub(crate) struct Lowered {
     pub users: BTreeMap<String, User>,
     pub targets: BTreeMap<String, Target>,
     pub rules: Vec<Rule>,
+    pub web: WebConfig,
+    pub web_rules: Vec<WebRule>,
 }
 
 struct Ctx<'a> {
@@ -170,6 +211,13 @@ pub(crate) fn lower(raw: RawFile, base_dir: &Path, issues: &mut Issues) -> Lower
             .into_iter()
             .enumerate()
             .map(|(i, r)| cx.rule(&index_path("rules", i), r))
+            .collect(),
+        web: cx.web(raw.web),
+        web_rules: raw
+            .web_rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| cx.web_rule(&index_path("web_rules", i), r))
             .collect(),
     }
 }
@@ -389,7 +437,6 @@ impl Ctx<'_> {
         let masks_path = key_path(path, "masks");
         let target = Target {
             protocol: t.protocol,
-            address,
             username: t.username,
             password: t
                 .password
@@ -434,6 +481,12 @@ impl Ctx<'_> {
                 ),
                 (_, written) => written,
             },
+            // Same as `rdp_channels`, for `web` targets.
+            domains: match (t.protocol, t.domains) {
+                (Protocol::Web, None) => Some(default_domains(&address)),
+                (_, written) => written,
+            },
+            address,
         };
         for (key, present) in [
             ("allow_none", t.allow_none.is_some()),
@@ -553,6 +606,92 @@ impl Ctx<'_> {
             users: r.users.unwrap_or_default(),
             roles: r.roles.unwrap_or_default(),
             targets,
+        }
+    }
+}
+
+impl Ctx<'_> {
+    fn web(&mut self, w: RawWeb) -> WebConfig {
+        let d = WebConfig::default();
+        let written: Vec<PathBuf> = w
+            .extra_roots
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        WebConfig {
+            // `join` keeps absolute paths as they are.
+            extra_roots: written.iter().map(|p| self.base_dir.join(p)).collect(),
+            extra_roots_as_written: written,
+            idle_timeout: self.duration("web.idle_timeout", w.idle_timeout, d.idle_timeout),
+            redact_headers: w.redact_headers.unwrap_or(d.redact_headers),
+            redact_fields: w.redact_fields.unwrap_or(d.redact_fields),
+            max_body: self.size("web.max_body", w.max_body, d.max_body),
+            heartbeat_timeout: self.duration(
+                "web.heartbeat_timeout",
+                w.heartbeat_timeout,
+                d.heartbeat_timeout,
+            ),
+        }
+    }
+
+    fn web_rule(&mut self, path: &str, r: RawWebRule) -> WebRule {
+        let targets_path = key_path(path, "targets");
+        let targets = match r.targets {
+            None => None,
+            Some(Value::String(s)) if s == "*" => None,
+            Some(Value::String(s)) => {
+                self.issues.push(
+                    targets_path,
+                    format!("{s:?}: write a list such as [{s:?}], or leave targets out for every web target"),
+                );
+                Some(vec![s])
+            }
+            Some(Value::Array(a)) => {
+                let mut names = Vec::new();
+                for (i, v) in a.into_iter().enumerate() {
+                    match v {
+                        Value::String(s) => names.push(s),
+                        other => self.issues.push(
+                            index_path(&targets_path, i),
+                            format!("expected a target name, found {}", describe(&other)),
+                        ),
+                    }
+                }
+                Some(names)
+            }
+            Some(other) => {
+                self.issues.push(
+                    targets_path,
+                    format!(
+                        "expected a list of web target names, or no targets key for every web target, found {}",
+                        describe(&other)
+                    ),
+                );
+                None
+            }
+        };
+        let domains = r.domains.unwrap_or_else(|| {
+            self.issues.push(
+                key_path(path, "domains"),
+                "missing: list the hosts the rule covers, e.g. domains = [\"*.example.com\"]",
+            );
+            Vec::new()
+        });
+        if r.record_bodies.is_some() && r.action != WebAction::Record {
+            self.issues.push(
+                key_path(path, "record_bodies"),
+                record_bodies_refused(r.action),
+            );
+        }
+        WebRule {
+            id: r.id,
+            users: r.users.unwrap_or_default(),
+            roles: r.roles.unwrap_or_default(),
+            targets,
+            domains,
+            action: r.action,
+            record_bodies: r.record_bodies.unwrap_or(false),
         }
     }
 }

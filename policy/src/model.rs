@@ -3,6 +3,7 @@
 use crate::mask::MaskRegion;
 use crate::secret::SecretRef;
 use crate::units::{ByteSize, Duration};
+use crate::web::WebAction;
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 use std::net::SocketAddr;
@@ -271,7 +272,7 @@ pub struct User {
     /// Human-readable name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    /// Roles, matched by `rules[].roles`.
+    /// Roles, matched by `rules[].roles` and `web_rules[].roles`.
     #[serde(default)]
     pub roles: Vec<String>,
     /// PHC-format password hash (`$argon2id$…`).
@@ -369,6 +370,12 @@ pub struct Target {
     /// [`crate::Config::rdp_dynamic_channels`] for the list as applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rdp_dynamic_channels: Option<Vec<String>>,
+    /// `domains`: the hosts whose traffic is recorded for a `web` target when no
+    /// [`WebRule`] decides otherwise (domain patterns, see [`crate::domain_matches`]). Loading
+    /// fills in the host of the target's address for `web` targets that leave it out; `None`
+    /// for other protocols (the key is only valid for `web` targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<String>>,
     /// Screen regions blacked out in recordings.
     pub masks: Vec<MaskRegion>,
     /// Clipboard transfers: which directions are allowed and what the transcript keeps.
@@ -456,5 +463,145 @@ impl Rule {
     /// True when the rule covers `user` (by name or by one of `user_roles`).
     pub fn matches_user(&self, user: &str, user_roles: &[String]) -> bool {
         self.users.iter().any(|u| u == user) || self.roles.iter().any(|r| user_roles.contains(r))
+    }
+}
+
+/// Headers whose values the web console proxy never records, whatever `web.redact_headers` says.
+pub const ALWAYS_REDACTED_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// Field name fragments whose values are redacted from recorded request bodies when
+/// `web.redact_fields` is left out.
+pub const DEFAULT_REDACT_FIELDS: [&str; 8] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "key",
+    "otp",
+    "pin",
+    "credential",
+];
+
+/// `[web]`: the web console proxy (an HTTPS forward proxy that intercepts TLS to record).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebConfig {
+    /// PEM files of CA certificates trusted for upstream TLS in addition to the system roots,
+    /// resolved against [`crate::Config::base_dir`] (absolute paths stay as they are). Loading
+    /// checks only that no entry is empty; the gateway reports files it cannot read.
+    #[serde(skip)]
+    pub extra_roots: Vec<PathBuf>,
+    /// `extra_roots` as written, which is what the canonical form (and so the policy version)
+    /// holds. Loading fills both; code that changes one changes the other (validation reports
+    /// lists of different lengths).
+    #[serde(rename = "extra_roots")]
+    pub extra_roots_as_written: Vec<PathBuf>,
+    /// A web session ends after this long without a request (at least 10s).
+    pub idle_timeout: Duration,
+    /// Header names (HTTP tokens, compared without regard to case) whose values are never
+    /// recorded, in addition to [`ALWAYS_REDACTED_HEADERS`]; see [`WebConfig::redacted_headers`].
+    pub redact_headers: Vec<String>,
+    /// Form and JSON field name fragments (matched as substrings without regard to case) whose
+    /// values are redacted from recorded request bodies; see [`WebConfig::field_is_redacted`].
+    pub redact_fields: Vec<String>,
+    /// The most of a request body kept in the transcript when a rule records bodies (at most
+    /// 1MiB).
+    pub max_body: ByteSize,
+    /// How long the in-page recorder may stay silent (at least 2s).
+    pub heartbeat_timeout: Duration,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            extra_roots: Vec::new(),
+            extra_roots_as_written: Vec::new(),
+            idle_timeout: Duration::from_secs(15 * 60),
+            redact_headers: Vec::new(),
+            redact_fields: DEFAULT_REDACT_FIELDS
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect(),
+            max_body: ByteSize(64 * 1024),
+            heartbeat_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl WebConfig {
+    /// Every header name whose value is never recorded, lower-case and without duplicates:
+    /// [`ALWAYS_REDACTED_HEADERS`] first, then `redact_headers` in the order configured.
+    /// Names that are not HTTP tokens (possible only when fields were changed in code) are left
+    /// out: no header can carry them.
+    pub fn redacted_headers(&self) -> Vec<String> {
+        let mut out: Vec<String> = ALWAYS_REDACTED_HEADERS
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect();
+        for h in &self.redact_headers {
+            let h = h.to_ascii_lowercase();
+            if crate::web::is_http_token(&h) && !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        out
+    }
+
+    /// True when the value of the form or JSON field `name` is redacted from recorded request
+    /// bodies: some `redact_fields` fragment occurs in `name`, compared without regard to case.
+    pub fn field_is_redacted(&self, name: &str) -> bool {
+        let name = name.to_lowercase();
+        self.redact_fields
+            .iter()
+            .any(|f| name.contains(f.to_lowercase().as_str()))
+    }
+}
+
+/// `[[web_rules]]`: what the web console proxy does with the traffic to some hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebRule {
+    /// Unique id, named on the block page and recorded with each decision.
+    pub id: String,
+    /// Users covered by name.
+    pub users: Vec<String>,
+    /// Users covered by role. With `users` also empty the rule covers every user.
+    pub roles: Vec<String>,
+    /// The web targets covered; `None` covers every web target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
+    /// Domain patterns of the hosts covered (see [`crate::domain_matches`]).
+    pub domains: Vec<String>,
+    /// What happens to the traffic.
+    pub action: WebAction,
+    /// Keep request bodies (up to `web.max_body`, with redacted fields) in the transcript; only
+    /// with [`WebAction::Record`]. Left out of the canonical form when false, as the key is
+    /// refused on other actions.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub record_bodies: bool,
+}
+
+impl WebRule {
+    /// True when the rule covers `user` (by name, by one of `user_roles`, or because it names
+    /// neither users nor roles) on `target`.
+    pub fn applies_to(&self, user: &str, user_roles: &[String], target: &str) -> bool {
+        let user_ok = (self.users.is_empty() && self.roles.is_empty())
+            || self.users.iter().any(|u| u == user)
+            || self.roles.iter().any(|r| user_roles.contains(r));
+        let target_ok = self
+            .targets
+            .as_ref()
+            .is_none_or(|ts| ts.iter().any(|t| t == target));
+        user_ok && target_ok
+    }
+
+    /// True when one of the rule's domain patterns matches `host`.
+    pub fn matches_host(&self, host: &str) -> bool {
+        self.domains
+            .iter()
+            .any(|d| crate::web::domain_matches(d, host))
     }
 }

@@ -1,7 +1,7 @@
 //! Random input never panics the loader, and whatever loads also validates.
 
 use proptest::prelude::*;
-use psmgate_policy::{is_valid_rdp_channel_name, Config};
+use psmgate_policy::{is_valid_rdp_channel_name, Config, WebAction, TARGET_RULE_PREFIX};
 
 fn check(text: &str) {
     match Config::from_toml_str(text, "fuzz/psmgate.toml") {
@@ -17,6 +17,16 @@ fn check(text: &str) {
                 for ch in c.rdp_channels(t) {
                     assert!(is_valid_rdp_channel_name(&ch), "{ch:?}");
                     assert_eq!(ch, ch.to_ascii_lowercase());
+                }
+                for user in ["alice", "b c", "nobody"] {
+                    for host in ["console.example.com", "A.Example.com.", "[::1]", "x:1", ""] {
+                        let d = c.web_decision(user, t, host);
+                        assert!(!d.rule_id.is_empty());
+                        assert!(d.action == WebAction::Record || !d.record_bodies, "{d:?}");
+                        if d.rule_id.starts_with(TARGET_RULE_PREFIX) {
+                            assert_eq!(d.action, WebAction::Record);
+                        }
+                    }
                 }
             }
         }
@@ -39,6 +49,8 @@ fn section() -> impl Strategy<Value = String> {
         "[targets.t2]",
         "[[rules]]",
         "[[targets.lab-vnc.masks]]",
+        "[web]",
+        "[[web_rules]]",
         "",
     ])
     .prop_map(str::to_owned)
@@ -87,6 +99,15 @@ fn key() -> impl Strategy<Value = String> {
         "y",
         "width",
         "height",
+        "extra_roots",
+        "idle_timeout",
+        "redact_headers",
+        "redact_fields",
+        "max_body",
+        "heartbeat_timeout",
+        "domains",
+        "action",
+        "record_bodies",
     ])
     .prop_map(str::to_owned)
 }
@@ -122,6 +143,13 @@ fn value() -> impl Strategy<Value = String> {
             "\"postgres\"",
             "\"s3\"",
             "\"mask\"",
+            "\"record\"",
+            "\"tunnel\"",
+            "\"deny\"",
+            "\"https://console.example.com\"",
+            "[\"*.example.com\", \"console.example.com\", \"a.b:1\", \"*\"]",
+            "[\"X-Api-Key\", \"bad header\"]",
+            "[\"\"]",
             "{}",
             "[]",
         ])

@@ -38,6 +38,8 @@ pub struct Gateway {
     pub vnc_port: u16,
     /// The RDP listener (serving only when the configuration has RDP targets).
     pub rdp_port: u16,
+    /// The web proxy listener (serving only when the configuration has web targets).
+    pub web_port: u16,
 }
 
 impl Gateway {
@@ -78,7 +80,8 @@ impl Gateway {
         target_port: u16,
         opts: Options<'_>,
     ) -> Gateway {
-        let (admin_port, vnc_port, rdp_port) = (
+        let (admin_port, vnc_port, rdp_port, web_port) = (
+            free_port().unwrap(),
             free_port().unwrap(),
             free_port().unwrap(),
             free_port().unwrap(),
@@ -95,7 +98,7 @@ impl Gateway {
             &config,
             format!(
                 "[gateway]\ndata_dir = \"data\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
-                 vnc_listen = \"127.0.0.1:{vnc_port}\"\nrdp_listen = \"127.0.0.1:{rdp_port}\"\n\n[users.alice]\nroles = [\"admin\"]\n\n\
+                 vnc_listen = \"127.0.0.1:{vnc_port}\"\nrdp_listen = \"127.0.0.1:{rdp_port}\"\nweb_listen = \"127.0.0.1:{web_port}\"\n\n[users.alice]\nroles = [\"admin\"]\n\n\
                  [targets.lab-vnc]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{target_port}\"\n{password}\
                  masks = [{{ id = \"top-right\", x = \"75%\", y = 0, width = \"25%\", height = \"20%\" }}]\n{}\n\n\
                  [targets.down-vnc]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{}\"\n\n\
@@ -114,6 +117,7 @@ impl Gateway {
             config,
             vnc_port,
             rdp_port,
+            web_port,
         };
         gw.wait_listening();
         gw
@@ -153,6 +157,11 @@ impl Gateway {
     /// The mounted tmpfs, for gateways from [`Gateway::on_tmpfs`].
     pub fn tmpfs(&self) -> Option<&Tmpfs> {
         self.mount.as_ref()
+    }
+
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Runs a `psmgate` command against this gateway's configuration.

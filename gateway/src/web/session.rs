@@ -1,0 +1,409 @@
+//! Who is browsing: `Proxy-Authorization` → a live web session with its recording.
+//!
+//! A browser sends its proxy credentials on every CONNECT and every plain-HTTP request, over
+//! many connections. psmgate makes one session (one recording) per access grant: the first
+//! request with a valid token redeems it (one-time tokens are consumed then) and opens the
+//! recording; later requests with the same credentials join that session. The session ends —
+//! and its recording is sealed — after `web.idle_timeout` without requests, when the grant
+//! expires, or when the gateway stops. A later request with the same token then fails like any
+//! used or expired token.
+//!
+//! The user name names the target like an RDP sign-in: `alice@aws-console` or
+//! `AWS-CONSOLE\alice`; the password is the token.
+
+use super::WebGateway;
+use crate::access::AccessError;
+use crate::rdp_gateway::login::Login;
+use crate::recording::{Recorder, SessionInfo};
+use anyhow::{bail, Result};
+use base64::Engine as _;
+use psmgate_codecs::transcript::EventKind;
+use psmgate_policy::Protocol;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+/// Proxy credentials as the browser sent them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyCredentials {
+    /// User and target.
+    pub login: Login,
+    /// The access token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for ProxyCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyCredentials")
+            .field("login", &self.login)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why credentials could not even be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsProblem {
+    /// No `Proxy-Authorization` header.
+    #[error("no proxy credentials")]
+    Missing,
+    /// Not `Basic`, not base64, not UTF-8 or no `:`.
+    #[error("proxy credentials are not Basic user:token")]
+    Malformed,
+    /// The user name does not name a target.
+    #[error("the proxy user name names no target (use user@target)")]
+    NoTarget,
+}
+
+/// Reads a `Proxy-Authorization` value (`Basic base64(user@target:token)`).
+pub fn parse_credentials(value: Option<&[u8]>) -> Result<ProxyCredentials, CredentialsProblem> {
+    let value = value.ok_or(CredentialsProblem::Missing)?;
+    let text = std::str::from_utf8(value).map_err(|_| CredentialsProblem::Malformed)?;
+    let (scheme, rest) = text
+        .trim()
+        .split_once(' ')
+        .ok_or(CredentialsProblem::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(CredentialsProblem::Malformed);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .map_err(|_| CredentialsProblem::Malformed)?;
+    let decoded = String::from_utf8(decoded).map_err(|_| CredentialsProblem::Malformed)?;
+    let (name, token) = decoded
+        .split_once(':')
+        .ok_or(CredentialsProblem::Malformed)?;
+    let login = Login::parse(name).ok_or(CredentialsProblem::NoTarget)?;
+    Ok(ProxyCredentials {
+        login,
+        token: token.to_string(),
+    })
+}
+
+/// A live web session.
+pub struct WebSession {
+    /// The grant it runs under.
+    pub grant_id: i64,
+    /// Gateway user.
+    pub user: String,
+    /// Web target.
+    pub target: String,
+    /// Its recording.
+    pub rec: Arc<Recorder>,
+    /// When the grant stops working (the session ends then).
+    pub expires_at: OffsetDateTime,
+    last_seen: Mutex<Instant>,
+    /// The session's tracing span.
+    pub span: tracing::Span,
+}
+
+impl std::fmt::Debug for WebSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSession")
+            .field("grant_id", &self.grant_id)
+            .field("user", &self.user)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSession {
+    /// Notes activity now.
+    pub fn touch(&self) {
+        *self.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// Time since the last request.
+    pub fn idle(&self) -> Duration {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    /// Records `kind`; a failed recording ends the session (fail-closed) and the caller refuses
+    /// the request.
+    pub fn event(&self, kind: EventKind) -> Result<()> {
+        self.rec
+            .event(kind)
+            .map_err(|e| anyhow::anyhow!("recording failed: {e}"))
+    }
+}
+
+/// The live sessions, by token digest.
+#[derive(Default)]
+pub struct Sessions {
+    live: tokio::sync::Mutex<HashMap<[u8; 32], Arc<WebSession>>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").finish_non_exhaustive()
+    }
+}
+
+/// Why a request was refused at the proxy's door (the browser gets 407).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Credentials unreadable or absent.
+    #[error("{0}")]
+    Credentials(CredentialsProblem),
+    /// The token was refused (the precise reason is audited).
+    #[error("access denied: {0}")]
+    Denied(String),
+    /// The session could not start (policy, recording).
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+impl Sessions {
+    /// The session `credentials` belong to, started if need be.
+    pub async fn authenticate(
+        &self,
+        gw: &WebGateway,
+        header: Option<&[u8]>,
+        client: IpAddr,
+    ) -> Result<Arc<WebSession>, Refusal> {
+        let creds = match parse_credentials(header) {
+            Ok(c) => c,
+            Err(CredentialsProblem::Missing) => {
+                return Err(Refusal::Credentials(CredentialsProblem::Missing))
+            }
+            Err(p) => {
+                gw.auth.record_failure(client, Instant::now());
+                gw.audit("web_auth_failed", &format!("client={client} reason={p}"));
+                return Err(Refusal::Credentials(p));
+            }
+        };
+        let digest: [u8; 32] = Sha256::digest(creds.token.as_bytes()).into();
+        // One redemption at a time: a browser opens several connections at once with the same
+        // fresh one-time token, and only the first may consume it.
+        let mut live = self.live.lock().await;
+        if let Some(s) = live.get(&digest) {
+            if s.user == creds.login.user
+                && s.target.eq_ignore_ascii_case(&creds.login.target)
+                && OffsetDateTime::now_utc() < s.expires_at
+                && s.rec.failure().borrow().is_none()
+            {
+                s.touch();
+                return Ok(s.clone());
+            }
+        }
+        let session = self.start(gw, &creds, client).await.inspect_err(|e| {
+            gw.audit(
+                "web_auth_failed",
+                &format!(
+                    "client={client} user={} target={} reason={e}",
+                    creds.login.user, creds.login.target
+                ),
+            );
+        })?;
+        live.insert(digest, session.clone());
+        Ok(session)
+    }
+
+    async fn start(
+        &self,
+        gw: &WebGateway,
+        creds: &ProxyCredentials,
+        client: IpAddr,
+    ) -> Result<Arc<WebSession>, Refusal> {
+        let config = &gw.config;
+        let target = creds
+            .login
+            .resolve_target(
+                config
+                    .targets
+                    .iter()
+                    .filter(|(_, t)| t.protocol == Protocol::Web)
+                    .map(|(n, _)| n.as_str()),
+            )
+            .ok_or_else(|| {
+                gw.auth.record_failure(client, Instant::now());
+                Refusal::Denied(format!("unknown web target {:?}", creds.login.target))
+            })?;
+        let now = OffsetDateTime::now_utc();
+        let grant = match gw.auth.redeem(
+            client,
+            &creds.login.user,
+            &target,
+            &creds.token,
+            now,
+            Instant::now(),
+        ) {
+            Ok(g) => g,
+            Err(AccessError::Denied(d)) => return Err(Refusal::Denied(d.audit_reason().into())),
+            Err(e) => return Err(Refusal::Failed(e.into())),
+        };
+        let (user, target) = (grant.user.clone(), grant.target.clone());
+        if !config.is_allowed(&user, &target).allowed {
+            return Err(Refusal::Denied("no rule allows it".into()));
+        }
+        let settings =
+            crate::settings::recording_settings(config, Some(&target)).map_err(Refusal::Failed)?;
+        let info = SessionInfo {
+            protocol: "web".into(),
+            user: user.clone(),
+            target: target.clone(),
+            client_addr: client.to_string(),
+            policy_version: config.policy_version(),
+        };
+        let rec = crate::supervisor::start_recording(&gw.store, info, settings)
+            .await
+            .map_err(Refusal::Failed)?;
+        let span = tracing::info_span!("web_session", session = %rec.session_id(), user = %user, target = %target);
+        span.in_scope(|| tracing::info!(client = %client, "web session started; recording"));
+        gw.audit(
+            "web_session_start",
+            &format!(
+                "client={client} user={user} target={target} grant={} session={}",
+                grant.id,
+                rec.session_id()
+            ),
+        );
+        Ok(Arc::new(WebSession {
+            grant_id: grant.id,
+            user,
+            target,
+            rec,
+            expires_at: grant.expires_at,
+            last_seen: Mutex::new(Instant::now()),
+            span,
+        }))
+    }
+
+    /// Ends the sessions idle for `idle` or past their grant's expiry (all of them when
+    /// `everything`), sealing their recordings. Returns how many ended.
+    pub async fn reap(&self, gw: &WebGateway, idle: Duration, everything: bool) -> usize {
+        let ending: Vec<(Arc<WebSession>, String)> = {
+            let mut live = self.live.lock().await;
+            let now = OffsetDateTime::now_utc();
+            let mut out = Vec::new();
+            live.retain(|_, s| {
+                let why = if everything {
+                    Some("gateway shutting down".to_string())
+                } else if let Some(f) = s.rec.failure().borrow().clone() {
+                    Some(format!("recording failed: {f}"))
+                } else if now >= s.expires_at {
+                    Some("access grant expired".to_string())
+                } else if s.idle() >= idle {
+                    Some(format!("idle for {} s", s.idle().as_secs()))
+                } else {
+                    None
+                };
+                match why {
+                    Some(w) => {
+                        out.push((s.clone(), w));
+                        false
+                    }
+                    None => true,
+                }
+            });
+            out
+        };
+        let n = ending.len();
+        for (s, why) in ending {
+            let failed = why.starts_with("recording failed");
+            let outcome = if failed {
+                Err(anyhow::anyhow!(why.clone()))
+            } else {
+                Ok(why.clone())
+            };
+            crate::supervisor::seal(&s.rec, &outcome).await;
+            gw.audit(
+                "web_session_end",
+                &format!(
+                    "user={} target={} session={} reason={why}",
+                    s.user,
+                    s.target,
+                    s.rec.session_id()
+                ),
+            );
+        }
+        n
+    }
+
+    /// Number of live sessions.
+    pub async fn len(&self) -> usize {
+        self.live.lock().await.len()
+    }
+
+    /// True when no session is live.
+    pub async fn is_empty(&self) -> bool {
+        self.live.lock().await.is_empty()
+    }
+}
+
+/// Refuses a request whose session cannot go on.
+pub fn ensure_recording(s: &WebSession) -> Result<()> {
+    if let Some(f) = s.rec.failure().borrow().clone() {
+        bail!("recording failed: {f}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(s: &str) -> Vec<u8> {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn credentials_name_user_target_and_token() {
+        let c = parse_credentials(Some(&basic("alice@aws-console:tok:en"))).unwrap();
+        assert_eq!(c.login.user, "alice");
+        assert_eq!(c.login.target, "aws-console");
+        assert_eq!(c.token, "tok:en");
+        let c = parse_credentials(Some(&basic("AWS\\alice:t"))).unwrap();
+        assert_eq!(
+            (c.login.user.as_str(), c.login.target.as_str()),
+            ("alice", "AWS")
+        );
+        // The token never shows in debug output.
+        assert!(!format!("{c:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn unreadable_credentials_say_why() {
+        assert_eq!(parse_credentials(None), Err(CredentialsProblem::Missing));
+        assert_eq!(
+            parse_credentials(Some(b"Bearer abc")),
+            Err(CredentialsProblem::Malformed)
+        );
+        assert_eq!(
+            parse_credentials(Some(b"Basic !!!")),
+            Err(CredentialsProblem::Malformed)
+        );
+        assert_eq!(
+            parse_credentials(Some(&basic("alice-no-colon"))),
+            Err(CredentialsProblem::Malformed)
+        );
+        assert_eq!(
+            parse_credentials(Some(&basic("alice:tok"))),
+            Err(CredentialsProblem::NoTarget)
+        );
+        assert_eq!(
+            parse_credentials(Some(&[0xff, 0xfe])),
+            Err(CredentialsProblem::Malformed)
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn any_header_is_handled(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
+            let _ = parse_credentials(Some(&bytes));
+            let mut b = b"Basic ".to_vec();
+            b.extend_from_slice(&bytes);
+            let _ = parse_credentials(Some(&b));
+        }
+    }
+}

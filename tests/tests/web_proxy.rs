@@ -1,0 +1,362 @@
+//! The web console proxy end to end: headless Chromium (Debian package, driven by Playwright) →
+//! psmgate (HTTPS interception with the gateway CA) → a local HTTPS console with its own test CA
+//! (tests/web/console-server.mjs: login form, single-page app with fetch, XHR and a WebSocket,
+//! strict CSP, gzip and brotli). What the browser saw, what the console received, what the
+//! transcript says, and that no planted secret reached any artifact or log.
+
+mod vnc_support;
+
+use psmgate_e2e::peers::free_port;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vnc_support::{walk, Gateway, Options};
+
+/// Secrets planted in the console: none may appear in any recording file or log.
+const COOKIE: &str = "cookie-PLANTED-7f3a91c2";
+const BEARER: &str = "bearer-PLANTED-c04e6b1d";
+const PASSWORD: &str = "pw-PLANTED-b81e22aa";
+const FIELD: &str = "field-PLANTED-5d0c7e3f";
+const TEXT: &str = "text-PLANTED-9a4f1b6e";
+
+fn tests_web() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
+}
+
+/// The console server (tests/web/console-server.mjs); killed on drop.
+struct Console {
+    child: Child,
+    ca: PathBuf,
+    console: u16,
+    denied: u16,
+    tunnel: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Console {
+    fn start() -> Console {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("node")
+            .arg(tests_web().join("console-server.mjs"))
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--secret-cookie", COOKIE, "--bearer", BEARER])
+            .args(["--password", PASSWORD, "--secret-field", FIELD])
+            .args(["--secret-text", TEXT])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("console.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("node is needed for the web tests (scripts/install-deps.sh)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            panic!(
+                "console server did not start ({e}): {}",
+                std::fs::read_to_string(dir.path().join("console.log")).unwrap_or_default()
+            )
+        });
+        let port = |k: &str| u16::try_from(v[k].as_u64().unwrap()).unwrap();
+        Console {
+            ca: PathBuf::from(v["ca"].as_str().unwrap()),
+            console: port("console"),
+            denied: port("denied"),
+            tunnel: port("tunnel"),
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// What the console saw (`GET /__state`, fetched directly).
+    fn state(&self) -> Value {
+        let o = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&self.ca)
+            .arg(format!("https://127.0.0.1:{}/__state", self.console))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs tests/web/drive.mjs with `input`; returns its results.
+fn drive(input: &Value) -> Vec<Value> {
+    let o = Command::new("node")
+        .arg(tests_web().join("drive.mjs"))
+        .arg(input.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "drive.mjs failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["results"].as_array().unwrap().clone()
+}
+
+/// The gateway with a web target for the console and rules for the other two hosts.
+fn gateway(c: &Console) -> Gateway {
+    let extra = format!(
+        r#"
+[targets.console]
+protocol = "web"
+address = "https://127.0.0.1:{port}/login"
+domains = ["127.0.0.1"]
+
+[web]
+extra_roots = ["{ca}"]
+idle_timeout = "10m"
+
+[[web_rules]]
+id = "console-forms"
+domains = ["127.0.0.1"]
+action = "record"
+record_bodies = true
+
+[[web_rules]]
+id = "no-other-consoles"
+domains = ["127.0.0.2"]
+action = "deny"
+
+[[web_rules]]
+id = "static-cdn"
+domains = ["127.0.0.3"]
+action = "tunnel"
+"#,
+        port = c.console,
+        ca = c.ca.display()
+    );
+    let gw = Gateway::start_with(
+        free_port().unwrap(),
+        Options {
+            password: None,
+            lab_extra: "",
+            extra_config: &extra,
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", gw.web_port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "web proxy did not listen: {}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    gw
+}
+
+/// Stops the gateway the way an operator does (SIGTERM): live web sessions are sealed.
+fn stop(gw: &Gateway) {
+    let pid = gw.pid().to_string();
+    let o = Command::new("kill").args(["-TERM", &pid]).output().unwrap();
+    assert!(o.status.success());
+}
+
+fn http_events(rec: &Path) -> Vec<Value> {
+    vnc_support::events_of(rec, "http")
+}
+
+#[test]
+fn a_browser_session_through_the_proxy_is_recorded_without_its_secrets() {
+    let c = Console::start();
+    let gw = gateway(&c);
+    let token = gw.grant("console", &["--ttl", "10m"]);
+    let o = gw.psmgate(&["ca", "export"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let gw_ca = gw.dir.path().join("gateway-ca.pem");
+    std::fs::write(&gw_ca, &o.stdout).unwrap();
+    let shots = tempfile::tempdir().unwrap();
+    let base = format!("https://127.0.0.1:{}", c.console);
+    let results = drive(&serde_json::json!({
+        "proxy": format!("http://127.0.0.1:{}", gw.web_port),
+        "username": "alice@console",
+        "password": token,
+        // The gateway CA for intercepted hosts; the console's own CA for the tunnelled one,
+        // which the browser reaches without interception.
+        "ca": [gw_ca, c.ca],
+        "shots": shots.path(),
+        "steps": [
+            {"goto": format!("{base}/login")},
+            {"fill": "input[name=username]", "value": "alice"},
+            {"fill": "input[name=password]", "value": PASSWORD},
+            {"click": "#signin", "waitForNavigation": true},
+            {"waitFor": "body[data-ready='1']", "timeout": 15000},
+            {"eval": "document.body.innerText"},
+            {"goto": format!("{base}/secret")},
+            {"goto": format!("https://127.0.0.2:{}/", c.denied)},
+            {"goto": format!("https://127.0.0.3:{}/", c.tunnel)},
+        ]
+    }));
+    // 1. The pages work through the proxy: login, the app's fetch/XHR/WebSocket, CSP intact.
+    assert_eq!(results[0]["title"], "Console sign-in", "{results:?}");
+    assert_eq!(
+        results[4]["found"], true,
+        "the app did not finish: {results:?}"
+    );
+    let app = results[5]["value"].as_str().unwrap_or_default();
+    for shown in [
+        "alpha-instance, beta-instance",
+        "profile: alice",
+        "echo: hello-ws",
+    ] {
+        assert!(app.contains(shown), "app shows {app:?}");
+    }
+    assert_eq!(results[6]["status"], 200, "{:?}", results[6]);
+    // 2. The denied host shows the block page naming the rule; nothing reached it.
+    assert_eq!(results[7]["status"], 403, "{:?}", results[7]);
+    assert!(results[7]["text"]
+        .as_str()
+        .unwrap()
+        .contains("no-other-consoles"));
+    // 3. The tunnelled host was reached with its own certificate (not intercepted).
+    assert_eq!(results[8]["status"], 200, "{:?}", results[8]);
+    assert!(results[8]["text"]
+        .as_str()
+        .unwrap()
+        .contains("tunnel-host-content"));
+    let state = c.state();
+    assert_eq!(state["logins_ok"], 1, "{state}");
+    assert_eq!(state["ws_messages"][0], "hello-ws", "{state}");
+    let sites: Vec<&str> = state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["site"].as_str())
+        .collect();
+    assert!(
+        !sites.contains(&"denied"),
+        "a denied request was forwarded: {state}"
+    );
+    assert!(sites.contains(&"tunnel"));
+
+    // 4. Sealed at shutdown; the transcript lists the exchanges.
+    stop(&gw);
+    let rec = gw.sealed(1).remove(0);
+    let events = http_events(&rec);
+    let find = |method: &str, path: &str| {
+        events
+            .iter()
+            .find(|e| e["method"] == method && e["url"].as_str().unwrap().ends_with(path))
+            .unwrap_or_else(|| panic!("no {method} {path} in {events:#?}"))
+    };
+    let login = find("POST", "/login");
+    assert_eq!(login["status"], 303);
+    assert_eq!(login["rule"], "console-forms");
+    let body = login["body"].as_str().unwrap();
+    assert!(
+        body.contains("username=alice") && body.contains("password=[redacted]"),
+        "{body}"
+    );
+    let items = find("GET", "/api/items");
+    assert_eq!(items["status"], 200);
+    assert!(items["content_type"].as_str().unwrap().contains("json"));
+    assert!(items["resp_bytes"].as_u64().unwrap() > 0);
+    let auth = items["request_headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "authorization")
+        .unwrap();
+    assert_eq!(auth[1], "[redacted]");
+    find("GET", "/api/profile");
+    let denied = events.iter().find(|e| e["action"] == "deny").unwrap();
+    assert_eq!(
+        (denied["status"].as_u64(), denied["rule"].as_str()),
+        (Some(403), Some("no-other-consoles"))
+    );
+    let tunnel = events.iter().find(|e| e["action"] == "tunnel").unwrap();
+    assert_eq!(tunnel["method"], "CONNECT");
+    assert!(!vnc_support::events_of(&rec, "websocket").is_empty());
+    assert!(vnc_support::events_of(&rec, "url")
+        .iter()
+        .any(|u| u["url"].as_str().unwrap().ends_with("/app")));
+    let m = vnc_support::manifest(&rec);
+    assert_eq!(
+        (
+            m["protocol"].as_str(),
+            m["user"].as_str(),
+            m["target"].as_str()
+        ),
+        (Some("web"), Some("alice"), Some("console"))
+    );
+    gw.assert_verifies(&rec);
+
+    // 5. No planted secret, token or cookie anywhere in the recording, the audit log or the log.
+    // (The token database holds tokens by design; everything else is scanned.)
+    let mut all = gw.log();
+    for f in walk(&gw.data()) {
+        if f.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("access.sqlite3"))
+        {
+            continue;
+        }
+        all.push_str(&String::from_utf8_lossy(&std::fs::read(&f).unwrap()));
+    }
+    for (what, secret) in [
+        ("access token", token.as_str()),
+        ("session cookie", COOKIE),
+        ("bearer token", BEARER),
+        ("console password", PASSWORD),
+        ("secret field", FIELD),
+        ("secret text", TEXT),
+    ] {
+        assert!(!all.contains(secret), "{what} leaked");
+    }
+}
+
+#[test]
+fn the_proxy_refuses_browsers_without_a_valid_token() {
+    let c = Console::start();
+    let gw = gateway(&c);
+    let _token = gw.grant("console", &["--ttl", "10m"]);
+    let curl = |auth: Option<&str>| -> (String, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--proxy"])
+            .arg(format!("http://127.0.0.1:{}", gw.web_port))
+            .arg("--cacert")
+            .arg(&c.ca);
+        if let Some(a) = auth {
+            cmd.args(["--proxy-user", a]);
+        }
+        let o = cmd
+            .arg(format!("https://127.0.0.1:{}/login", c.console))
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // No credentials, a wrong token, a token for an unknown target: 407 at CONNECT.
+    for auth in [
+        None,
+        Some("alice@console:wrong-token"),
+        Some("alice@nosuch:x"),
+    ] {
+        let (code, err) = curl(auth);
+        assert!(
+            code == "407" || err.contains("407"),
+            "{auth:?}: {code} {err}"
+        );
+    }
+    // Nothing was recorded and the failures were audited without the token.
+    assert!(psmgate_e2e::recordings(&gw.data()).is_empty());
+    let audit =
+        std::fs::read_to_string(gw.data().join("recordings/audit.jsonl")).unwrap_or_default();
+    assert!(audit.contains("web_auth_failed"), "{audit}");
+    assert!(!audit.contains("wrong-token"));
+}
