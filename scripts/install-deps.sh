@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing psmgate needs on Debian 12 (run as root, or with sudo).
 #   scripts/install-deps.sh          build deps + test peers (ffmpeg, chromium, playwright-core)
-#   scripts/install-deps.sh --build  build deps only (nasm for rav1e, SVT-AV1, pkg-config)
+#   scripts/install-deps.sh --build  build deps only (nasm for rav1e, SVT-AV1, pkg-config, the web
+#                                    recorder's npm package)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,14 @@ if ((${#missing[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The in-page web recorder embeds rrweb's recorder from npm (version pinned by the lockfile).
+if ! command -v npm >/dev/null; then
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm >/dev/null
+fi
+(cd web-recorder && npm ci --no-audit --no-fund --silent)
 
 if [[ "${1:-}" != "--build" ]]; then
   scripts/install-peers.sh

@@ -151,6 +151,18 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "is_zero", default)]
         bytes: u64,
     },
+    /// A batch of the in-page recorder's DOM events (rrweb format) for one page, masked in the
+    /// browser and again by the proxy.
+    Dom {
+        /// The page (one per loaded document).
+        page: String,
+        /// Batch number within the page.
+        seq: u64,
+        /// The page's URL (secret query values redacted).
+        url: String,
+        /// rrweb events.
+        events: Vec<serde_json::Value>,
+    },
     /// A policy decision or enforcement.
     Policy {
         /// Rule id.

@@ -22,9 +22,15 @@
 
 pub mod body;
 pub mod ca;
+pub mod csp;
+pub mod dom;
 pub mod handler;
+pub mod inject;
+pub mod page;
 pub mod pages;
+pub mod recorder;
 pub mod redact;
+pub mod reserved;
 pub mod session;
 pub mod upstream;
 
@@ -133,6 +139,10 @@ pub async fn serve(
     ca: ca::WebCa,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    anyhow::ensure!(
+        recorder::available(),
+        "the in-page web recorder was not installed when psmgate was built: run `npm ci` in web-recorder (scripts/install-deps.sh --build does), then rebuild"
+    );
     let roots = Arc::new(upstream::roots(&gw.config.web.extra_roots)?);
     let connector = upstream::connector(roots.clone())?;
     let ws_tls = Arc::new(upstream::client_config(roots, &[])?);

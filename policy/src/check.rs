@@ -3,6 +3,7 @@
 use crate::error::{index_path, key_path, Issues};
 use crate::mask::{Dim, MaskRegion};
 use crate::model::*;
+use crate::page_mask::{check_pattern, check_selector};
 use crate::secret::{is_valid_env_name, SecretRef};
 use crate::units::{ByteSize, Duration};
 use crate::web::{is_http_token, parse_pattern, WebAction, DEFAULT_DENY_RULE};
@@ -81,7 +82,7 @@ pub fn is_valid_rdp_dynamic_channel_name(name: &str) -> bool {
         && !name.ends_with(' ')
 }
 
-fn protocol_name(p: Protocol) -> &'static str {
+pub(crate) fn protocol_name(p: Protocol) -> &'static str {
     match p {
         Protocol::Vnc => "vnc",
         Protocol::Rdp => "rdp",
@@ -368,6 +369,13 @@ fn target(path: &str, n: &str, t: &Target, out: &mut Issues) {
     rdp_channels(path, t, out);
     rdp_dynamic_channels(path, t, out);
     target_domains(path, t, out);
+    page_masks(
+        path,
+        &t.mask_selectors,
+        &t.mask_patterns,
+        (t.protocol != Protocol::Web).then(|| crate::lower::web_only_refused(t.protocol)),
+        out,
+    );
     let mut ids = BTreeSet::new();
     let masks = key_path(path, "masks");
     for (i, m) in t.masks.iter().enumerate() {
@@ -592,16 +600,62 @@ fn target_domains(path: &str, t: &Target, out: &mut Issues) {
     };
     let path = key_path(path, "domains");
     if t.protocol != Protocol::Web {
-        out.push(
-            path,
-            format!(
-                "only valid for web targets (this target's protocol is {:?})",
-                protocol_name(t.protocol)
-            ),
-        );
+        out.push(path, crate::lower::web_only_refused(t.protocol));
         return;
     }
     domain_list(&path, "domains", domains, out);
+}
+
+/// `mask_selectors` and `mask_patterns` of a target (web targets only) or of a web rule
+/// (`refused` says why when the key is not allowed there).
+fn page_masks(
+    path: &str,
+    selectors: &[String],
+    patterns: &[String],
+    refused: Option<String>,
+    out: &mut Issues,
+) {
+    for (key, empty) in [
+        ("mask_selectors", selectors.is_empty()),
+        ("mask_patterns", patterns.is_empty()),
+    ] {
+        if let (false, Some(why)) = (empty, &refused) {
+            // Lowering already refused a key that was written, empty or not.
+            push_once(out, key_path(path, key), why.clone());
+        }
+    }
+    if refused.is_some() {
+        return;
+    }
+    let sp = key_path(path, "mask_selectors");
+    let mut seen = BTreeMap::new();
+    for (i, s) in selectors.iter().enumerate() {
+        let p = index_path(&sp, i);
+        match check_selector(s) {
+            Err(message) => out.push(p, message),
+            Ok(canonical) => {
+                if let Some(first) = seen.insert(canonical, i) {
+                    out.push(
+                        p,
+                        format!("{s:?} is already listed at mask_selectors[{first}]"),
+                    );
+                }
+            }
+        }
+    }
+    let pp = key_path(path, "mask_patterns");
+    let mut seen = BTreeMap::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        let p = index_path(&pp, i);
+        if let Err(message) = check_pattern(pattern) {
+            out.push(p, message);
+        } else if let Some(first) = seen.insert(pattern.as_str(), i) {
+            out.push(
+                p,
+                format!("{pattern:?} is already listed at mask_patterns[{first}]"),
+            );
+        }
+    }
 }
 
 fn web_rules(c: &Config, out: &mut Issues) {
@@ -678,9 +732,16 @@ fn web_rules(c: &Config, out: &mut Issues) {
             push_once(
                 out,
                 key_path(&path, "record_bodies"),
-                crate::lower::record_bodies_refused(r.action),
+                crate::lower::record_only_refused(r.action),
             );
         }
+        page_masks(
+            &path,
+            &r.mask_selectors,
+            &r.mask_patterns,
+            (r.action != WebAction::Record).then(|| crate::lower::record_only_refused(r.action)),
+            out,
+        );
     }
 }
 

@@ -9,7 +9,9 @@ pub mod error;
 mod lower;
 pub mod mask;
 mod model;
+mod page_mask;
 pub mod secret;
+pub mod selector;
 mod source;
 pub mod units;
 mod web;
@@ -30,7 +32,9 @@ pub use model::{
     DEFAULT_REDACT_FIELDS, MAX_RDP_CHANNELS, MAX_RDP_CHANNEL_NAME, MAX_RDP_DYNAMIC_CHANNEL_NAME,
     RDP_GRAPHICS_DYNAMIC_CHANNEL,
 };
+pub use page_mask::{MAX_MASK_PATTERN, MAX_MASK_SELECTOR};
 pub use secret::{Secret, SecretError, SecretRef};
+pub use selector::{ElementView, SelectorList};
 pub use units::{ByteSize, Duration};
 pub use web::{
     domain_matches, is_valid_domain_pattern, WebAction, WebDecision, DEFAULT_DENY_RULE,

@@ -114,6 +114,8 @@ struct RawTarget {
     rdp_channels: Option<Vec<String>>,
     rdp_dynamic_channels: Option<Vec<String>>,
     domains: Option<Vec<String>>,
+    mask_selectors: Option<Vec<String>>,
+    mask_patterns: Option<Vec<String>>,
     /// Recognised only to be refused with an explanation (see [`ANONYMOUS_REFUSED`]).
     allow_none: Option<Value>,
     /// Recognised only to be refused with an explanation (see [`ANONYMOUS_REFUSED`]).
@@ -157,16 +159,27 @@ struct RawWebRule {
     domains: Option<Vec<String>>,
     action: WebAction,
     record_bodies: Option<bool>,
+    mask_selectors: Option<Vec<String>>,
+    mask_patterns: Option<Vec<String>>,
 }
 
-/// Why `record_bodies` is refused on a rule that does not record.
-pub(crate) fn record_bodies_refused(action: WebAction) -> String {
+/// Why `record_bodies`, `mask_selectors` and `mask_patterns` are refused on a rule that does
+/// not record.
+pub(crate) fn record_only_refused(action: WebAction) -> String {
     let action = match action {
         WebAction::Record => "record",
         WebAction::Tunnel => "tunnel",
         WebAction::Deny => "deny",
     };
     format!("only allowed with action = \"record\" (this rule's action is {action:?})")
+}
+
+/// Why a key that only `web` targets take is refused on a target of `protocol`.
+pub(crate) fn web_only_refused(protocol: Protocol) -> String {
+    format!(
+        "only valid for web targets (this target's protocol is {:?})",
+        crate::check::protocol_name(protocol)
+    )
 }
 
 /// The typed sections produced from a document.
@@ -435,6 +448,8 @@ impl Ctx<'_> {
     fn target(&mut self, path: &str, t: RawTarget) -> Target {
         let address = self.address(&key_path(path, "address"), t.protocol, &t.address);
         let masks_path = key_path(path, "masks");
+        let mask_selectors_written = t.mask_selectors.is_some();
+        let mask_patterns_written = t.mask_patterns.is_some();
         let target = Target {
             protocol: t.protocol,
             username: t.username,
@@ -486,6 +501,8 @@ impl Ctx<'_> {
                 (Protocol::Web, None) => Some(default_domains(&address)),
                 (_, written) => written,
             },
+            mask_selectors: t.mask_selectors.unwrap_or_default(),
+            mask_patterns: t.mask_patterns.unwrap_or_default(),
             address,
         };
         for (key, present) in [
@@ -494,6 +511,17 @@ impl Ctx<'_> {
         ] {
             if present {
                 self.issues.push(key_path(path, key), ANONYMOUS_REFUSED);
+            }
+        }
+        if t.protocol != Protocol::Web {
+            for (key, present) in [
+                ("mask_selectors", mask_selectors_written),
+                ("mask_patterns", mask_patterns_written),
+            ] {
+                if present {
+                    self.issues
+                        .push(key_path(path, key), web_only_refused(t.protocol));
+                }
             }
         }
         target
@@ -678,11 +706,17 @@ impl Ctx<'_> {
             );
             Vec::new()
         });
-        if r.record_bodies.is_some() && r.action != WebAction::Record {
-            self.issues.push(
-                key_path(path, "record_bodies"),
-                record_bodies_refused(r.action),
-            );
+        if r.action != WebAction::Record {
+            for (key, present) in [
+                ("record_bodies", r.record_bodies.is_some()),
+                ("mask_selectors", r.mask_selectors.is_some()),
+                ("mask_patterns", r.mask_patterns.is_some()),
+            ] {
+                if present {
+                    self.issues
+                        .push(key_path(path, key), record_only_refused(r.action));
+                }
+            }
         }
         WebRule {
             id: r.id,
@@ -692,6 +726,8 @@ impl Ctx<'_> {
             domains,
             action: r.action,
             record_bodies: r.record_bodies.unwrap_or(false),
+            mask_selectors: r.mask_selectors.unwrap_or_default(),
+            mask_patterns: r.mask_patterns.unwrap_or_default(),
         }
     }
 }

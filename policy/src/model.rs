@@ -376,6 +376,16 @@ pub struct Target {
     /// for other protocols (the key is only valid for `web` targets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domains: Option<Vec<String>>,
+    /// `mask_selectors`: elements whose content the in-page recorder of a `web` target never
+    /// records on the target's `domains` (selectors in the subset [`crate::SelectorList`]
+    /// parses). Only valid for `web` targets; see [`crate::Config::web_decision`] for the list
+    /// as applied to a host.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mask_selectors: Vec<String>,
+    /// `mask_patterns`: regular expressions (`regex` crate syntax) whose matches in page text
+    /// are never recorded on the target's `domains`. Only valid for `web` targets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mask_patterns: Vec<String>,
     /// Screen regions blacked out in recordings.
     pub masks: Vec<MaskRegion>,
     /// Clipboard transfers: which directions are allowed and what the transcript keeps.
@@ -582,6 +592,14 @@ pub struct WebRule {
     /// refused on other actions.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub record_bodies: bool,
+    /// Elements never recorded on the hosts the rule records (see [`Target::mask_selectors`]);
+    /// only with [`WebAction::Record`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mask_selectors: Vec<String>,
+    /// Text never recorded on the hosts the rule records (see [`Target::mask_patterns`]); only
+    /// with [`WebAction::Record`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mask_patterns: Vec<String>,
 }
 
 impl WebRule {

@@ -2,6 +2,7 @@
 //! connection through untouched) or deny (answer with a block page naming the rule).
 
 use crate::model::{Protocol, TargetAddress};
+use crate::page_mask::{union_patterns, union_selectors};
 use crate::Config;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv6Addr};
@@ -34,6 +35,14 @@ pub struct WebDecision {
     pub rule_id: String,
     /// Keep request bodies in the transcript (only ever true with [`WebAction::Record`]).
     pub record_bodies: bool,
+    /// Elements the in-page recorder never records (`mask_selectors` as configured; each parses
+    /// with [`crate::SelectorList::parse`] in a validated configuration). With
+    /// [`WebAction::Record`]: the deciding rule's, then the target's when the host is one of
+    /// the target's `domains`, each once. Empty otherwise.
+    pub mask_selectors: Vec<String>,
+    /// Regular expressions whose matches in page text are never recorded (`mask_patterns` as
+    /// configured), gathered like `mask_selectors`. Empty unless [`WebAction::Record`].
+    pub mask_patterns: Vec<String>,
 }
 
 impl WebDecision {
@@ -43,6 +52,8 @@ impl WebDecision {
             action: WebAction::Deny,
             rule_id: DEFAULT_DENY_RULE.to_owned(),
             record_bodies: false,
+            mask_selectors: Vec::new(),
+            mask_patterns: Vec::new(),
         }
     }
 }
@@ -54,7 +65,9 @@ impl Config {
     ///
     /// The `[[web_rules]]` that cover the user and the target are tried in file order; the first
     /// whose `domains` match the host decides. Otherwise a host matching the target's `domains`
-    /// is recorded (rule id `target:<name>`, no bodies). Otherwise, and for unknown users,
+    /// is recorded (rule id `target:<name>`, no bodies). A recorded host gets the deciding
+    /// rule's masks, then the target's when the host matches the target's `domains` (see
+    /// [`WebDecision::mask_selectors`]). Otherwise, and for unknown users,
     /// unknown targets, targets that are not `web` targets and hosts that are not host names or
     /// IP addresses, the host is denied ([`DEFAULT_DENY_RULE`]). Whether the user may use the
     /// target at all is [`Config::is_allowed`]'s decision, not this one's.
@@ -65,22 +78,42 @@ impl Config {
         if t.protocol != Protocol::Web || parse_host(host).is_none() {
             return WebDecision::default_deny();
         }
+        let on_target = t.domains.iter().flatten().any(|d| domain_matches(d, host));
+        let target_selectors = if on_target {
+            &t.mask_selectors[..]
+        } else {
+            &[]
+        };
+        let target_patterns = if on_target { &t.mask_patterns[..] } else { &[] };
         if let Some(r) = self
             .web_rules
             .iter()
             .find(|r| r.applies_to(user, &u.roles, target) && r.matches_host(host))
         {
+            let record = r.action == WebAction::Record;
             return WebDecision {
                 action: r.action,
                 rule_id: r.id.clone(),
-                record_bodies: r.action == WebAction::Record && r.record_bodies,
+                record_bodies: record && r.record_bodies,
+                mask_selectors: if record {
+                    union_selectors(&r.mask_selectors, target_selectors)
+                } else {
+                    Vec::new()
+                },
+                mask_patterns: if record {
+                    union_patterns(&r.mask_patterns, target_patterns)
+                } else {
+                    Vec::new()
+                },
             };
         }
-        if t.domains.iter().flatten().any(|d| domain_matches(d, host)) {
+        if on_target {
             return WebDecision {
                 action: WebAction::Record,
                 rule_id: format!("{TARGET_RULE_PREFIX}{target}"),
                 record_bodies: false,
+                mask_selectors: union_selectors(target_selectors, &[]),
+                mask_patterns: union_patterns(target_patterns, &[]),
             };
         }
         WebDecision::default_deny()

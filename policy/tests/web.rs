@@ -474,6 +474,8 @@ fn web_rules_changed_in_code() {
         domains: vec![],
         action: WebAction::Tunnel,
         record_bodies: true,
+        mask_selectors: vec![],
+        mask_patterns: vec![],
     });
     assert_eq!(
         validate(&c),
@@ -655,6 +657,8 @@ fn decisions_serialise_with_lower_case_actions() {
         action: WebAction::Tunnel,
         rule_id: "cdn".into(),
         record_bodies: false,
+        mask_selectors: vec![],
+        mask_patterns: vec![],
     };
     let t = toml::to_string(&d).unwrap();
     assert!(t.contains("action = \"tunnel\""), "{t}");
@@ -681,18 +685,320 @@ fn the_sample_configures_the_console_proxy() {
         .iter()
         .find(|r| r.action == WebAction::Deny)
         .expect("a deny rule");
-    assert_eq!(
-        c.web_decision("alice", "aws-console", "console.aws.amazon.com")
-            .action,
-        WebAction::Record
-    );
+    let d = c.web_decision("alice", "aws-console", "console.aws.amazon.com");
+    assert_eq!(d.action, WebAction::Record);
+    assert_eq!(d.mask_selectors, ["input[name=mfaCode]", ".access-key"]);
+    assert_eq!(d.mask_patterns, ["AKIA[0-9A-Z]{16}"]);
     for r in [tunnel, deny] {
         let host = r.domains[0].replace('*', "x");
         let d = c.web_decision("alice", "aws-console", &host);
         assert_eq!((d.action, d.rule_id.as_str()), (r.action, r.id.as_str()));
+        assert!(d.mask_selectors.is_empty() && d.mask_patterns.is_empty());
     }
     assert_eq!(
         c.web_decision("alice", "aws-console", "example.com"),
         WebDecision::default_deny()
     );
+}
+
+const MASKED: &str = r##"
+[targets.masked]
+protocol = "web"
+address = "https://console.example.com"
+domains = ["console.example.com", "*.console.example.com"]
+mask_selectors = ["#api-key", ".secret", "input[name=otp]"]
+mask_patterns = ["AKIA[0-9A-Z]{16}", "\\b\\d{16}\\b"]
+
+[[web_rules]]
+id = "tunnel-static"
+targets = ["masked"]
+domains = ["static.console.example.com"]
+action = "tunnel"
+
+[[web_rules]]
+id = "deny-billing"
+domains = ["billing.console.example.com"]
+action = "deny"
+
+[[web_rules]]
+id = "iam-forms"
+targets = ["masked"]
+domains = ["iam.console.example.com", "signin.example.net"]
+action = "record"
+record_bodies = true
+mask_selectors = ["form.mfa input", "input[name=\"otp\"]", "#api-key", "[data-secret]"]
+mask_patterns = ["ASIA[0-9A-Z]{16}", "AKIA[0-9A-Z]{16}"]
+
+[[web_rules]]
+id = "carol-plain"
+users = ["carol"]
+domains = ["*.console.example.com"]
+action = "record"
+"##;
+
+fn masks(
+    c: &Config,
+    user: &str,
+    target: &str,
+    host: &str,
+) -> (WebAction, String, Vec<String>, Vec<String>) {
+    let d = c.web_decision(user, target, host);
+    (d.action, d.rule_id, d.mask_selectors, d.mask_patterns)
+}
+
+#[test]
+fn page_masks_load_and_enter_the_policy_version() {
+    let c = load(&format!("{BASE}{MASKED}"));
+    let t = &c.targets["masked"];
+    assert_eq!(t.mask_selectors, ["#api-key", ".secret", "input[name=otp]"]);
+    assert_eq!(t.mask_patterns, ["AKIA[0-9A-Z]{16}", "\\b\\d{16}\\b"]);
+    let r = &c.web_rules[2];
+    assert_eq!(r.mask_selectors.len(), 4);
+    assert_eq!(r.mask_patterns, ["ASIA[0-9A-Z]{16}", "AKIA[0-9A-Z]{16}"]);
+    assert!(c.web_rules[0].mask_selectors.is_empty());
+    assert!(c.targets["aws-console"].mask_patterns.is_empty());
+    let canonical = c.canonical_toml();
+    assert_eq!(
+        canonical.matches("mask_selectors = ").count(),
+        2,
+        "{canonical}"
+    );
+    assert_eq!(
+        canonical.matches("mask_patterns = ").count(),
+        2,
+        "{canonical}"
+    );
+    let again = load(&canonical);
+    assert_eq!(again.policy_version(), c.policy_version());
+    assert_eq!(again.targets, c.targets);
+    assert_eq!(again.web_rules, c.web_rules);
+    // Empty lists are left out of the canonical form: writing them changes nothing.
+    assert!(!load(BASE).canonical_toml().contains("mask_"));
+    let explicit = load(&format!("{BASE}mask_selectors = []\nmask_patterns = []\n"));
+    assert_eq!(explicit.policy_version(), load(BASE).policy_version());
+    // Every entry is part of the policy version.
+    let fewer = load(&format!("{BASE}{MASKED}").replace(", \".secret\"", ""));
+    assert_ne!(fewer.policy_version(), c.policy_version());
+    let other = load(&format!("{BASE}{MASKED}").replace("ASIA", "ABIA"));
+    assert_ne!(other.policy_version(), c.policy_version());
+}
+
+#[test]
+fn decisions_carry_the_rule_masks_then_the_target_masks() {
+    let c = load(&format!("{BASE}{MASKED}"));
+    use WebAction::*;
+    let none: Vec<String> = Vec::new();
+    // Recorded through the target's domains: the target's masks, in the order configured.
+    assert_eq!(
+        masks(&c, "alice", "masked", "console.example.com"),
+        (
+            Record,
+            "target:masked".to_owned(),
+            strings(&["#api-key", ".secret", "input[name=otp]"]),
+            strings(&["AKIA[0-9A-Z]{16}", "\\b\\d{16}\\b"])
+        )
+    );
+    // Recorded by a rule on one of the target's domains: the rule's masks first, then the
+    // target's not already listed (`input[name="otp"]` is `input[name=otp]`).
+    assert_eq!(
+        masks(&c, "alice", "masked", "iam.console.example.com"),
+        (
+            Record,
+            "iam-forms".to_owned(),
+            strings(&[
+                "form.mfa input",
+                "input[name=\"otp\"]",
+                "#api-key",
+                "[data-secret]",
+                ".secret"
+            ]),
+            strings(&["ASIA[0-9A-Z]{16}", "AKIA[0-9A-Z]{16}", "\\b\\d{16}\\b"])
+        )
+    );
+    // Recorded by the same rule on a host that is not one of the target's domains: the rule's
+    // masks only.
+    assert_eq!(
+        masks(&c, "alice", "masked", "signin.example.net"),
+        (
+            Record,
+            "iam-forms".to_owned(),
+            strings(&[
+                "form.mfa input",
+                "input[name=\"otp\"]",
+                "#api-key",
+                "[data-secret]"
+            ]),
+            strings(&["ASIA[0-9A-Z]{16}", "AKIA[0-9A-Z]{16}"])
+        )
+    );
+    // A recording rule without masks of its own still passes the target's on.
+    assert_eq!(
+        masks(&c, "carol", "masked", "eu.console.example.com"),
+        (
+            Record,
+            "carol-plain".to_owned(),
+            strings(&["#api-key", ".secret", "input[name=otp]"]),
+            strings(&["AKIA[0-9A-Z]{16}", "\\b\\d{16}\\b"])
+        )
+    );
+    // Nothing is recorded on tunnelled and denied hosts, so there is nothing to mask.
+    for (host, action, rule) in [
+        ("static.console.example.com", Tunnel, "tunnel-static"),
+        ("billing.console.example.com", Deny, "deny-billing"),
+        ("elsewhere.example.com", Deny, "default-deny"),
+    ] {
+        assert_eq!(
+            masks(&c, "alice", "masked", host),
+            (action, rule.to_owned(), none.clone(), none.clone()),
+            "{host}"
+        );
+    }
+    // Another target does not get this target's masks, even through the same rule.
+    assert_eq!(
+        masks(&c, "carol", "intranet", "eu.console.example.com"),
+        (Record, "carol-plain".to_owned(), none.clone(), none.clone())
+    );
+    assert_eq!(
+        masks(&c, "alice", "aws-console", "console.aws.amazon.com"),
+        (Record, "target:aws-console".to_owned(), none.clone(), none)
+    );
+}
+
+#[test]
+fn page_mask_diagnostics() {
+    let text = format!(
+        r##"{BASE}mask_selectors = ["#ok", "", "form > input", "a:hover", "#OK", "[maxlength=10]"]
+mask_patterns = ["AKIA[0-9A-Z]{{16}}", "", "a*", "\\b", "AKIA[", "x?y?", "AKIA[0-9A-Z]{{16}}"]
+"##
+    );
+    assert_eq!(
+        diagnostics(&text),
+        [
+            "psmgate.toml:22:26: targets.intranet.mask_selectors[1]: is empty; write a selector such as \"#api-key\", \".secret\" or \"input[name=otp]\"",
+            "psmgate.toml:22:30: targets.intranet.mask_selectors[2]: \"form > input\": the child combinator '>' at character 6 is not supported; only descendant selectors are (compounds separated by white space, e.g. \"form input\")",
+            "psmgate.toml:22:46: targets.intranet.mask_selectors[3]: \"a:hover\": the pseudo-class \":hover\" at character 2 is not supported (pseudo-classes and pseudo-elements are not part of the selector subset)",
+            "psmgate.toml:22:64: targets.intranet.mask_selectors[5]: \"[maxlength=10]\": the value at character 12 is neither a name nor a quoted string; quote it, e.g. [maxlength=\"…\"]",
+            "psmgate.toml:23:38: targets.intranet.mask_patterns[1]: is empty; write a regular expression such as \"AKIA[0-9A-Z]{16}\"",
+            "psmgate.toml:23:42: targets.intranet.mask_patterns[2]: \"a*\" matches the empty string: it would mask nothing useful and everything between characters",
+            "psmgate.toml:23:48: targets.intranet.mask_patterns[3]: \"\\\\b\" matches the empty string: it would mask nothing useful and everything between characters",
+            "psmgate.toml:23:55: targets.intranet.mask_patterns[4]: \"AKIA[\" is not a valid regular expression: unclosed character class at character 5",
+            "psmgate.toml:23:64: targets.intranet.mask_patterns[5]: \"x?y?\" matches the empty string: it would mask nothing useful and everything between characters",
+            "psmgate.toml:23:72: targets.intranet.mask_patterns[6]: \"AKIA[0-9A-Z]{16}\" is already listed at mask_patterns[0]",
+        ]
+    );
+    // Selectors are compared by meaning: `#OK` is not `#ok` (ids are case-sensitive), but
+    // `INPUT.x` is `input.x`.
+    let e = diagnostics(&format!(
+        "{BASE}mask_selectors = [\"input.x\", \"INPUT.x\", \"#ok\", \"#OK\"]\n"
+    ));
+    assert_eq!(
+        e,
+        ["psmgate.toml:22:30: targets.intranet.mask_selectors[1]: \"INPUT.x\" is already listed at mask_selectors[0]"]
+    );
+    // Length limits, in characters.
+    let selector = format!(".{}", "é".repeat(MAX_MASK_SELECTOR - 1));
+    let pattern = format!("x{}", "é".repeat(MAX_MASK_PATTERN - 1));
+    load(&format!(
+        "{BASE}mask_selectors = [\"{selector}\"]\nmask_patterns = [\"{pattern}\"]\n"
+    ));
+    let e = diagnostics(&format!(
+        "{BASE}mask_selectors = [\"{selector}é\"]\nmask_patterns = [\"{pattern}é\"]\n"
+    ));
+    assert_eq!(
+        e,
+        [
+            "psmgate.toml:22:19: targets.intranet.mask_selectors[0]: is 257 characters long; a selector has at most 256",
+            "psmgate.toml:23:18: targets.intranet.mask_patterns[0]: is 513 characters long; a pattern has at most 512",
+        ]
+    );
+    // The engine's own limits are reported too.
+    let e = diagnostics(&format!("{BASE}mask_patterns = [\"a{{1000}}{{1000}}\"]\n"));
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("psmgate.toml:22:18: targets.intranet.mask_patterns[0]: \"a{1000}{1000}\" is not a valid regular expression: ")
+            && e[0].contains("size limit")
+            && !e[0].contains('\n'),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn page_masks_only_where_something_is_recorded() {
+    // Only web targets take the keys, even empty.
+    let text = BASE.replace(
+        "address = \"127.0.0.1:5901\"\n",
+        "address = \"127.0.0.1:5901\"\nmask_selectors = []\nmask_patterns = [\"x+\"]\n",
+    );
+    assert_eq!(
+        diagnostics(&text),
+        [
+            "psmgate.toml:14:18: targets.lab-vnc.mask_selectors: only valid for web targets (this target's protocol is \"vnc\")",
+            "psmgate.toml:15:17: targets.lab-vnc.mask_patterns: only valid for web targets (this target's protocol is \"vnc\")",
+        ]
+    );
+    // Only recording rules take them.
+    let e = diagnostics(&format!(
+        r#"{BASE}
+[[web_rules]]
+id = "t"
+domains = ["*.cdn.example"]
+action = "tunnel"
+mask_selectors = [".secret"]
+
+[[web_rules]]
+id = "d"
+domains = ["*"]
+action = "deny"
+mask_patterns = []
+"#
+    ));
+    assert_eq!(
+        e,
+        [
+            "psmgate.toml:27:18: web_rules[0].mask_selectors: only allowed with action = \"record\" (this rule's action is \"tunnel\")",
+            "psmgate.toml:33:17: web_rules[1].mask_patterns: only allowed with action = \"record\" (this rule's action is \"deny\")",
+        ]
+    );
+    // A recording rule's entries are checked like a target's.
+    let e = diagnostics(&format!(
+        "{BASE}\n[[web_rules]]\nid = \"r\"\ndomains = [\"*\"]\naction = \"record\"\nmask_selectors = [\"a + b\"]\nmask_patterns = [\"(\"]\n"
+    ));
+    assert_eq!(
+        e,
+        [
+            "psmgate.toml:27:19: web_rules[0].mask_selectors[0]: \"a + b\": the sibling combinator '+' at character 3 is not supported; only descendant selectors are (compounds separated by white space, e.g. \"form input\")",
+            "psmgate.toml:28:18: web_rules[0].mask_patterns[0]: \"(\" is not a valid regular expression: unclosed group at character 1",
+        ]
+    );
+    let e = diagnostics(&format!("{BASE}mask_selectors = \".secret\"\n"));
+    assert!(
+        e[0].starts_with("psmgate.toml:22:18: targets.intranet.mask_selectors: invalid type"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn page_masks_changed_in_code() {
+    let mut c = load(&format!("{BASE}{MASKED}"));
+    if let Some(t) = c.targets.get_mut("lab-vnc") {
+        t.mask_patterns.push("x+".into());
+    }
+    if let Some(t) = c.targets.get_mut("masked") {
+        t.mask_selectors.push("p::after".into());
+    }
+    c.web_rules[0].mask_selectors.push(".x".into());
+    c.web_rules[2].mask_patterns.push(".*".into());
+    assert_eq!(
+        validate(&c),
+        [
+            "psmgate.toml:11:1: targets.lab-vnc.mask_patterns: only valid for web targets (this target's protocol is \"vnc\")",
+            "psmgate.toml:27:18: targets.masked.mask_selectors[3]: \"p::after\": the pseudo-element \"::after\" at character 2 is not supported (pseudo-classes and pseudo-elements are not part of the selector subset)",
+            "psmgate.toml:30:1: web_rules[0].mask_selectors: only allowed with action = \"record\" (this rule's action is \"tunnel\")",
+            "psmgate.toml:48:17: web_rules[2].mask_patterns[2]: \".*\" matches the empty string: it would mask nothing useful and everything between characters",
+        ]
+    );
+    // Masks on a rule that does not record never reach a decision.
+    let d = c.web_decision("alice", "masked", "static.console.example.com");
+    assert_eq!(d.action, WebAction::Tunnel);
+    assert!(d.mask_selectors.is_empty() && d.mask_patterns.is_empty());
 }

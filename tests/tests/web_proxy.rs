@@ -109,16 +109,23 @@ fn drive(input: &Value) -> Vec<Value> {
 
 /// The gateway with a web target for the console and rules for the other two hosts.
 fn gateway(c: &Console) -> Gateway {
+    gateway_with(c, "15s")
+}
+
+/// [`gateway`] with the recorder heartbeat timeout given.
+fn gateway_with(c: &Console, heartbeat: &str) -> Gateway {
     let extra = format!(
-        r#"
+        r##"
 [targets.console]
 protocol = "web"
 address = "https://127.0.0.1:{port}/login"
 domains = ["127.0.0.1"]
+mask_selectors = ["#api-key", ".secret-text"]
 
 [web]
 extra_roots = ["{ca}"]
 idle_timeout = "10m"
+heartbeat_timeout = "{heartbeat}"
 
 [[web_rules]]
 id = "console-forms"
@@ -135,7 +142,7 @@ action = "deny"
 id = "static-cdn"
 domains = ["127.0.0.3"]
 action = "tunnel"
-"#,
+"##,
         port = c.console,
         ca = c.ca.display()
     );
@@ -216,6 +223,24 @@ fn a_browser_session_through_the_proxy_is_recorded_without_its_secrets() {
         assert!(app.contains(shown), "app shows {app:?}");
     }
     assert_eq!(results[6]["status"], 200, "{:?}", results[6]);
+    // The page's CSP is kept, with exactly the recorder admitted.
+    let csp = results[6]["csp"].as_str().unwrap_or_default();
+    for kept in [
+        "default-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(kept), "CSP lost {kept:?}: {csp}");
+    }
+    assert!(
+        csp.contains("/__psmgate/recorder.js") || csp.contains("'nonce-"),
+        "{csp}"
+    );
+    assert!(
+        !csp.contains("unsafe-eval") && !csp.contains("'unsafe-inline'"),
+        "{csp}"
+    );
     // 2. The denied host shows the block page naming the rule; nothing reached it.
     assert_eq!(results[7]["status"], 403, "{:?}", results[7]);
     assert!(results[7]["text"]
@@ -284,6 +309,21 @@ fn a_browser_session_through_the_proxy_is_recorded_without_its_secrets() {
     assert!(vnc_support::events_of(&rec, "url")
         .iter()
         .any(|u| u["url"].as_str().unwrap().ends_with("/app")));
+    // The DOM recording holds what the admin saw: the app's rendered data and the visible text
+    // of the keys page (its secrets masked).
+    let dom = vnc_support::events_of(&rec, "dom");
+    assert!(!dom.is_empty(), "no DOM recording");
+    let mut seen = String::new();
+    collect_text(&Value::Array(dom.clone()), &mut seen);
+    for shown in [
+        "alpha-instance",
+        "profile: alice",
+        "visible-plain-text",
+        "Instances",
+    ] {
+        assert!(seen.contains(shown), "DOM recording lacks {shown:?}");
+    }
+    assert!(!vnc_support::events_of(&rec, "title").is_empty());
     let m = vnc_support::manifest(&rec);
     assert_eq!(
         (
@@ -316,6 +356,79 @@ fn a_browser_session_through_the_proxy_is_recorded_without_its_secrets() {
     ] {
         assert!(!all.contains(secret), "{what} leaked");
     }
+}
+
+/// Every string in `v` (text nodes, attribute values, input texts), appended to `out`.
+fn collect_text(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_text(x, out)),
+        Value::Object(o) => o.values().for_each(|x| collect_text(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn a_page_whose_recorder_is_blocked_ends_the_session() {
+    let c = Console::start();
+    let gw = gateway_with(&c, "2s");
+    let token = gw.grant("console", &["--ttl", "10m"]);
+    let o = gw.psmgate(&["ca", "export"]);
+    let gw_ca = gw.dir.path().join("gateway-ca.pem");
+    std::fs::write(&gw_ca, &o.stdout).unwrap();
+    let base = format!("https://127.0.0.1:{}", c.console);
+    let results = drive(&serde_json::json!({
+        "proxy": format!("http://127.0.0.1:{}", gw.web_port),
+        "username": "alice@console",
+        "password": token,
+        "ca": [gw_ca],
+        "steps": [
+            // An extension (or the page) keeps the recorder from running.
+            {"abort": "**/__psmgate/**"},
+            {"goto": format!("{base}/login")},
+            {"sleep": 3500},
+            {"goto": format!("{base}/login")},
+        ]
+    }));
+    assert_eq!(results[1]["status"], 200, "{results:?}");
+    assert_eq!(results[3]["status"], 403, "{results:?}");
+    assert!(
+        results[3]["text"]
+            .as_str()
+            .unwrap()
+            .contains("recorder-heartbeat"),
+        "{results:?}"
+    );
+    stop(&gw);
+    let rec = gw.sealed(1).remove(0);
+    let policy = vnc_support::events_of(&rec, "policy");
+    assert!(
+        policy
+            .iter()
+            .any(|p| p["rule"] == "recorder-heartbeat" && p["action"] == "terminated"),
+        "{policy:?}"
+    );
+    let m = vnc_support::manifest(&rec);
+    assert!(
+        m["end_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ended by policy"),
+        "{m}"
+    );
+    gw.assert_verifies(&rec);
+    // The console saw the first page only.
+    let state = c.state();
+    let logins = state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"] == "/login")
+        .count();
+    assert_eq!(logins, 1, "{state}");
 }
 
 #[test]

@@ -13,12 +13,14 @@
 //    "timeout": 15000,                           per-step timeout in ms (optional)
 //    "steps": [...]}
 // Steps, one result each, in order:
-//   {"goto": URL}                                 -> {status, url, title, text, error?}
+//   {"goto": URL}                                 -> {status, url, title, text, csp?, error?}
 //   {"fill": SELECTOR, "value": V}                -> {ok, error?}
 //   {"click": SELECTOR, "waitForNavigation": B}   -> {ok, status?, url, title, error?}
 //   {"waitFor": SELECTOR, "timeout": MS}          -> {found}
 //   {"eval": "js expression"}                     -> {value, error?}
 //   {"screenshot": "name.png"}                    -> {path, error?}
+//   {"abort": "URL glob"}                         -> {ok}  (matching requests fail from then on)
+//   {"sleep": MS}                                 -> {ok}
 // Output: one JSON line {"results":[...],"page_errors":[...]} on stdout, exit 0.
 // Exit 1 (message on stderr) when the browser cannot be set up, 2 on bad input.
 //
@@ -90,9 +92,11 @@ function readInput() {
   }
   input.steps.forEach((s, i) => {
     if (typeof s !== 'object' || s === null) throw new InputError(`step ${i} is not an object`);
-    const kinds = ['goto', 'fill', 'click', 'waitFor', 'eval', 'screenshot'].filter((k) => k in s);
-    if (kinds.length !== 1) throw new InputError(`step ${i} must have exactly one of goto, fill, click, waitFor, eval, screenshot`);
-    if (typeof s[kinds[0]] !== 'string') throw new InputError(`step ${i}: "${kinds[0]}" must be a string`);
+    const kinds = ['goto', 'fill', 'click', 'waitFor', 'eval', 'screenshot', 'abort', 'sleep'].filter((k) => k in s);
+    if (kinds.length !== 1) throw new InputError(`step ${i} must have exactly one of goto, fill, click, waitFor, eval, screenshot, abort, sleep`);
+    if (kinds[0] === 'sleep') {
+      if (!(Number.isFinite(s.sleep) && s.sleep >= 0)) throw new InputError(`step ${i}: "sleep" must be a number of milliseconds`);
+    } else if (typeof s[kinds[0]] !== 'string') throw new InputError(`step ${i}: "${kinds[0]}" must be a string`);
     if (kinds[0] === 'fill' && typeof s.value !== 'string') throw new InputError(`step ${i}: fill needs a string "value"`);
   });
   return input;
@@ -133,10 +137,20 @@ async function pageInfo(page) {
 }
 
 async function runStep(page, step, input, timeout) {
+  if ('abort' in step) {
+    // Requests matching the glob fail from now on (as if blocked by an extension).
+    await page.route(step.abort, (route) => route.abort());
+    return { ok: true };
+  }
+  if ('sleep' in step) {
+    await new Promise((r) => setTimeout(r, step.sleep));
+    return { ok: true };
+  }
   if ('goto' in step) {
     try {
       const response = await page.goto(step.goto, { waitUntil: 'load', timeout: step.timeout ?? timeout * 2 });
-      return { status: response ? response.status() : null, ...(await pageInfo(page)) };
+      const csp = response ? (await response.allHeaders())['content-security-policy'] : undefined;
+      return { status: response ? response.status() : null, ...(await pageInfo(page)), ...(csp ? { csp } : {}) };
     } catch (e) {
       return { status: null, ...(await pageInfo(page)), error: errorText(e) };
     }

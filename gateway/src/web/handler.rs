@@ -7,9 +7,11 @@
 
 use super::body::{Counted, Tap};
 use super::pages;
+use super::recorder;
 use super::redact;
 use super::session::{ensure_recording, Refusal, WebSession};
 use super::WebGateway;
+use super::{page, reserved};
 use hudsucker::hyper::{header, Method, Request, Response};
 use hudsucker::tokio_tungstenite::tungstenite::Message;
 use hudsucker::{
@@ -31,6 +33,10 @@ pub struct Tunnel {
 /// A request on its way, waiting for its response.
 struct Pending {
     session: Arc<WebSession>,
+    /// `scheme://host:port` of the request.
+    origin: String,
+    /// An HTML response gets the in-page recorder.
+    inject: bool,
     started: Instant,
     event: HttpExchange,
     request_body: Arc<Tap>,
@@ -159,6 +165,17 @@ impl Handler {
         if let Err(e) = ensure_recording(&session) {
             return pages::session_ended(&format!("{e:#}")).into();
         }
+        if decision.action == WebAction::Record
+            && req.uri().path().starts_with(recorder::RESERVED_PREFIX)
+        {
+            // The recorder's own traffic: answered here, never forwarded, not an `http` event.
+            return reserved::answer(&self.gw, &session, &decision, req)
+                .await
+                .into();
+        }
+        if let Some(response) = self.enforce_recorder(&session, &host) {
+            return response.into();
+        }
         let web = &self.gw.config.web;
         let secret = |n: &str| web.field_is_redacted(n);
         let url = redact::url(&req.uri().to_string(), &secret);
@@ -212,6 +229,22 @@ impl Handler {
         }
         let navigation = header_is(&req, "sec-fetch-mode", "navigate")
             && header_is(&req, "sec-fetch-dest", "document");
+        let dest = req
+            .headers()
+            .get("sec-fetch-dest")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let inject = decision.action == WebAction::Record
+            && req.method() == Method::GET
+            && matches!(
+                dest.as_str(),
+                "" | "document" | "iframe" | "frame" | "embed" | "object"
+            );
+        let origin = match (req.uri().scheme_str(), req.uri().authority()) {
+            (Some(scheme), Some(a)) => format!("{scheme}://{a}"),
+            _ => String::new(),
+        };
         let request_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -227,6 +260,8 @@ impl Handler {
         let req = Request::from_parts(parts, Counted::wrap(body, tap.clone(), None));
         self.pending = Some(Arc::new(std::sync::Mutex::new(Some(Pending {
             session,
+            origin,
+            inject,
             started: Instant::now(),
             event,
             request_body: tap,
@@ -237,6 +272,42 @@ impl Handler {
         req.into()
     }
 }
+
+impl Handler {
+    /// The block page when policy ended the session or its recorders fell silent (then the
+    /// session is ended here).
+    fn enforce_recorder(&self, session: &Arc<WebSession>, host: &str) -> Option<Response<Body>> {
+        if session.terminated().is_none() {
+            let timeout = self.gw.config.web.heartbeat_timeout.get();
+            let silent = session.recorders().silent(timeout);
+            if let Some(why) = silent {
+                session.terminate(&why);
+                let _ = session.event(EventKind::Policy {
+                    rule: RECORDER_RULE.into(),
+                    action: "terminated".into(),
+                    detail: Some(why.clone()),
+                });
+                self.gw.audit(
+                    "web_session_terminated",
+                    &format!(
+                        "user={} target={} session={} rule={RECORDER_RULE} reason={why}",
+                        session.user,
+                        session.target,
+                        session.rec.session_id()
+                    ),
+                );
+                let _g = session.span.enter();
+                tracing::warn!(reason = %why, "in-page recorder silent; session ended (fail-closed)");
+            }
+        }
+        session
+            .terminated()
+            .map(|_| pages::blocked(RECORDER_RULE, host, &session.user))
+    }
+}
+
+/// The rule id of the recorder heartbeat check.
+pub const RECORDER_RULE: &str = "recorder-heartbeat";
 
 fn action_name(a: WebAction) -> &'static str {
     match a {
@@ -318,6 +389,24 @@ impl HttpHandler for Handler {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         p.event.response_headers = redact::headers(res.headers(), &self.gw.redacted_headers);
+        let mut res = res;
+        if p.inject && page::is_html(&res) {
+            let id = page::new_page_id();
+            match page::inject(res, &p.origin, &id) {
+                Ok(r) => {
+                    p.session.recorders().injected(&id);
+                    res = r;
+                }
+                Err(e) => {
+                    // Fail closed: a page the recorder cannot enter is not shown.
+                    let why = format!("psmgate cannot record this page: {e}");
+                    p.event.error = Some(why.clone());
+                    let ms = p.started.elapsed().as_millis() as u64;
+                    finish(&self.gw, p, ms, 0, Some(why.clone()));
+                    return pages::session_ended(&why);
+                }
+            }
+        }
         let gw = self.gw.clone();
         let (parts, body) = res.into_parts();
         let done = Box::new(move |bytes: u64, error: Option<String>| {

@@ -27,12 +27,17 @@ fn page(status: StatusCode, title: &str, body_html: &str) -> Response<Body> {
          <h1>{t}</h1>{body_html}<hr><p><small>psmgate web gateway</small></p></body></html>",
         t = escape(title)
     );
-    let mut res = Response::new(Body::from(html));
+    uncached(status, "text/html; charset=utf-8", html)
+}
+
+/// A response psmgate makes itself: `content_type`, never cached.
+pub fn uncached(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/html; charset=utf-8"),
+        header::HeaderValue::from_static(content_type),
     );
     h.insert(
         header::CACHE_CONTROL,

@@ -97,6 +97,103 @@ pub struct WebSession {
     last_seen: Mutex<Instant>,
     /// The session's tracing span.
     pub span: tracing::Span,
+    /// The in-page recorders of this session's pages.
+    pub recorders: Mutex<RecorderWatch>,
+    /// Why policy ended the session (further requests get the block page).
+    terminated: Mutex<Option<String>>,
+    /// Set once the recording is being sealed.
+    sealing: std::sync::atomic::AtomicBool,
+}
+
+/// Most pages tracked per session (injected but not yet reporting, or reporting).
+const MAX_PAGES: usize = 1024;
+
+/// The in-page recorders of a session: which injected pages have not reported yet, which report,
+/// and their masking state. A page that was injected but never reports within the heartbeat
+/// timeout, or a reporting page that falls silent (without saying it was hidden or closed),
+/// while the session keeps making requests, means the recorder was blocked or removed.
+#[derive(Default)]
+pub struct RecorderWatch {
+    /// Page id → when its HTML was injected.
+    pending: HashMap<String, Instant>,
+    /// Page id → last batch.
+    live: HashMap<String, Instant>,
+    /// Page id → server-side masking state.
+    pub states: HashMap<String, super::dom::PageState>,
+    /// Page id → last title recorded.
+    titles: HashMap<String, String>,
+}
+
+impl RecorderWatch {
+    /// A page's HTML got the recorder.
+    pub fn injected(&mut self, page: &str) {
+        if self.pending.len() >= MAX_PAGES {
+            // Bounded: the oldest half goes (a flood of pages cannot grow memory).
+            let mut ages: Vec<(String, Instant)> = self.pending.drain().collect();
+            ages.sort_by_key(|(_, t)| *t);
+            self.pending = ages.split_off(ages.len() / 2).into_iter().collect();
+        }
+        self.pending.insert(page.to_string(), Instant::now());
+    }
+
+    /// A batch arrived from `page`: `gone` when the page said it was hidden or closed (it may
+    /// fall silent then).
+    pub fn reported(&mut self, page: &str, gone: bool) {
+        self.pending.remove(page);
+        if gone {
+            self.live.remove(page);
+        } else {
+            if self.live.len() >= MAX_PAGES {
+                self.live.clear();
+            }
+            self.live.insert(page.to_string(), Instant::now());
+        }
+        if self.states.len() >= MAX_PAGES {
+            self.states.clear();
+        }
+    }
+
+    /// Notes `page`'s title; true when it differs from the last one recorded for that page.
+    pub fn title_changed(&mut self, page: &str, title: &str) -> bool {
+        if self.titles.get(page).is_some_and(|t| t == title) {
+            return false;
+        }
+        if self.titles.len() >= MAX_PAGES {
+            self.titles.clear();
+        }
+        self.titles.insert(page.to_string(), title.to_string());
+        true
+    }
+
+    /// Whether a page of the session has a known id (was injected or reported).
+    pub fn knows(&self, page: &str) -> bool {
+        self.pending.contains_key(page)
+            || self.live.contains_key(page)
+            || self.states.contains_key(page)
+    }
+
+    /// Why the recorders look blocked, if they do (`timeout`: `web.heartbeat_timeout`).
+    pub fn silent(&self, timeout: Duration) -> Option<String> {
+        if let Some(t) = self
+            .pending
+            .values()
+            .filter(|t| t.elapsed() > timeout)
+            .min()
+        {
+            return Some(format!(
+                "a recorded page did not start its recorder within {} s (injected {} s ago)",
+                timeout.as_secs(),
+                t.elapsed().as_secs()
+            ));
+        }
+        if let Some(t) = self.live.values().filter(|t| t.elapsed() > timeout).min() {
+            return Some(format!(
+                "a recorded page's recorder stopped reporting {} s ago",
+                t.elapsed().as_secs()
+            ));
+        }
+        None
+    }
 }
 
 impl std::fmt::Debug for WebSession {
@@ -110,6 +207,27 @@ impl std::fmt::Debug for WebSession {
 }
 
 impl WebSession {
+    /// Ends the session by policy: every further request gets the block page.
+    pub fn terminate(&self, why: &str) {
+        let mut t = self.terminated.lock().unwrap_or_else(|p| p.into_inner());
+        if t.is_none() {
+            *t = Some(why.to_string());
+        }
+    }
+
+    /// Why policy ended the session, if it did.
+    pub fn terminated(&self) -> Option<String> {
+        self.terminated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The recorder watch.
+    pub fn recorders(&self) -> std::sync::MutexGuard<'_, RecorderWatch> {
+        self.recorders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Notes activity now.
     pub fn touch(&self) {
         *self.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
@@ -184,8 +302,9 @@ impl Sessions {
         if let Some(s) = live.get(&digest) {
             if s.user == creds.login.user
                 && s.target.eq_ignore_ascii_case(&creds.login.target)
-                && OffsetDateTime::now_utc() < s.expires_at
-                && s.rec.failure().borrow().is_none()
+                && (s.terminated().is_some()
+                    || (OffsetDateTime::now_utc() < s.expires_at
+                        && s.rec.failure().borrow().is_none()))
             {
                 s.touch();
                 return Ok(s.clone());
@@ -271,6 +390,9 @@ impl Sessions {
             expires_at: grant.expires_at,
             last_seen: Mutex::new(Instant::now()),
             span,
+            recorders: Mutex::new(RecorderWatch::default()),
+            terminated: Mutex::new(None),
+            sealing: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -282,7 +404,14 @@ impl Sessions {
             let now = OffsetDateTime::now_utc();
             let mut out = Vec::new();
             live.retain(|_, s| {
-                let why = if everything {
+                let why = if let Some(t) = s.terminated() {
+                    // Sealed now with the policy's reason; kept until idle, so that its requests
+                    // keep getting the block page.
+                    if !s.sealing.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        out.push((s.clone(), format!("ended by policy: {t}")));
+                    }
+                    return !everything && s.idle() < idle;
+                } else if everything {
                     Some("gateway shutting down".to_string())
                 } else if let Some(f) = s.rec.failure().borrow().clone() {
                     Some(format!("recording failed: {f}"))
@@ -295,7 +424,9 @@ impl Sessions {
                 };
                 match why {
                     Some(w) => {
-                        out.push((s.clone(), w));
+                        if !s.sealing.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                            out.push((s.clone(), w));
+                        }
                         false
                     }
                     None => true,

@@ -1,0 +1,197 @@
+//! The reserved path on every intercepted origin (`/__psmgate/`): the recorder script and the
+//! endpoint its batches go to. Answered by the proxy, never forwarded; a batch is masked again
+//! here (the browser is not trusted) before it becomes a `dom` event.
+
+use super::dom::{mask_batch, MaskRules};
+use super::recorder::{self, RecorderConfig, EVENTS_PATH, SCRIPT_PATH};
+use super::session::WebSession;
+use super::{redact, WebGateway};
+use http_body_util::{BodyExt, Limited};
+use hudsucker::hyper::{header, Method, Request, Response, StatusCode};
+use hudsucker::Body;
+use psmgate_codecs::transcript::EventKind;
+use psmgate_policy::WebDecision;
+use std::sync::Arc;
+
+/// Largest batch accepted (before parsing).
+pub const MAX_BATCH: usize = 4 * 1024 * 1024;
+/// How often the recorder sends queued events.
+const FLUSH_MS: u64 = 1000;
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    super::pages::uncached(status, "text/plain; charset=utf-8", text.to_string())
+}
+
+/// A page id as psmgate issues them.
+pub fn valid_page_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The value of query parameter `name`.
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    })
+}
+
+/// Answers `req` (a path under the reserved prefix) for `session`.
+pub async fn answer(
+    gw: &WebGateway,
+    session: &Arc<WebSession>,
+    decision: &WebDecision,
+    req: Request<Body>,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, SCRIPT_PATH) => {
+            let page = query_param(req.uri().query(), "page")
+                .filter(|p| valid_page_id(p))
+                .unwrap_or("")
+                .to_string();
+            let cfg = RecorderConfig {
+                page,
+                post: EVENTS_PATH,
+                flush_ms: FLUSH_MS,
+                heartbeat_ms: heartbeat_ms(gw),
+                mask_selectors: decision.mask_selectors.join(", "),
+                mask_patterns: decision.mask_patterns.clone(),
+            };
+            match recorder::script(&cfg) {
+                Some(js) => {
+                    let mut res = super::pages::uncached(
+                        StatusCode::OK,
+                        "text/javascript; charset=utf-8",
+                        js,
+                    );
+                    res.headers_mut().insert(
+                        "x-content-type-options",
+                        header::HeaderValue::from_static("nosniff"),
+                    );
+                    res
+                }
+                None => plain(StatusCode::SERVICE_UNAVAILABLE, "recorder not installed"),
+            }
+        }
+        (&Method::POST, EVENTS_PATH) => events(gw, session, decision, req).await,
+        _ => plain(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// The recorder's heartbeat: a third of the timeout, so two may be lost.
+fn heartbeat_ms(gw: &WebGateway) -> u64 {
+    (gw.config.web.heartbeat_timeout.as_millis() / 3).max(500)
+}
+
+async fn events(
+    gw: &WebGateway,
+    session: &Arc<WebSession>,
+    decision: &WebDecision,
+    req: Request<Body>,
+) -> Response<Body> {
+    let bytes = match Limited::new(req.into_body(), MAX_BATCH).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch too large or cut short",
+            )
+        }
+    };
+    let rules = match MaskRules::new(&decision.mask_selectors, &decision.mask_patterns) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "web masking rules do not compile");
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "masking rules unusable");
+        }
+    };
+    // The masking state of the page: taken out while the batch is processed.
+    let page_hint = peek_page(&bytes);
+    let mut state = page_hint
+        .as_deref()
+        .and_then(|p| session.recorders().states.remove(p))
+        .unwrap_or_default();
+    let batch = match mask_batch(&bytes, &rules, &mut state) {
+        Ok(b) => b,
+        Err(e) => {
+            if let Some(p) = page_hint {
+                session.recorders().states.insert(p, state);
+            }
+            let _g = session.span.enter();
+            tracing::warn!(error = %e, "a recorder batch was refused");
+            return plain(StatusCode::BAD_REQUEST, "bad batch");
+        }
+    };
+    if !valid_page_id(&batch.page) {
+        return plain(StatusCode::BAD_REQUEST, "bad page id");
+    }
+    if !session.recorders().knows(&batch.page) {
+        // Not a page this session's proxy served: a stray or forged batch.
+        let _g = session.span.enter();
+        tracing::warn!("a recorder batch for a page this session never served was refused");
+        return plain(StatusCode::FORBIDDEN, "unknown page");
+    }
+    let secret = |n: &str| gw.config.web.field_is_redacted(n);
+    let url = redact::url(&batch.url, &secret);
+    let title_changed = {
+        let mut w = session.recorders();
+        w.states.insert(batch.page.clone(), state);
+        w.reported(&batch.page, batch.gone);
+        w.title_changed(&batch.page, &batch.title)
+    };
+    let mut result = Ok(());
+    if !batch.events.is_empty() {
+        result = session.event(EventKind::Dom {
+            page: batch.page.clone(),
+            seq: batch.seq,
+            url: url.clone(),
+            events: batch.events,
+        });
+    }
+    if result.is_ok() && title_changed && !batch.title.is_empty() {
+        result = session.event(EventKind::Title { title: batch.title });
+    }
+    match result {
+        Ok(()) => plain(StatusCode::NO_CONTENT, ""),
+        Err(e) => plain(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
+    }
+}
+
+/// The `page` field of a batch, read without parsing the rest (the page's state is needed
+/// before the batch is masked): the recorder writes it first. Anything else has no state yet.
+fn peek_page(bytes: &[u8]) -> Option<String> {
+    let rest = bytes.strip_prefix(br#"{"page":""#)?;
+    let end = rest.iter().take(65).position(|&b| b == b'"')?;
+    let id = std::str::from_utf8(&rest[..end]).ok()?;
+    valid_page_id(id).then(|| id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_ids_and_query_params() {
+        assert!(valid_page_id("a1_B-2"));
+        assert!(!valid_page_id(""));
+        assert!(!valid_page_id("a/b"));
+        assert!(!valid_page_id(&"x".repeat(65)));
+        assert_eq!(query_param(Some("a=1&page=xy"), "page"), Some("xy"));
+        assert_eq!(query_param(Some("pages=1"), "page"), None);
+        assert_eq!(query_param(None, "page"), None);
+    }
+
+    #[test]
+    fn the_page_is_read_before_masking() {
+        assert_eq!(
+            peek_page(br#"{"page":"p1","seq":0,"events":[]}"#).as_deref(),
+            Some("p1")
+        );
+        assert_eq!(peek_page(b"nope"), None);
+        assert_eq!(peek_page(br#"{"page":"a/b","seq":0}"#), None);
+    }
+}
