@@ -17,6 +17,11 @@
  * a new init segment per period and is what served mode needs anyway. The blob path remains as a
  * fallback for browsers without MediaSource (period 1 only); `?video=blob` forces it for diagnosis.
  *
+ * Web console sessions (protocol "web") also have a DOM replay view (domreplay.js: rrweb's Replayer
+ * fed with the transcript's `dom` batches) next to the video, synchronised with the same clock;
+ * without video (no periods) it is the only view and a wall-clock stand-in for the video element
+ * (clock.js) is the clock. Their transcript gets filters (All / Pages / HTTP / Policy).
+ *
  * Live: a served recording whose manifest is still the partial one (state "recording") is followed
  * (live.js): twice a second the player reads the chain's new lines and the newly chained bytes, feeds
  * them to the same SourceBuffer, extends timeline and transcript, and keeps the playhead at the
@@ -32,7 +37,8 @@
   // State visible to tests and to the console (read-only by convention).
   var state = (PSM.state = {
     mode: null, videoMode: null, manifest: null, events: [], changes: [], idle: [], duration: 0,
-    integrity: null, ready: false, error: null,
+    integrity: null, ready: false, error: null, view: 'video', markers: [], filter: 'all',
+    dom: { status: 'none' },
     live: { active: false, following: false, sealed: false, edge: 0, lag: null, polls: 0 }
   });
 
@@ -364,6 +370,16 @@
       ['Masks', Array.isArray(m.mask_rule_ids) && m.mask_rule_ids.length ? m.mask_rule_ids.join(', ') : 'none'],
       ['Signing key', m.key_id]
     ];
+    if (m.protocol === 'web') {
+      var pages = Object.create(null);
+      var http = 0;
+      events.forEach(function (e) {
+        if (e.type === 'dom' && typeof e.page === 'string') pages[e.page] = true;
+        if (e.type === 'http') http++;
+      });
+      rows.splice(8, 0, ['Pages', String(Object.keys(pages).length)], ['HTTP requests', String(http)]);
+      if (!(m.periods || []).length) rows = rows.filter(function (r) { return ['Screen', 'Resizes', 'Codec', 'Encoder'].indexOf(r[0]) < 0; });
+    }
     var dl = $('meta');
     dl.textContent = '';
     rows.forEach(function (r) {
@@ -426,29 +442,43 @@
     state.manifest = m;
     $('source').textContent = src.describe + ' · ' + (m.session_id || '');
     // Everything the live follower updates later.
-    var ctx = { src: src, video: video, manifest: m, events: [], evSeen: Object.create(null), model: null, mse: null, ui: null, duration: 0, verifyGen: 0 };
+    var ctx = {
+      src: src, video: video, manifest: m, events: [], evSeen: Object.create(null), model: null, mse: null, ui: null, duration: 0, verifyGen: 0,
+      dom: null, // web sessions: PSM.dom.DomModel of the transcript's dom batches
+      clock: null // web sessions without video: the PSM.Clock that stands in for the video element
+    };
+    var web = m.protocol === 'web';
+    if (web) {
+      ctx.dom = new PSM.dom.DomModel();
+      document.body.setAttribute('data-web', '1');
+    }
 
     // Integrity check runs alongside everything else.
     var integrityDone = runVerify(ctx, true);
 
-    ctx.events = await readEvents(src, m, ctx.evSeen);
+    ctx.events = withDerived(ctx, await readEvents(src, m, ctx.evSeen));
     ctx.model = await buildVideoModel(src, m, null);
     ctx.model.warnings.forEach(function (w) { console.warn(w); });
     ctx.duration = sessionDuration(m, ctx.model, ctx.events);
+    if (web && !(Array.isArray(m.periods) && m.periods.length)) ctx.clock = new PSM.Clock({ duration: ctx.duration, live: !!src.live });
     publish(ctx);
     renderMeta(m, ctx.model, ctx.events);
 
-    var ui = (ctx.ui = setupUi(video, ctx));
-    await attachVideo(ctx);
-    var nothingYet = !video.getAttribute('src') || (ctx.mse && ctx.mse.period < 0); // live, no fragment yet
+    var ui = (ctx.ui = setupUi(ctx.clock || video, ctx));
+    if (ctx.clock) {
+      state.videoMode = 'none';
+      $('video-status').textContent = '';
+    } else await attachVideo(ctx);
+    if (ctx.domView) await ctx.domView.start();
+    var nothingYet = !ctx.clock && (!video.getAttribute('src') || (ctx.mse && ctx.mse.period < 0)); // live, no fragment yet
     await new Promise(function (r) {
-      if (video.readyState >= 1 || state.error || nothingYet) r();
+      if (ctx.clock || video.readyState >= 1 || state.error || nothingYet) r();
       else {
         video.addEventListener('loadedmetadata', r, { once: true });
         video.addEventListener('error', r, { once: true });
       }
     });
-    $('video-status').textContent = nothingYet && src.live ? 'Waiting for video…' : '';
+    if (!ctx.clock) $('video-status').textContent = nothingYet && src.live ? 'Waiting for video…' : '';
     ui.refresh();
     state.ready = true;
     document.body.setAttribute('data-ready', '1');
@@ -507,6 +537,14 @@
     return PSM.transcript.parse(files).events;
   }
 
+  /** Web sessions: feed new events to the DOM model and add the rows it derives (typed text). */
+  function withDerived(ctx, fresh) {
+    if (!ctx.dom || !fresh.length) return fresh;
+    var derived = ctx.dom.add(fresh);
+    if (!derived.length) return fresh;
+    return fresh.concat(derived).sort(function (a, b) { return a.t - b.t; });
+  }
+
   function sessionDuration(m, model, events) {
     var lastEvent = events.length ? events[events.length - 1].t / 1000 : 0;
     var videoEnd = model.periods.reduce(function (a, p) { return Math.max(a, p.end); }, 0);
@@ -518,8 +556,11 @@
     state.manifest = ctx.manifest;
     state.events = ctx.events;
     state.duration = ctx.duration;
-    state.changes = ctx.model.changes;
-    state.idle = computeIdle(ctx.model.changes, ctx.events, ctx.duration);
+    var changes = ctx.model.changes;
+    if (ctx.dom && ctx.dom.changes.length) changes = changes.concat(ctx.dom.changes).sort(function (a, b) { return a - b; });
+    state.changes = changes;
+    state.idle = computeIdle(changes, ctx.events, ctx.duration);
+    state.markers = markersOf(ctx.events);
   }
 
   // ------------------------------------------------------------------ live
@@ -570,13 +611,15 @@
 
   /** Take the new bytes: transcript, video model, SourceBuffer, timeline. */
   async function liveRefresh(ctx, manifestChanged) {
-    var fresh = await readEvents(ctx.src, ctx.manifest, ctx.evSeen);
+    var fresh = withDerived(ctx, await readEvents(ctx.src, ctx.manifest, ctx.evSeen));
     if (fresh.length) ctx.events = ctx.events.concat(fresh).sort(function (a, b) { return a.t - b.t; });
     ctx.model = await buildVideoModel(ctx.src, ctx.manifest, ctx.model);
-    if (!ctx.mse && ctx.model.periods.length && ctx.manifest.codec) await attachVideo(ctx);
+    // (a session shown without video keeps its clock: video arriving later is not played)
+    if (!ctx.clock && !ctx.mse && ctx.model.periods.length && ctx.manifest.codec) await attachVideo(ctx);
     else if (ctx.mse) await feedMse(ctx.mse, ctx.model, !ctx.src.live.sealed);
     if (ctx.mse && ctx.mse.period >= 0) $('video-status').textContent = '';
     ctx.duration = sessionDuration(ctx.manifest, ctx.model, ctx.events);
+    if (ctx.clock) ctx.clock.setLimit(ctx.duration, !ctx.src.live.sealed);
     publish(ctx);
     ctx.ui.update(fresh);
     if (manifestChanged) renderMeta(ctx.manifest, ctx.model, ctx.events);
@@ -608,6 +651,18 @@
       if (d.marker) markers.push({ t: e.t / 1000, kind: d.marker, label: d.label, text: d.text });
     });
     return markers;
+  }
+
+  /** HTTP requests for the timeline strip: {t (s), level}, the failures drawn last (on top). */
+  function httpOf(events) {
+    var order = { ok: 0, warn: 1, bad: 2, deny: 3 };
+    var out = [];
+    events.forEach(function (e) {
+      if (e.type !== 'http') return;
+      var d = e._d || (e._d = PSM.transcript.describe(e));
+      out.push({ t: e.t / 1000, level: d.level || 'ok' });
+    });
+    return out.sort(function (a, b) { return order[a.level] - order[b.level]; });
   }
 
   /** Index of the first row later than `t` (rows are sorted by time). */
@@ -642,9 +697,58 @@
     });
     var matchTimes = [];
     function setTimeline() {
-      timeline.setData({ duration: ctx.duration, events: ctx.events, changes: ctx.model.changes, idle: state.idle, markers: markersOf(ctx.events) });
+      timeline.setData({ duration: ctx.duration, events: ctx.events, changes: state.changes, idle: state.idle, markers: state.markers, http: httpOf(ctx.events) });
     }
     setTimeline();
+
+    // ---- DOM replay view (web sessions) and the Video / DOM replay tabs
+    var domView = null;
+    if (ctx.dom) {
+      domView = ctx.domView = new PSM.dom.DomView({
+        stage: $('dom-stage'), status: $('dom-status'), url: $('dom-url'), title: $('dom-title'), model: ctx.dom, state: state.dom
+      });
+      PSM.domView = domView;
+      $('dom-stage').addEventListener('click', function () { togglePlay(); });
+      var tabs = [$('tab-video'), $('tab-dom')];
+      $('view-tabs').hidden = false;
+      if (ctx.clock) {
+        $('tab-video').disabled = true;
+        $('tab-video').title = 'This recording has no video';
+      }
+      tabs.forEach(function (tab, i) {
+        tab.addEventListener('click', function () { setView(i ? 'dom' : 'video'); });
+        tab.addEventListener('keydown', function (ev) {
+          if (ev.key !== 'ArrowLeft' && ev.key !== 'ArrowRight') return;
+          ev.preventDefault();
+          ev.stopPropagation();
+          var next = tabs[1 - i];
+          if (next.disabled) return;
+          setView(i ? 'video' : 'dom');
+          next.focus();
+        });
+      });
+      setView(ctx.clock ? 'dom' : 'video');
+    }
+    /** Show the video or the DOM replay (both follow the same clock). */
+    function setView(v) {
+      // the replay rests while hidden (paused where the clock is) and catches up when shown again
+      if (domView && v !== 'dom' && state.view === 'dom') domView.update(video.currentTime, false, video.playbackRate);
+      state.view = v;
+      document.body.setAttribute('data-view', v);
+      $('video-wrap').hidden = v !== 'video';
+      $('dom-view').hidden = v !== 'dom';
+      [['video', $('tab-video')], ['dom', $('tab-dom')]].forEach(function (p) {
+        p[1].setAttribute('aria-selected', String(p[0] === v));
+        p[1].tabIndex = p[0] === v ? 0 : -1;
+      });
+      syncDom();
+    }
+    /** Bring the DOM replay to the clock's time, state and speed. */
+    function syncDom() {
+      if (!domView || state.view !== 'dom') return;
+      var playing = !video.paused && !video.ended && !video.seeking && video.readyState >= 3;
+      domView.update(video.currentTime, playing, video.playbackRate);
+    }
 
     /** Seek on the viewer's behalf; while live, seeking back stops following the edge. */
     function seek(t) {
@@ -655,8 +759,10 @@
       timeline.setTime(t);
       updateClock(t);
       if (live.active) follow(t >= bufferedEnd(video) - 1);
+      syncDom();
     }
     PSM.seek = seek;
+    PSM.player = video; // what playback runs on: the video element, or the clock of a recording without video
 
     // ---- transcript list
     var empty = el('li', 'empty', 'No events.');
@@ -671,7 +777,8 @@
       var x = el('span', 'x' + (d.masked ? ' masked' : ''), d.text);
       li.appendChild(x);
       li.setAttribute('aria-label', PSM.fmtTime(e.t / 1000) + ' ' + d.label + ' ' + d.text);
-      var row = { ev: e, li: li, x: x, text: d.text, hidden: d.hidden, visible: true, q: '' };
+      if (d.level) li.classList.add('http-' + d.level);
+      var row = { ev: e, d: d, li: li, x: x, text: d.text, hidden: d.hidden, visible: true, q: '' };
       li.addEventListener('click', function () { selectRow(row); });
       li.addEventListener('keydown', function (ev) {
         if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); selectRow(row); }
@@ -698,7 +805,7 @@
     /** Show or hide one row for query `q`, highlighting matches; true when it matches. */
     function filterRow(r, q) {
       var ms = q ? T.matches(r.text, q) : [];
-      var show = (showAll.checked || !r.hidden) && (!q || ms.length > 0);
+      var show = (showAll.checked || !r.hidden) && T.inFilter(r.d, state.filter) && (!q || ms.length > 0);
       r.visible = show;
       r.li.hidden = !show;
       if (r.q === q) return ms.length > 0;
@@ -730,6 +837,47 @@
     }
     search.addEventListener('input', function () { applyFilter(false); });
     showAll.addEventListener('change', function () { applyFilter(false); });
+
+    // ---- filters (web sessions): All / Pages / HTTP / Policy
+    var filterButtons = Array.prototype.slice.call(document.querySelectorAll('#filters button'));
+    function setFilter(f) {
+      state.filter = T.FILTERS.indexOf(f) >= 0 ? f : 'all';
+      filterButtons.forEach(function (b) {
+        var on = b.dataset.filter === state.filter;
+        b.setAttribute('aria-checked', String(on));
+        b.tabIndex = on ? 0 : -1;
+      });
+      applyFilter(false);
+    }
+    /** Number of shown-by-default events per filter, on the buttons. */
+    function countFilters() {
+      var n = { page: 0, http: 0, policy: 0 };
+      rows.forEach(function (r) {
+        if (r.hidden) return;
+        r.d.groups.forEach(function (g) { if (n[g] !== undefined) n[g]++; });
+      });
+      filterButtons.forEach(function (b) {
+        var c = b.querySelector('.n');
+        if (c) c.textContent = String(n[b.dataset.filter] || 0);
+      });
+    }
+    filterButtons.forEach(function (b, i) {
+      b.addEventListener('click', function () { setFilter(b.dataset.filter); });
+      b.addEventListener('keydown', function (ev) {
+        var d = { ArrowLeft: -1, ArrowUp: -1, ArrowRight: 1, ArrowDown: 1 }[ev.key];
+        if (!d) return;
+        ev.preventDefault();
+        ev.stopPropagation();
+        var nb = filterButtons[Math.min(Math.max(i + d, 0), filterButtons.length - 1)];
+        setFilter(nb.dataset.filter);
+        nb.focus();
+      });
+    });
+    if (ctx.dom) {
+      $('filters').hidden = false;
+      countFilters();
+    }
+    PSM.setFilter = setFilter;
     search.addEventListener('keydown', function (ev) {
       if (ev.key === 'Escape') { search.value = ''; applyFilter(false); return; }
       if (ev.key !== 'Enter') return;
@@ -758,6 +906,7 @@
       playBtn.setAttribute('aria-label', playing ? 'Pause' : 'Play');
     }
     ['play', 'pause', 'ended'].forEach(function (n) { video.addEventListener(n, syncPlay); });
+    ['play', 'playing', 'pause', 'ended', 'waiting', 'ratechange', 'seeking'].forEach(function (n) { video.addEventListener(n, syncDom); });
 
     var rateButtons = Array.prototype.slice.call(document.querySelectorAll('.speed button'));
     function setRate(r) {
@@ -909,6 +1058,7 @@
       if (!skipIdle(t)) {
         timeline.setTime(t);
         updateClock(t);
+        syncDom();
       }
       markCurrent(t);
     }
@@ -925,6 +1075,7 @@
         if (fresh.length) {
           insertRows(fresh);
           applyFilter(true);
+          if (ctx.dom) countFilters();
         }
         setTimeline();
         tick();

@@ -1,6 +1,7 @@
 /*
  * psmgate player — timeline under the video: event density histogram, screen-change strip, idle
- * stretches, markers (policy / marker / resize / title), search hits and the playhead.
+ * stretches, markers (policy / marker / resize / title / page), HTTP requests of web sessions (a
+ * strip coloured by outcome), search hits and the playhead.
  * Click or drag to seek; it is also a keyboard slider (arrows, PageUp/PageDown, Home/End).
  */
 (function (root) {
@@ -10,7 +11,8 @@
   var COLORS = {
     bg: '#141a22', hist: '#3b82f6', changes: '#64748b', idle: 'rgba(148,163,184,0.10)',
     idleStroke: 'rgba(148,163,184,0.25)', played: 'rgba(59,130,246,0.14)', head: '#f8fafc',
-    match: '#facc15', policy: '#ef4444', marker: '#f59e0b', resize: '#a78bfa', title: '#22c55e'
+    match: '#facc15', policy: '#ef4444', marker: '#f59e0b', resize: '#a78bfa', title: '#22c55e',
+    page: '#22d3ee', http: { ok: '#0ea5e9', warn: '#f59e0b', bad: '#ef4444', deny: '#ef4444' }
   };
 
   function fmt(t) {
@@ -37,6 +39,7 @@
     this.changes = [];
     this.idle = [];
     this.markers = [];
+    this.http = [];
     this.matchTimes = [];
     var self = this;
     var dragging = false;
@@ -79,6 +82,7 @@
     this.changes = d.changes;
     this.idle = d.idle;
     this.markers = d.markers;
+    this.http = d.http || [];
     this.host.setAttribute('aria-valuemax', String(Math.round(d.duration)));
     this.draw();
   };
@@ -128,7 +132,8 @@
     var markTop = 10;
     var histTop = markTop + 2;
     var stripH = 5;
-    var histBottom = h - stripH - 3;
+    var httpH = this.http.length ? 4 : 0;
+    var histBottom = h - stripH - 3 - (httpH ? httpH + 1 : 0);
 
     // idle stretches
     this.idle.forEach(function (r) {
@@ -168,6 +173,12 @@
       if (x === lastX) return;
       lastX = x;
       g.fillRect(x, h - stripH, 1, stripH);
+    });
+    // HTTP requests (web sessions), just above the screen-change strip
+    var httpTop = h - stripH - 1 - httpH;
+    this.http.forEach(function (r) {
+      g.fillStyle = COLORS.http[r.level] || COLORS.http.ok;
+      g.fillRect(Math.floor(X(r.t)), httpTop, 1, httpH);
     });
     // markers
     this.markers.forEach(function (m) {

@@ -8,7 +8,14 @@
   var MASKED = '••• masked';
 
   /** Events that mark the timeline, with their colour class. */
-  var MARKER_TYPES = { policy: 'policy', marker: 'marker', resize: 'resize', title: 'title' };
+  var MARKER_TYPES = { policy: 'policy', marker: 'marker', resize: 'resize', title: 'title', url: 'page' };
+
+  /**
+   * Transcript filters of web sessions: which event groups each one shows ("all": every group).
+   * An event belongs to the groups `describe` gives it (a denied request is HTTP and policy).
+   */
+  var FILTERS = ['all', 'page', 'http', 'policy'];
+  var RECORDER_RULE = 'recorder-heartbeat';
 
   /**
    * Parse transcript files (in manifest order) into events sorted by time.
@@ -52,14 +59,25 @@
   }
   var KEY_GLYPH = { Return: '⏎ Enter', Enter: '⏎ Enter', BackSpace: '⌫ Backspace', Backspace: '⌫ Backspace', Tab: '⇥ Tab', Escape: 'Esc' };
 
+  /** A byte count for people: 512 B, 1.5 kB, 2.3 MB. */
+  function bytes(n) {
+    if (typeof n !== 'number' || !isFinite(n)) return str(n) + ' B';
+    if (n < 1000) return n + ' B';
+    if (n < 1e6) return (Math.round(n / 100) / 10) + ' kB';
+    return (Math.round(n / 1e5) / 10) + ' MB';
+  }
+
   /**
    * Describe one event.
-   * @returns {{label:string, text:string, masked:boolean, hidden:boolean, marker:string|null}}
+   * @returns {{label:string, text:string, masked:boolean, hidden:boolean, marker:string|null,
+   *   groups:string[], level:string|undefined}}
    *   hidden: noisy events (pointer moves, key/button releases, DOM batches) that the list hides
-   *   unless "all events" is on; they still count in the density histogram.
+   *   unless "all events" is on; they still count in the density histogram. groups: the filters
+   *   (besides "all") that show the event. level (HTTP): ok, warn (4xx), bad (5xx, no response)
+   *   or deny (refused by policy).
    */
   function describe(e) {
-    var d = { label: e.type, text: '', masked: e.masked === true, hidden: false, marker: MARKER_TYPES[e.type] || null };
+    var d = { label: e.type, text: '', masked: e.masked === true, hidden: false, marker: MARKER_TYPES[e.type] || null, groups: [] };
     switch (e.type) {
       case 'text':
         d.label = 'typed';
@@ -98,33 +116,57 @@
         break;
       case 'title':
         d.text = str(first(e, ['title', 'text']));
+        d.groups = ['page'];
         break;
       case 'url':
+        d.label = 'page';
         d.text = str(first(e, ['url', 'href']));
+        d.groups = ['page'];
+        break;
+      case 'input':
+        // what was typed into a page field (derived from the DOM recording)
+        d.label = 'typed';
+        d.text = str(e.text);
         break;
       case 'http': {
+        var deny = e.action === 'deny';
+        var hasStatus = typeof e.status === 'number';
         var size = e.resp_bytes !== undefined ? e.resp_bytes : e.bytes;
         var took = e.total_ms !== undefined ? e.total_ms : e.ms;
-        d.text = [str(e.method), str(e.url), e.status !== undefined && e.status !== null ? '→ ' + e.status : '',
-          e.action && e.action !== 'record' ? '[' + str(e.action) + (e.rule ? ' · rule ' + str(e.rule) : '') + ']' : '',
-          size !== undefined ? '(' + size + ' B' + (took !== undefined ? ', ' + took + ' ms' : '') + ')' : '',
+        var facts = deny ? [] : [size !== undefined ? bytes(size) : '', took !== undefined ? took + ' ms' : ''].filter(Boolean);
+        var how = deny ? 'denied' : e.action === 'tunnel' ? 'tunnelled, not recorded' : '';
+        d.text = [str(e.method), str(e.url), hasStatus ? '→ ' + e.status : (e.error ? '→ no response' : ''),
+          how ? '[' + how + (e.rule ? ' · rule ' + str(e.rule) : '') + ']' : '',
+          facts.length ? '(' + facts.join(', ') + ')' : '',
           e.error ? '— ' + str(e.error) : ''].filter(Boolean).join(' ');
-        if (e.action === 'deny') d.marker = 'policy';
+        d.groups = deny ? ['http', 'policy'] : ['http'];
+        d.level = deny ? 'deny' : (e.error || !hasStatus || e.status >= 500) && e.action !== 'tunnel' ? 'bad' : hasStatus && e.status >= 400 ? 'warn' : 'ok';
+        if (deny) d.marker = 'policy';
         break;
       }
       case 'websocket':
-        d.text = [str(e.direction), str(e.kind), str(e.url), e.bytes ? e.bytes + ' B' : ''].filter(Boolean).join(' ');
+        d.text = [str(e.direction), str(e.kind), str(e.url), e.bytes ? bytes(e.bytes) : ''].filter(Boolean).join(' ');
         d.hidden = e.direction !== 'open';
+        d.groups = ['http'];
         break;
-      case 'dom':
-        d.text = 'page update';
+      case 'dom': {
+        var n = Array.isArray(e.events) ? e.events.length : 0;
+        d.label = 'dom';
+        d.text = [str(e.url), n + (n === 1 ? ' page event' : ' page events'), e.page ? 'page ' + str(e.page) : ''].filter(Boolean).join(' · ');
         d.hidden = true;
+        d.groups = ['page'];
         break;
+      }
       case 'policy': {
         var act = first(e, ['action', 'decision']);
         var det = first(e, ['detail', 'message', 'reason', 'text']);
         var rule = first(e, ['rule', 'rule_id']);
-        d.text = [act ? str(act) : 'policy', det ? str(det) : '', rule ? 'rule ' + rule : ''].filter(Boolean).join(' · ');
+        if (rule === RECORDER_RULE && act === 'terminated') {
+          d.text = 'session terminated: the in-page recorder fell silent' + (det ? ' (' + str(det) + ')' : '') + ' · rule ' + rule;
+        } else {
+          d.text = [act ? str(act) : 'policy', det ? str(det) : '', rule ? 'rule ' + rule : ''].filter(Boolean).join(' · ');
+        }
+        d.groups = ['policy'];
         break;
       }
       case 'marker':
@@ -154,5 +196,13 @@
     return out;
   }
 
-  PSM.transcript = { parse: parse, describe: describe, matches: matches, MASKED: MASKED, MARKER_TYPES: MARKER_TYPES };
+  /** Whether described event `d` shows under filter `f` (one of FILTERS). */
+  function inFilter(d, f) {
+    return !f || f === 'all' || d.groups.indexOf(f) >= 0;
+  }
+
+  PSM.transcript = {
+    parse: parse, describe: describe, matches: matches, inFilter: inFilter, bytes: bytes,
+    MASKED: MASKED, MARKER_TYPES: MARKER_TYPES, FILTERS: FILTERS
+  };
 })(window);

@@ -16,9 +16,13 @@
 //!    (method, URL, status, sizes, timing, content type, headers) with secret headers, query
 //!    values and body fields redacted ([`redact`]) before the event exists; request bodies only
 //!    when a rule asks. WebSocket messages are counted and sized, never stored.
-//! 5. End: `web.idle_timeout` without requests, the grant's expiry, a recording failure
+//! 5. Video ([`render`], `web.video = "live"`): the masked DOM events of each recorded batch
+//!    are also replayed in a headless Chromium the gateway runs for the session, and
+//!    screenshots of the replay become the recording's AV1 video, as for VNC and RDP. The video
+//!    is derived from the DOM recording: without Chromium the session goes on without it.
+//! 6. End: `web.idle_timeout` without requests, the grant's expiry, a recording failure
 //!    (fail-closed: further requests get a "session ended" page) or the gateway stopping seals
-//!    the recording.
+//!    the recording (after the video renderer has rendered what it was given).
 
 pub mod body;
 pub mod ca;
@@ -30,6 +34,7 @@ pub mod page;
 pub mod pages;
 pub mod recorder;
 pub mod redact;
+pub mod render;
 pub mod reserved;
 pub mod session;
 pub mod upstream;

@@ -541,6 +541,25 @@ fn web(w: &WebConfig, out: &mut Issues) {
         MIN_WEB_HEARTBEAT_TIMEOUT,
         out,
     );
+    if let Some(c) = &w.chromium {
+        let text = c.to_string_lossy();
+        if text.trim().is_empty() {
+            out.push(
+                "web.chromium",
+                "must not be empty: name the Chromium executable, or leave chromium out",
+            );
+        } else if !c.is_absolute() {
+            out.push(
+                "web.chromium",
+                format!("{text:?} is not an absolute path (such as \"/usr/bin/chromium\")"),
+            );
+        } else if text.chars().any(char::is_control) {
+            out.push(
+                "web.chromium",
+                format!("{text:?} contains a control character"),
+            );
+        }
+    }
     if w.max_body > MAX_WEB_BODY {
         out.push(
             "web.max_body",

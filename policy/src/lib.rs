@@ -28,7 +28,7 @@ pub use model::{
     ClipboardAccess, ClipboardLog, ClipboardPolicy, Encoder, GatewayConfig, IndexBackend,
     KeystrokeMode, Protocol, RecordingConfig, RetentionConfig, Rule, S3Config, StorageBackend,
     StorageConfig, Target, TargetAddress, TargetSelector, User, VncTls, WebConfig, WebRule,
-    ALWAYS_REDACTED_HEADERS, DEFAULT_RDP_CHANNELS, DEFAULT_RDP_DYNAMIC_CHANNELS,
+    WebVideo, ALWAYS_REDACTED_HEADERS, DEFAULT_RDP_CHANNELS, DEFAULT_RDP_DYNAMIC_CHANNELS,
     DEFAULT_REDACT_FIELDS, MAX_RDP_CHANNELS, MAX_RDP_CHANNEL_NAME, MAX_RDP_DYNAMIC_CHANNEL_NAME,
     RDP_GRAPHICS_DYNAMIC_CHANNEL,
 };

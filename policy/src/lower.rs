@@ -96,6 +96,8 @@ struct RawWeb {
     redact_fields: Option<Vec<String>>,
     max_body: Option<Value>,
     heartbeat_timeout: Option<Value>,
+    video: Option<WebVideo>,
+    chromium: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -660,6 +662,8 @@ impl Ctx<'_> {
                 w.heartbeat_timeout,
                 d.heartbeat_timeout,
             ),
+            video: w.video.unwrap_or(d.video),
+            chromium: w.chromium.map(PathBuf::from),
         }
     }
 

@@ -497,6 +497,19 @@ pub const DEFAULT_REDACT_FIELDS: [&str; 8] = [
     "credential",
 ];
 
+/// `web.video`: whether web sessions also get a video of what the admin saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WebVideo {
+    /// Rendered while the session runs, from its (masked) DOM recording, by a headless Chromium
+    /// the gateway starts for the session. Without Chromium the session is recorded without
+    /// video (the DOM recording is the evidence; the video is derived from it).
+    #[default]
+    Live,
+    /// DOM recording only.
+    Off,
+}
+
 /// `[web]`: the web console proxy (an HTTPS forward proxy that intercepts TLS to record).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WebConfig {
@@ -523,6 +536,12 @@ pub struct WebConfig {
     pub max_body: ByteSize,
     /// How long the in-page recorder may stay silent (at least 2s).
     pub heartbeat_timeout: Duration,
+    /// Whether sessions get a video rendered from their DOM recording.
+    pub video: WebVideo,
+    /// The Chromium executable that renders it (an absolute path); `None`: `/usr/bin/chromium`,
+    /// else `chromium` on `PATH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chromium: Option<PathBuf>,
 }
 
 impl Default for WebConfig {
@@ -538,6 +557,8 @@ impl Default for WebConfig {
                 .collect(),
             max_body: ByteSize(64 * 1024),
             heartbeat_timeout: Duration::from_secs(15),
+            video: WebVideo::Live,
+            chromium: None,
         }
     }
 }

@@ -105,6 +105,8 @@ fn key() -> impl Strategy<Value = String> {
         "redact_fields",
         "max_body",
         "heartbeat_timeout",
+        "video",
+        "chromium",
         "domains",
         "action",
         "record_bodies",

@@ -57,6 +57,8 @@ fn web_section_defaults() {
     assert_eq!(w.idle_timeout, Duration::from_secs(900));
     assert_eq!(w.idle_timeout.get(), std::time::Duration::from_secs(900));
     assert_eq!(w.heartbeat_timeout, Duration::from_secs(15));
+    assert_eq!(w.video, WebVideo::Live);
+    assert_eq!(w.chromium, None);
     assert_eq!(w.max_body, ByteSize(64 * 1024));
     assert!(w.redact_headers.is_empty());
     assert_eq!(w.redact_fields, strings(&DEFAULT_REDACT_FIELDS));
@@ -109,6 +111,8 @@ redact_headers = ["X-Api-Key", "Cookie", "x-csrf-token"]
 redact_fields = ["PIN", "iban"]
 max_body = "1MiB"
 heartbeat_timeout = "2s"
+video = "off"
+chromium = "/opt/chromium/chrome"
 "#,
     )
     .unwrap();
@@ -130,6 +134,8 @@ heartbeat_timeout = "2s"
     );
     assert_eq!(w.idle_timeout, Duration::from_secs(1800));
     assert_eq!(w.heartbeat_timeout, Duration::from_secs(2));
+    assert_eq!(w.video, WebVideo::Off);
+    assert_eq!(w.chromium, Some(PathBuf::from("/opt/chromium/chrome")));
     assert_eq!(w.max_body.bytes(), 1 << 20);
     // Always-redacted headers first, lower-case, each once.
     assert_eq!(
@@ -158,6 +164,58 @@ heartbeat_timeout = "2s"
     // Every value is part of the policy version.
     let other = load("[web]\nmax_body = \"32KiB\"\n");
     assert_ne!(other.policy_version(), load("").policy_version());
+    let no_video = load("[web]\nvideo = \"off\"\n");
+    assert_ne!(no_video.policy_version(), load("").policy_version());
+    assert!(no_video.canonical_toml().contains("video = \"off\""));
+    // The default Chromium is not written out; the live default is.
+    let canonical = load("").canonical_toml();
+    assert!(canonical.contains("video = \"live\""), "{canonical}");
+    assert!(!canonical.contains("chromium"), "{canonical}");
+}
+
+#[test]
+fn web_video_diagnostics() {
+    let e = diagnostics("[web]\nvideo = \"gif\"\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "psmgate.toml:2:9: web.video: unknown variant `gif`, expected `live` or `off`"
+        ),
+        "{e:?}"
+    );
+    let e = diagnostics("[web]\nvideo = true\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("psmgate.toml:2:9: web.video: "), "{e:?}");
+    let e = diagnostics("[web]\nchromium = \"bin/chromium\"\n");
+    assert_eq!(
+        e,
+        ["psmgate.toml:2:12: web.chromium: \"bin/chromium\" is not an absolute path (such as \"/usr/bin/chromium\")"]
+    );
+    let e = diagnostics("[web]\nchromium = \" \"\n");
+    assert_eq!(
+        e,
+        ["psmgate.toml:2:12: web.chromium: must not be empty: name the Chromium executable, or leave chromium out"]
+    );
+    let e = diagnostics("[web]\nchromium = \"/usr/bin/chro\\nmium\"\n");
+    assert_eq!(
+        e,
+        ["psmgate.toml:2:12: web.chromium: \"/usr/bin/chro\\nmium\" contains a control character"]
+    );
+    let e = diagnostics("[web]\nchromium = 1\n");
+    assert!(
+        e[0].starts_with("psmgate.toml:2:12: web.chromium: invalid type"),
+        "{e:?}"
+    );
+    // Set in code, checked the same way.
+    let mut c = load("");
+    c.web.chromium = Some(PathBuf::from("chromium"));
+    assert_eq!(
+        validate(&c),
+        ["psmgate.toml: web.chromium: \"chromium\" is not an absolute path (such as \"/usr/bin/chromium\")"]
+    );
+    c.web.chromium = Some(PathBuf::from("/usr/lib/chromium/chromium"));
+    c.web.video = WebVideo::Off;
+    assert_eq!(validate(&c), Vec::<String>::new());
 }
 
 #[test]

@@ -8,10 +8,15 @@
 //
 //   node make-fixture.mjs --out /tmp/fx            # writes /tmp/fx/data/... and /tmp/fx/export/
 //   node make-fixture.mjs --out /tmp/fx --periods 2 --unsealed
+//   node make-fixture.mjs --out /tmp/fx --web      # a web console session (see makeWebFixture)
 //
 // Layout written:
 //   <out>/data/YYYY/MM/DD/<session-id>/{manifest.json, chain.jsonl, video/*, events/*}
-//   <out>/export/{index.html, player.css, *.js, data.js, recording.mp4, manifest.json, chain.jsonl, events.jsonl}
+//   <out>/export/{index.html, player.css, *.js, vendor/*, data.js, recording.mp4, manifest.json, chain.jsonl, events.jsonl}
+// A web session is written the way a gateway data folder holds it, so `psmgate export` and
+// `psmgate serve --data <out>/data` read it as their own:
+//   <out>/data/recordings/YYYY/MM/DD/<session-id>/{manifest.json, chain.jsonl, events/*}
+//   <out>/data/keys/gateway.ed25519   the key that signed it (PKCS#8 PEM, mode 0600)
 
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -21,6 +26,12 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const PLAYER_DIR = path.resolve(HERE, '../../web-player');
+// rrweb's replayer, which the gateway embeds as the player's vendor/ files (gateway/build.rs).
+const RRWEB_DIST = path.resolve(HERE, '../../web-recorder/node_modules/rrweb/dist');
+export const VENDOR_FILES = {
+  'vendor/rrweb.min.js': path.join(RRWEB_DIST, 'rrweb.umd.min.cjs'),
+  'vendor/rrweb.min.css': path.join(RRWEB_DIST, 'style.min.css'),
+};
 const GENESIS_TAG = 'psmgate-chain-v1\0';
 
 // ---------------------------------------------------------------- MP4 helpers (independent of the player)
@@ -200,9 +211,10 @@ function fixtureEvents(durationMs, periods) {
 
 /**
  * Generate a recording under `<out>/data` and its export under `<out>/export`.
+ * `web`: a web console session with video (protocol "web", the transcript of makeWebFixture).
  * @returns {Promise<object>} paths, session id, public key and a few facts the tests use.
  */
-export async function makeFixture(out, { periods: nPeriods = 1, sealed = true } = {}) {
+export async function makeFixture(out, { periods: nPeriods = 1, sealed = true, web = false } = {}) {
   fs.mkdirSync(out, { recursive: true });
   const tmp = fs.mkdtempSync(path.join(out, '.enc-'));
   const sessionId = crypto.randomUUID();
@@ -252,7 +264,8 @@ export async function makeFixture(out, { periods: nPeriods = 1, sealed = true } 
   }
   durationMs += 500;
 
-  const events = fixtureEvents(durationMs, periods);
+  const webFx = web ? webEvents(started.getTime()) : null;
+  const events = webFx ? webFx.events : fixtureEvents(durationMs, periods);
   const evName = 'events/000001.jsonl';
   const batch = (list) => Buffer.from(list.map((e) => JSON.stringify(e) + '\n').join(''), 'utf8');
   const half = events.findIndex((e) => e.t >= 9000);
@@ -262,7 +275,7 @@ export async function makeFixture(out, { periods: nPeriods = 1, sealed = true } 
   const manifest = {
     format: 1,
     session_id: sessionId,
-    protocol: 'demo',
+    protocol: web ? 'web' : 'demo',
     user: 'alice',
     target: 'lab-vnc',
     client_addr: '127.0.0.1:50312',
@@ -304,7 +317,212 @@ export async function makeFixture(out, { periods: nPeriods = 1, sealed = true } 
 
   return {
     source: 'fixture', sessionId, dataDir, recDir, exportDir, keyId,
-    publicKey: rawPub.toString('base64'), durationMs, periods, events, manifest,
+    publicKey: rawPub.toString('base64'), durationMs, periods, events, manifest, facts: webFx && webFx.facts,
+  };
+}
+
+// ---------------------------------------------------------------- web console session
+
+// rrweb event and source numbers (rrweb's EventType / IncrementalSource / NodeType).
+const RR = { FULL_SNAPSHOT: 2, INCREMENTAL: 3, META: 4, MUTATION: 0, MOUSE_MOVE: 1, SCROLL: 3, INPUT: 5 };
+const el = (id, tagName, attributes, childNodes = []) => ({ type: 2, id, tagName, attributes, childNodes });
+const txt = (id, textContent) => ({ type: 3, id, textContent });
+
+/** A full snapshot of a small console page: {node, initialOffset}. `body` are the body's children. */
+function pageSnapshot(title, body, head = []) {
+  return {
+    node: {
+      type: 0, id: 1, childNodes: [
+        { type: 1, id: 2, name: 'html', publicId: '', systemId: '' },
+        el(3, 'html', { lang: 'en' }, [
+          el(4, 'head', {}, [
+            el(5, 'title', {}, [txt(6, title)]),
+            el(7, 'style', { _cssText: 'body { font-family: sans-serif; margin: 24px; color: #111; } .warn { color: #b45309; }' }),
+            ...head,
+          ]),
+          el(10, 'body', {}, body),
+        ]),
+      ],
+    },
+    initialOffset: { left: 0, top: 0 },
+  };
+}
+
+/**
+ * The transcript of a web console session, and the facts the tests check. Times `t` are ms since
+ * session start; rrweb timestamps are ms since the epoch on the (simulated) browser's clock,
+ * which runs `skew` ms ahead of the gateway's. A dom batch arrives `latency` ms after its newest
+ * event, so the player maps rrweb time to session time with shift = t - newest timestamp of the
+ * first batch, i.e. browser time + `latency` on the session clock.
+ */
+function webEvents(startedMs) {
+  const skew = 3700;
+  const latency = 150;
+  const ts = (sessionMs) => startedMs + sessionMs + skew;
+  const rr = (sessionMs, type, data) => ({ type, data, timestamp: ts(sessionMs) });
+  const inc = (sessionMs, data) => rr(sessionMs, RR.INCREMENTAL, data);
+  const events = [];
+  const batch = (page, seq, url, list) => {
+    const newest = Math.max(...list.map((e) => e.timestamp)) - startedMs - skew;
+    events.push({ t: newest + latency, type: 'dom', page, seq, url, events: list });
+  };
+  const dash = 'https://console.example.test/dashboard';
+  const settings = 'https://console.example.test/settings';
+  const http = (t, method, url, rest) => events.push({
+    t, type: 'http', method, url, action: 'record', rule: 'console', status: 200, ms: 20, total_ms: 40,
+    req_bytes: 0, resp_bytes: 1000, content_type: 'text/html', request_headers: [['accept', '*/*']], response_headers: [], ...rest,
+  });
+
+  http(300, 'GET', dash, { resp_bytes: 5120, total_ms: 38, ms: 30 });
+  events.push({ t: 320, type: 'url', url: dash });
+  batch('p-1', 0, dash, [
+    rr(600, RR.META, { href: dash, width: 1280, height: 720 }),
+    rr(610, RR.FULL_SNAPSHOT, pageSnapshot('Console — Dashboard', [
+      el(11, 'h1', {}, [txt(12, 'Fleet dashboard')]),
+      el(13, 'p', {}, [txt(14, 'Welcome, alice')]),
+      el(15, 'div', { id: 'status' }, [txt(16, 'All systems nominal')]),
+      el(17, 'input', { id: 'search', type: 'text', value: '' }),
+      el(18, 'input', { id: 'pw', type: 'password', value: '' }),
+      el(19, 'ul', { id: 'deploys' }, [el(20, 'li', {}, [txt(21, 'Deployment 41 finished')])]),
+      // Page scripts and inline handlers must never run in the replay.
+      el(22, 'script', {}, [txt(23, 'window.parent.__psmgateScriptRan = true;')]),
+      el(24, 'img', { src: 'data:image/png;base64,AAAA', onerror: 'window.parent.__psmgateHandlerRan = true', alt: '' }),
+    ], [
+      // nor may the page navigate the replay away
+      el(8, 'meta', { 'http-equiv': 'refresh', content: '0;url=data:text/html,navigated-away' }),
+    ])),
+    inc(650, { source: RR.MOUSE_MOVE, positions: [{ x: 120, y: 90, id: 11, timeOffset: 0 }] }),
+  ]);
+  events.push({ t: 850, type: 'title', title: 'Console — Dashboard' });
+  const typing = [];
+  'payroll'.split('').forEach((_, i) => typing.push(inc(1200 + i * 100, { source: RR.INPUT, id: 17, text: 'payroll'.slice(0, i + 1), isChecked: false })));
+  typing.push(inc(1900, { source: RR.INPUT, id: 18, text: '*******', isChecked: false }));
+  batch('p-1', 1, dash, typing);
+  http(2100, 'GET', 'https://console.example.test/api/search?q=payroll', { content_type: 'application/json', resp_bytes: 2345, total_ms: 41 });
+  http(2600, 'POST', 'https://console.example.test/api/login', { status: 401, content_type: 'application/json', req_bytes: 64, resp_bytes: 87, total_ms: 25 });
+  events.push({
+    t: 3000, type: 'http', method: 'GET', url: 'https://admin.example.test/secrets', action: 'deny', rule: 'block-admin-host', status: 403,
+    ms: 0, total_ms: 0, req_bytes: 0, resp_bytes: 0, request_headers: [], response_headers: [],
+  });
+  events.push({ t: 3000, type: 'policy', rule: 'block-admin-host', action: 'blocked', detail: 'GET https://admin.example.test/secrets' });
+  events.push({ t: 3300, type: 'websocket', url: 'wss://console.example.test/live', direction: 'open', bytes: 0 });
+  events.push({ t: 3400, type: 'websocket', url: 'wss://console.example.test/live', direction: 'to_client', kind: 'text', bytes: 120 });
+  events.push({
+    t: 3500, type: 'http', method: 'CONNECT', url: 'tracker.example.net:443', action: 'tunnel', rule: 'tunnel-telemetry', status: 200,
+    ms: 12, total_ms: 5000, req_bytes: 900, resp_bytes: 20480, request_headers: [], response_headers: [],
+  });
+  // The mutation the seek test looks for: a new list item and a changed status text.
+  const mutationMs = 5800;
+  batch('p-1', 2, dash, [
+    inc(mutationMs, {
+      source: RR.MUTATION, texts: [{ id: 16, value: 'Degraded: disk 91% full' }], attributes: [{ id: 15, attributes: { class: 'warn' } }], removes: [],
+      adds: [
+        { parentId: 19, nextId: null, node: el(30, 'li', {}, []) },
+        { parentId: 30, nextId: null, node: txt(31, 'Deployment 42 finished') },
+      ],
+    }),
+    inc(5810, { source: RR.SCROLL, id: 1, x: 0, y: 0 }),
+  ]);
+  http(6500, 'GET', 'https://console.example.test/api/metrics', { status: 502, content_type: 'text/plain', resp_bytes: 0, total_ms: 3010 });
+  http(7000, 'GET', 'https://console.example.test/api/stream', { content_type: 'text/event-stream', resp_bytes: 4096, total_ms: 900, error: 'response body cut short' });
+  // Navigation: a new document, a new page id.
+  http(8900, 'GET', settings, { resp_bytes: 4200, total_ms: 35 });
+  events.push({ t: 8920, type: 'url', url: settings });
+  batch('p-2', 0, settings, [
+    rr(9000, RR.META, { href: settings, width: 1024, height: 768 }),
+    rr(9010, RR.FULL_SNAPSHOT, pageSnapshot('Console — Settings', [
+      el(11, 'h1', {}, [txt(12, 'Settings')]),
+      el(13, 'h2', {}, [txt(14, 'API keys')]),
+      el(15, 'p', {}, [txt(16, 'Token rotation due in 3 days')]),
+    ])),
+  ]);
+  events.push({ t: 9200, type: 'title', title: 'Console — Settings' });
+  // nothing happens from ~9.2 s to 14.5 s (idle)
+  batch('p-2', 1, settings, [inc(14500, { source: RR.MUTATION, texts: [{ id: 16, value: 'Token rotation due in 2 days' }], attributes: [], removes: [], adds: [] })]);
+  events.push({ t: 15500, type: 'policy', rule: 'recorder-heartbeat', action: 'terminated', detail: 'no recorder report for 15 s' });
+  events.sort((a, b) => a.t - b.t);
+  const mapped = (sessionMs) => sessionMs + latency; // where the player puts an rrweb event (shift from the first batch)
+  return {
+    events,
+    facts: {
+      skew, latency, dash, settings, mutationAt: mapped(mutationMs) / 1000, typedAt: mapped(1800) / 1000, page2At: mapped(9000) / 1000,
+      lastMutationAt: mapped(14500) / 1000, idle: [mapped(9010) / 1000, mapped(14500) / 1000],
+    },
+  };
+}
+
+/**
+ * A sealed web console session (protocol "web", no video: "periods": []), written as a gateway
+ * data folder holds it (see the top of this file), and its export under `<out>/export`.
+ * The transcript is written in four chained appends (the live tests reveal them one by one).
+ */
+export async function makeWebFixture(out) {
+  fs.mkdirSync(out, { recursive: true });
+  const sessionId = crypto.randomUUID();
+  const { privateKey, publicKey } = crypto.generateKeyPairSync('ed25519');
+  const rawPub = Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url');
+  const keyId = sha256(rawPub).toString('hex').slice(0, 16);
+  const started = new Date(Date.UTC(2026, 10, 22, 11, 0, 0));
+  const dataDir = path.join(out, 'data');
+  const recDir = path.join(dataDir, 'recordings', '2026', '11', '22', sessionId);
+  fs.mkdirSync(path.join(recDir, 'events'), { recursive: true });
+  fs.mkdirSync(path.join(dataDir, 'keys'), { recursive: true, mode: 0o700 });
+  fs.writeFileSync(path.join(dataDir, 'keys', 'gateway.ed25519'), privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+
+  const { events, facts } = webEvents(started.getTime());
+  const chain = new Chain(sessionId, privateKey, keyId);
+  const files = new Map();
+  const append = (file, bytes) => {
+    files.set(file, Buffer.concat([files.get(file) || Buffer.alloc(0), bytes]));
+    chain.record(file, bytes);
+    chain.checkpoint();
+  };
+  const evName = 'events/000001.jsonl';
+  const lines = (list) => Buffer.from(list.map((e) => JSON.stringify(e) + '\n').join(''), 'utf8');
+  const cuts = [2200, 5000, 8000, Infinity];
+  let from = 0;
+  const chunks = [];
+  for (const cut of cuts) {
+    const list = events.filter((e) => e.t >= from && e.t < cut);
+    from = cut;
+    if (list.length) { append(evName, lines(list)); chunks.push(list); }
+  }
+  const durationMs = 16000;
+  const manifest = {
+    format: 1,
+    session_id: sessionId,
+    protocol: 'web',
+    user: 'alice',
+    target: 'ops-console',
+    client_addr: '127.0.0.1:50444',
+    started_at: started.toISOString().replace('.000Z', 'Z'),
+    ended_at: new Date(started.getTime() + durationMs).toISOString().replace(/\.\d+Z$/, 'Z'),
+    duration_ms: durationMs,
+    state: 'completed',
+    end_reason: 'terminated by policy: the in-page recorder fell silent',
+    codec: '',
+    encoder: '',
+    periods: [],
+    events: [evName],
+    policy_version: 'sha256:' + sha256(Buffer.from('fixture web policy')).toString('hex'),
+    mask_rule_ids: [],
+    chain: { records: chain.seq, head: chain.head.toString('hex') },
+    key_id: keyId,
+    public_key: rawPub.toString('base64'),
+    gateway: 'psmgate-fixture 0.1.0',
+  };
+  const manifestText = JSON.stringify(manifest, null, 2) + '\n';
+  files.set('manifest.json', Buffer.from(manifestText, 'utf8'));
+  chain.record('manifest.json', Buffer.from(manifestText, 'utf8'));
+  chain.checkpoint();
+  files.set('chain.jsonl', Buffer.from(chain.text(), 'utf8'));
+  for (const [name, bytes] of files) fs.writeFileSync(path.join(recDir, name), bytes);
+
+  const exportDir = path.join(out, 'export');
+  writeExport(exportDir, { files, manifest, manifestText, chainText: chain.text(), trustedKey: rawPub.toString('base64') });
+  return {
+    source: 'fixture', sessionId, dataDir, recDir, exportDir, keyId, publicKey: rawPub.toString('base64'),
+    durationMs, events, chunks, manifest, facts,
   };
 }
 
@@ -313,6 +531,11 @@ export function writeExport(exportDir, { files, manifest, manifestText, chainTex
   fs.mkdirSync(exportDir, { recursive: true });
   for (const f of fs.readdirSync(PLAYER_DIR)) {
     if (/\.(html|css|js)$/.test(f) && f !== 'data.js') fs.copyFileSync(path.join(PLAYER_DIR, f), path.join(exportDir, f));
+  }
+  for (const [rel, src] of Object.entries(VENDOR_FILES)) {
+    if (!fs.existsSync(src)) continue;
+    fs.mkdirSync(path.dirname(path.join(exportDir, rel)), { recursive: true });
+    fs.copyFileSync(src, path.join(exportDir, rel));
   }
   // media = every video file of every period, in manifest order; period 1 comes first, so
   // recording.mp4 (period 1 only) is a prefix of it.
@@ -353,7 +576,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const args = process.argv.slice(2);
   const opt = (k, d) => { const i = args.indexOf(`--${k}`); return i >= 0 ? args[i + 1] : d; };
   const out = path.resolve(opt('out', 'fixture-out'));
-  const info = await makeFixture(out, { periods: Number(opt('periods', '1')), sealed: !args.includes('--unsealed') });
+  const info = args.includes('--web')
+    ? await makeWebFixture(out)
+    : await makeFixture(out, { periods: Number(opt('periods', '1')), sealed: !args.includes('--unsealed') });
   console.log(`session ${info.sessionId}`);
   console.log(`export ${info.exportDir}`);
   console.log(`data ${info.dataDir}`);

@@ -5,173 +5,13 @@
 //! transcript says, and that no planted secret reached any artifact or log.
 
 mod vnc_support;
+mod web_support;
 
-use psmgate_e2e::peers::free_port;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use vnc_support::{walk, Gateway, Options};
-
-/// Secrets planted in the console: none may appear in any recording file or log.
-const COOKIE: &str = "cookie-PLANTED-7f3a91c2";
-const BEARER: &str = "bearer-PLANTED-c04e6b1d";
-const PASSWORD: &str = "pw-PLANTED-b81e22aa";
-const FIELD: &str = "field-PLANTED-5d0c7e3f";
-const TEXT: &str = "text-PLANTED-9a4f1b6e";
-
-fn tests_web() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
-}
-
-/// The console server (tests/web/console-server.mjs); killed on drop.
-struct Console {
-    child: Child,
-    ca: PathBuf,
-    console: u16,
-    denied: u16,
-    tunnel: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Console {
-    fn start() -> Console {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new("node")
-            .arg(tests_web().join("console-server.mjs"))
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--secret-cookie", COOKIE, "--bearer", BEARER])
-            .args(["--password", PASSWORD, "--secret-field", FIELD])
-            .args(["--secret-text", TEXT])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("console.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("node is needed for the web tests (scripts/install-deps.sh)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!(
-                "console server did not start ({e}): {}",
-                std::fs::read_to_string(dir.path().join("console.log")).unwrap_or_default()
-            )
-        });
-        let port = |k: &str| u16::try_from(v[k].as_u64().unwrap()).unwrap();
-        Console {
-            ca: PathBuf::from(v["ca"].as_str().unwrap()),
-            console: port("console"),
-            denied: port("denied"),
-            tunnel: port("tunnel"),
-            child,
-            _dir: dir,
-        }
-    }
-
-    /// What the console saw (`GET /__state`, fetched directly).
-    fn state(&self) -> Value {
-        let o = Command::new("curl")
-            .args(["-sS", "--cacert"])
-            .arg(&self.ca)
-            .arg(format!("https://127.0.0.1:{}/__state", self.console))
-            .output()
-            .unwrap();
-        serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs tests/web/drive.mjs with `input`; returns its results.
-fn drive(input: &Value) -> Vec<Value> {
-    let o = Command::new("node")
-        .arg(tests_web().join("drive.mjs"))
-        .arg(input.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "drive.mjs failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["results"].as_array().unwrap().clone()
-}
-
-/// The gateway with a web target for the console and rules for the other two hosts.
-fn gateway(c: &Console) -> Gateway {
-    gateway_with(c, "15s")
-}
-
-/// [`gateway`] with the recorder heartbeat timeout given.
-fn gateway_with(c: &Console, heartbeat: &str) -> Gateway {
-    let extra = format!(
-        r##"
-[targets.console]
-protocol = "web"
-address = "https://127.0.0.1:{port}/login"
-domains = ["127.0.0.1"]
-mask_selectors = ["#api-key", ".secret-text"]
-
-[web]
-extra_roots = ["{ca}"]
-idle_timeout = "10m"
-heartbeat_timeout = "{heartbeat}"
-
-[[web_rules]]
-id = "console-forms"
-domains = ["127.0.0.1"]
-action = "record"
-record_bodies = true
-
-[[web_rules]]
-id = "no-other-consoles"
-domains = ["127.0.0.2"]
-action = "deny"
-
-[[web_rules]]
-id = "static-cdn"
-domains = ["127.0.0.3"]
-action = "tunnel"
-"##,
-        port = c.console,
-        ca = c.ca.display()
-    );
-    let gw = Gateway::start_with(
-        free_port().unwrap(),
-        Options {
-            password: None,
-            lab_extra: "",
-            extra_config: &extra,
-        },
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", gw.web_port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "web proxy did not listen: {}",
-            gw.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    gw
-}
-
-/// Stops the gateway the way an operator does (SIGTERM): live web sessions are sealed.
-fn stop(gw: &Gateway) {
-    let pid = gw.pid().to_string();
-    let o = Command::new("kill").args(["-TERM", &pid]).output().unwrap();
-    assert!(o.status.success());
-}
+use std::path::Path;
+use std::process::Command;
+use vnc_support::walk;
+use web_support::{drive, gateway_with, stop, Console, BEARER, COOKIE, FIELD, PASSWORD, TEXT};
 
 fn http_events(rec: &Path) -> Vec<Value> {
     vnc_support::events_of(rec, "http")
@@ -180,7 +20,7 @@ fn http_events(rec: &Path) -> Vec<Value> {
 #[test]
 fn a_browser_session_through_the_proxy_is_recorded_without_its_secrets() {
     let c = Console::start();
-    let gw = gateway(&c);
+    let gw = gateway_with(&c, "15s", "off");
     let token = gw.grant("console", &["--ttl", "10m"]);
     let o = gw.psmgate(&["ca", "export"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -321,7 +161,19 @@ fn a_browser_session_through_the_proxy_is_recorded_without_its_secrets() {
         "visible-plain-text",
         "Instances",
     ] {
-        assert!(seen.contains(shown), "DOM recording lacks {shown:?}");
+        assert!(
+            seen.contains(shown),
+            "DOM recording lacks {shown:?}; batches: {:?}; log: {}",
+            dom.iter()
+                .map(|d| (
+                    d["t"].clone(),
+                    d["url"].clone(),
+                    d["seq"].clone(),
+                    d["events"].as_array().map(Vec::len)
+                ))
+                .collect::<Vec<_>>(),
+            gw.log()
+        );
     }
     assert!(!vnc_support::events_of(&rec, "title").is_empty());
     let m = vnc_support::manifest(&rec);
@@ -374,7 +226,7 @@ fn collect_text(v: &Value, out: &mut String) {
 #[test]
 fn a_page_whose_recorder_is_blocked_ends_the_session() {
     let c = Console::start();
-    let gw = gateway_with(&c, "2s");
+    let gw = gateway_with(&c, "2s", "off");
     let token = gw.grant("console", &["--ttl", "10m"]);
     let o = gw.psmgate(&["ca", "export"]);
     let gw_ca = gw.dir.path().join("gateway-ca.pem");
@@ -434,7 +286,7 @@ fn a_page_whose_recorder_is_blocked_ends_the_session() {
 #[test]
 fn the_proxy_refuses_browsers_without_a_valid_token() {
     let c = Console::start();
-    let gw = gateway(&c);
+    let gw = gateway_with(&c, "15s", "off");
     let _token = gw.grant("console", &["--ttl", "10m"]);
     let curl = |auth: Option<&str>| -> (String, String) {
         let mut cmd = Command::new("curl");

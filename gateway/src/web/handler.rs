@@ -12,6 +12,7 @@ use super::redact;
 use super::session::{ensure_recording, Refusal, WebSession};
 use super::WebGateway;
 use super::{page, reserved};
+use hudsucker::hyper::http::uri::Authority;
 use hudsucker::hyper::{header, Method, Request, Response};
 use hudsucker::tokio_tungstenite::tungstenite::Message;
 use hudsucker::{
@@ -27,6 +28,8 @@ use std::time::Instant;
 pub struct Tunnel {
     session: Arc<WebSession>,
     host: String,
+    /// The `host:port` the browser asked for.
+    authority: Authority,
     decision: WebDecision,
 }
 
@@ -103,7 +106,12 @@ impl Handler {
             Ok(s) => s,
             Err(refused) => return refused.into(),
         };
-        let Some(authority) = req.uri().authority().cloned() else {
+        let Some(authority) = req
+            .uri()
+            .authority()
+            .cloned()
+            .filter(|a| a.port_u16().is_some_and(|p| p != 0))
+        else {
             return pages::bad_request("CONNECT needs host:port").into();
         };
         let host = authority.host().to_string();
@@ -132,11 +140,26 @@ impl Handler {
                 return pages::session_ended(&format!("{err:#}")).into();
             }
         }
+        let intercept = decision.action != WebAction::Tunnel;
         self.tunnel = Some(Arc::new(Tunnel {
             session,
             host,
+            authority: authority.clone(),
             decision,
         }));
+        if intercept {
+            // hudsucker classifies a tunnel by its first read (`GET ` or a TLS record header)
+            // and copies anything else raw to the CONNECT target. For a recorded or denied host
+            // that target is made port 0, where no connection can be made, so such bytes reach
+            // nobody; the requests inside the tunnel get their real port back in `request`.
+            let (mut parts, body) = req.into_parts();
+            let sink = format!("{}:0", authority.host());
+            match sink.parse::<hudsucker::hyper::Uri>() {
+                Ok(uri) => parts.uri = uri,
+                Err(_) => return pages::bad_request("CONNECT needs host:port").into(),
+            }
+            return Request::from_parts(parts, body).into();
+        }
         req.into()
     }
 
@@ -161,6 +184,16 @@ impl Handler {
         };
         // Never forwarded: the proxy credentials are for psmgate only.
         req.headers_mut().remove(header::PROXY_AUTHORIZATION);
+        if let Some(t) = &self.tunnel {
+            // Inside a tunnel the URL names the CONNECT target (see `connect`): its real port.
+            let mut parts = req.uri().clone().into_parts();
+            if parts.authority.is_some() {
+                parts.authority = Some(t.authority.clone());
+                if let Ok(uri) = hudsucker::hyper::Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
         session.touch();
         if let Err(e) = ensure_recording(&session) {
             return pages::session_ended(&format!("{e:#}")).into();

@@ -6,7 +6,8 @@ use super::dom::{mask_batch, MaskRules};
 use super::recorder::{self, RecorderConfig, EVENTS_PATH, SCRIPT_PATH};
 use super::session::WebSession;
 use super::{redact, WebGateway};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
+use hudsucker::hyper::body::Bytes;
 use hudsucker::hyper::{header, Method, Request, Response, StatusCode};
 use hudsucker::Body;
 use psmgate_codecs::transcript::EventKind;
@@ -93,14 +94,9 @@ async fn events(
     decision: &WebDecision,
     req: Request<Body>,
 ) -> Response<Body> {
-    let bytes = match Limited::new(req.into_body(), MAX_BATCH).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "batch too large or cut short",
-            )
-        }
+    let bytes = match read_batch(req.into_body()).await {
+        Ok(b) => b,
+        Err(status) => return plain(status, "batch too large or cut short"),
     };
     let rules = match MaskRules::new(&decision.mask_selectors, &decision.mask_patterns) {
         Ok(r) => r,
@@ -109,42 +105,46 @@ async fn events(
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "masking rules unusable");
         }
     };
-    // The masking state of the page: taken out while the batch is processed.
+    // One batch of a session at a time, under the recorder watch's lock: a page's batches are
+    // masked against its state in order (two at once would each see part of the page's nodes)
+    // and stored in that order.
     let page_hint = peek_page(&bytes);
-    let mut state = page_hint
-        .as_deref()
-        .and_then(|p| session.recorders().states.remove(p))
-        .unwrap_or_default();
-    let batch = match mask_batch(&bytes, &rules, &mut state) {
-        Ok(b) => b,
-        Err(e) => {
-            if let Some(p) = page_hint {
-                session.recorders().states.insert(p, state);
-            }
-            let _g = session.span.enter();
-            tracing::warn!(error = %e, "a recorder batch was refused");
-            return plain(StatusCode::BAD_REQUEST, "bad batch");
-        }
-    };
-    if !valid_page_id(&batch.page) {
-        return plain(StatusCode::BAD_REQUEST, "bad page id");
-    }
-    if !session.recorders().knows(&batch.page) {
+    let secret = |n: &str| gw.config.web.field_is_redacted(n);
+    let mut w = session.recorders();
+    // Without a readable page id the batch is refused below (as malformed).
+    if !page_hint.as_deref().is_none_or(|p| w.knows(p)) {
+        drop(w);
         // Not a page this session's proxy served: a stray or forged batch.
         let _g = session.span.enter();
         tracing::warn!("a recorder batch for a page this session never served was refused");
         return plain(StatusCode::FORBIDDEN, "unknown page");
     }
-    let secret = |n: &str| gw.config.web.field_is_redacted(n);
-    let url = redact::url(&batch.url, &secret);
-    let title_changed = {
-        let mut w = session.recorders();
-        w.states.insert(batch.page.clone(), state);
-        w.reported(&batch.page, batch.gone);
-        w.title_changed(&batch.page, &batch.title)
+    let mut state = page_hint
+        .as_deref()
+        .and_then(|p| w.states.remove(p))
+        .unwrap_or_default();
+    let masked = mask_batch(&bytes, &rules, &mut state);
+    if let Some(p) = page_hint.clone() {
+        w.states.insert(p, state);
+    }
+    let batch = match masked {
+        Ok(b) if page_hint.as_deref() == Some(b.page.as_str()) => b,
+        Ok(_) => return plain(StatusCode::BAD_REQUEST, "bad page id"),
+        Err(e) => {
+            drop(w);
+            let _g = session.span.enter();
+            tracing::warn!(error = %e, "a recorder batch was refused");
+            return plain(StatusCode::BAD_REQUEST, "bad batch");
+        }
     };
+    let url = redact::url(&batch.url, &secret);
+    w.reported(&batch.page, batch.gone);
+    let title_changed = w.title_changed(&batch.page, &batch.title);
     let mut result = Ok(());
+    let mut video = None;
     if !batch.events.is_empty() {
+        // The video shows exactly what the DOM recording holds: the same masked events.
+        video = session.renders_video().then(|| batch.events.clone());
         result = session.event(EventKind::Dom {
             page: batch.page.clone(),
             seq: batch.seq,
@@ -155,10 +155,41 @@ async fn events(
     if result.is_ok() && title_changed && !batch.title.is_empty() {
         result = session.event(EventKind::Title { title: batch.title });
     }
+    drop(w);
+    if let (Ok(()), Some(events)) = (&result, video) {
+        session.feed_video(&batch.page, events);
+    }
     match result {
         Ok(()) => plain(StatusCode::NO_CONTENT, ""),
         Err(e) => plain(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
     }
+}
+
+/// Most of an oversized batch read (and dropped) before it is refused: the client gets its 413
+/// instead of a reset connection while it is still sending. Beyond this, the connection closes.
+const MAX_DRAIN: usize = 64 * 1024 * 1024;
+
+/// A batch body of at most [`MAX_BATCH`] bytes.
+async fn read_batch(mut body: Body) -> Result<Bytes, StatusCode> {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(StatusCode::BAD_REQUEST);
+        };
+        if let Some(data) = frame.data_ref() {
+            seen = seen.saturating_add(data.len());
+            if seen <= MAX_BATCH {
+                kept.extend_from_slice(data);
+            } else if seen > MAX_DRAIN {
+                break;
+            }
+        }
+    }
+    if seen > MAX_BATCH {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    Ok(Bytes::from(kept))
 }
 
 /// The `page` field of a batch, read without parsing the rest (the page's state is needed

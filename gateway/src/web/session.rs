@@ -11,6 +11,7 @@
 //! The user name names the target like an RDP sign-in: `alice@aws-console` or
 //! `AWS-CONSOLE\alice`; the password is the token.
 
+use super::render::{RenderOptions, Renderer};
 use super::WebGateway;
 use crate::access::AccessError;
 use crate::rdp_gateway::login::Login;
@@ -18,7 +19,7 @@ use crate::recording::{Recorder, SessionInfo};
 use anyhow::{bail, Result};
 use base64::Engine as _;
 use psmgate_codecs::transcript::EventKind;
-use psmgate_policy::Protocol;
+use psmgate_policy::{Protocol, WebVideo};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -103,6 +104,9 @@ pub struct WebSession {
     terminated: Mutex<Option<String>>,
     /// Set once the recording is being sealed.
     sealing: std::sync::atomic::AtomicBool,
+    /// The video renderer (`web.video = "live"` with Chromium available), until the session
+    /// ends.
+    renderer: Mutex<Option<Renderer>>,
 }
 
 /// Most pages tracked per session (injected but not yet reporting, or reporting).
@@ -122,6 +126,8 @@ pub struct RecorderWatch {
     pub states: HashMap<String, super::dom::PageState>,
     /// Page id → last title recorded.
     titles: HashMap<String, String>,
+    /// Every page id issued to this session (bounded like the rest).
+    issued: std::collections::HashSet<String>,
 }
 
 impl RecorderWatch {
@@ -134,6 +140,10 @@ impl RecorderWatch {
             self.pending = ages.split_off(ages.len() / 2).into_iter().collect();
         }
         self.pending.insert(page.to_string(), Instant::now());
+        if self.issued.len() >= 4 * MAX_PAGES {
+            self.issued.clear();
+        }
+        self.issued.insert(page.to_string());
     }
 
     /// A batch arrived from `page`: `gone` when the page said it was hidden or closed (it may
@@ -165,11 +175,9 @@ impl RecorderWatch {
         true
     }
 
-    /// Whether a page of the session has a known id (was injected or reported).
+    /// Whether `page` is an id this session's proxy issued.
     pub fn knows(&self, page: &str) -> bool {
-        self.pending.contains_key(page)
-            || self.live.contains_key(page)
-            || self.states.contains_key(page)
+        self.issued.contains(page)
     }
 
     /// Why the recorders look blocked, if they do (`timeout`: `web.heartbeat_timeout`).
@@ -241,6 +249,27 @@ impl WebSession {
             .elapsed()
     }
 
+    /// Whether the session's DOM recording is also rendered as video.
+    pub fn renders_video(&self) -> bool {
+        self.renderer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Hands masked rrweb events of `page`, as recorded, to the video renderer (if any); never
+    /// waits.
+    pub fn feed_video(&self, page: &str, events: Vec<serde_json::Value>) {
+        if let Some(r) = self
+            .renderer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            r.feed(page, events);
+        }
+    }
+
     /// Records `kind`; a failed recording ends the session (fail-closed) and the caller refuses
     /// the request.
     pub fn event(&self, kind: EventKind) -> Result<()> {
@@ -310,6 +339,17 @@ impl Sessions {
                 return Ok(s.clone());
             }
         }
+        // A client that failed too often recently is refused before its token is looked at.
+        if gw.auth.check_rate(client, Instant::now()).is_err() {
+            gw.audit(
+                "web_auth_failed",
+                &format!(
+                    "client={client} user={} target={} reason=too many failed attempts",
+                    creds.login.user, creds.login.target
+                ),
+            );
+            return Err(Refusal::Denied("too many failed attempts".into()));
+        }
         let session = self.start(gw, &creds, client).await.inspect_err(|e| {
             gw.audit(
                 "web_auth_failed",
@@ -362,6 +402,7 @@ impl Sessions {
         }
         let settings =
             crate::settings::recording_settings(config, Some(&target)).map_err(Refusal::Failed)?;
+        let max_fps = settings.max_fps;
         let info = SessionInfo {
             protocol: "web".into(),
             user: user.clone(),
@@ -374,6 +415,19 @@ impl Sessions {
             .map_err(Refusal::Failed)?;
         let span = tracing::info_span!("web_session", session = %rec.session_id(), user = %user, target = %target);
         span.in_scope(|| tracing::info!(client = %client, "web session started; recording"));
+        // The video is derived from the DOM recording: without it the session goes on.
+        let renderer = match config.web.video {
+            WebVideo::Off => None,
+            WebVideo::Live => {
+                match Renderer::start(rec.clone(), RenderOptions::new(&config.web, max_fps)).await {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        span.in_scope(|| super::render::unavailable(&e));
+                        None
+                    }
+                }
+            }
+        };
         gw.audit(
             "web_session_start",
             &format!(
@@ -393,6 +447,7 @@ impl Sessions {
             recorders: Mutex::new(RecorderWatch::default()),
             terminated: Mutex::new(None),
             sealing: std::sync::atomic::AtomicBool::new(false),
+            renderer: Mutex::new(renderer),
         }))
     }
 
@@ -435,6 +490,16 @@ impl Sessions {
             out
         };
         let n = ending.len();
+        // The video renderers render what they were given before the recordings are sealed,
+        // all at once (each within its time limit).
+        let mut finishing = tokio::task::JoinSet::new();
+        for (s, _) in &ending {
+            let r = s.renderer.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(r) = r {
+                finishing.spawn(r.finish());
+            }
+        }
+        while finishing.join_next().await.is_some() {}
         for (s, why) in ending {
             let failed = why.starts_with("recording failed");
             let outcome = if failed {

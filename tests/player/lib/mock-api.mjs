@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 
-const TYPES = { '.html': 'text/html; charset=utf-8', '.css': 'text/css', '.js': 'text/javascript', '.json': 'application/json', '.jsonl': 'application/x-ndjson', '.mp4': 'video/mp4', '.m4s': 'video/iso.segment' };
+const TYPES = { '.html': 'text/html; charset=utf-8', '.css': 'text/css', '.js': 'text/javascript', '.cjs': 'text/javascript', '.json': 'application/json', '.jsonl': 'application/x-ndjson', '.mp4': 'video/mp4', '.m4s': 'video/iso.segment' };
 
 /** A sealed recording folder replayed as if it were being recorded. */
 class Replay {
@@ -64,12 +64,13 @@ function parseRange(h, len) {
 }
 
 /**
- * @param {{playerDir:string, recordings?:Object<string,string>, replays?:Object<string,string>, token?:string}} o
- *   recordings: session id -> recording folder; replays: session id -> sealed folder replayed live;
- *   token: required bearer token for /api (optional)
+ * @param {{playerDir:string, vendor?:Object<string,string>, recordings?:Object<string,string>, replays?:Object<string,string>, token?:string}} o
+ *   vendor: player path (e.g. vendor/rrweb.min.js) -> file, the files the gateway embeds beside
+ *   the player folder; recordings: session id -> recording folder; replays: session id -> sealed
+ *   folder replayed live; token: required bearer token for /api (optional)
  * @returns {Promise<{url:string, requests:string[], replays:Object<string,Replay>, close:function}>}
  */
-export function startMockApi({ playerDir, recordings = {}, replays = {}, token }) {
+export function startMockApi({ playerDir, vendor = {}, recordings = {}, replays = {}, token }) {
   const requests = [];
   const live = Object.fromEntries(Object.entries(replays).map(([id, dir]) => [id, new Replay(dir)]));
   const server = http.createServer((req, res) => {
@@ -90,6 +91,7 @@ export function startMockApi({ playerDir, recordings = {}, replays = {}, token }
     if (u.pathname.startsWith('/player/')) {
       const rel = decodeURIComponent(u.pathname.slice('/player/'.length)) || 'index.html';
       if (rel.includes('..')) return send(400, 'bad path');
+      if (Object.hasOwn(vendor, rel)) return sendFile(vendor[rel]);
       return sendFile(path.join(playerDir, rel));
     }
     const m = /^\/api\/recordings\/([0-9a-f-]{36})\/(manifest|files\/(.+))$/.exec(u.pathname);
