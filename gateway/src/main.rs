@@ -599,12 +599,29 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-            _ = term.recv() => {}
-        }
+        // The web proxy ending on its own (it cannot serve) stops the gateway with its error:
+        // a gateway that silently stopped recording web sessions must not look healthy.
+        let web_ended = async {
+            match web_task.as_mut() {
+                Some(t) => t.await,
+                None => std::future::pending().await,
+            }
+        };
+        let web_failure = tokio::select! {
+            r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; None }
+            _ = term.recv() => None,
+            r = web_ended => Some(match r {
+                Ok(Ok(())) => anyhow::anyhow!("the web proxy stopped"),
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("the web proxy task failed: {e}"),
+            }),
+        };
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
+        if let Some(e) = web_failure {
+            let _ = server.await;
+            return Err(e.context("web proxy"));
+        }
         if let Some(web) = web_task {
             match web.await {
                 Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "web proxy"),

@@ -7,9 +7,11 @@
 mod vnc_support;
 mod web_support;
 
+use psmgate_e2e::peers::free_port;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 use vnc_support::walk;
 use web_support::{drive, gateway_with, stop, Console, BEARER, COOKIE, FIELD, PASSWORD, TEXT};
 
@@ -324,4 +326,48 @@ fn the_proxy_refuses_browsers_without_a_valid_token() {
         std::fs::read_to_string(gw.data().join("recordings/audit.jsonl")).unwrap_or_default();
     assert!(audit.contains("web_auth_failed"), "{audit}");
     assert!(!audit.contains("wrong-token"));
+}
+
+/// A web proxy that cannot serve stops the gateway with the reason (a gateway that silently
+/// stopped recording web sessions must not look healthy): here an unreadable extra root.
+#[test]
+fn a_web_proxy_that_cannot_start_stops_the_gateway_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("psmgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\ndata_dir = \"data\"\nadmin_listen = \"127.0.0.1:{}\"\nadmin_tls = false\n\
+             web_listen = \"127.0.0.1:{}\"\n\n[users.alice]\nroles = [\"admin\"]\n\n\
+             [targets.console]\nprotocol = \"web\"\naddress = \"https://127.0.0.1:1/\"\n\n\
+             [web]\nextra_roots = [\"missing-root.pem\"]\n\n\
+             [[rules]]\nid = \"all\"\nusers = [\"alice\"]\ntargets = \"*\"\n",
+            free_port().unwrap(),
+            free_port().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(psmgate_e2e::psmgate_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--no-tls"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("psmgate kept running without its web proxy");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("missing-root.pem"), "{err}");
 }

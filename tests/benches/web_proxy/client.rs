@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context as _, Result};
 use base64::Engine as _;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Bytes;
 use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
@@ -21,9 +21,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::client::TlsStream;
-
-/// hyper-util's client over [`Connector`].
-pub type HttpClient = Client<Connector, Empty<Bytes>>;
 
 /// Longest a connection setup may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,13 +84,13 @@ pub struct Connector {
 /// requests would open a stream of spare connections that way. A browser reuses its connection
 /// instead, so here a connect waits until the client's connection is gone: the request gets the
 /// connection back from the pool, and a connect still waiting when the client is dropped fails.
-pub struct BenchClient {
+pub struct BenchClient<B = Empty<Bytes>> {
     /// The client.
-    pub http: HttpClient,
+    pub http: Client<Connector, B>,
     slot: Arc<Semaphore>,
 }
 
-impl Drop for BenchClient {
+impl<B> Drop for BenchClient<B> {
     fn drop(&mut self) {
         self.slot.close();
     }
@@ -123,6 +120,15 @@ impl Connector {
     /// A keep-alive client with one connection over this connector: sequential requests reuse
     /// it, as a browser's do.
     pub fn client(&self) -> BenchClient {
+        self.client_for()
+    }
+
+    /// Like [`Connector::client`], for requests with bodies of type `B`.
+    pub fn client_for<B>(&self) -> BenchClient<B>
+    where
+        B: hyper::body::Body + Send,
+        B::Data: Send,
+    {
         let slot = Arc::new(Semaphore::new(1));
         let connector = Connector {
             slot: Some(slot.clone()),
@@ -360,4 +366,30 @@ pub async fn get_counted(client: &BenchClient, url: &Uri, expected: usize) -> Re
         bail!("GET {url}: {n} bytes instead of {expected}");
     }
     Ok(())
+}
+
+/// `POST url` with `body` as `content_type`; the response status and body.
+pub async fn post(
+    client: &BenchClient<Full<Bytes>>,
+    url: &Uri,
+    content_type: &str,
+    body: Bytes,
+) -> Result<(hyper::StatusCode, Bytes)> {
+    let req = hyper::Request::post(url.clone())
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(Full::new(body))
+        .with_context(|| format!("building POST {url}"))?;
+    let res = client
+        .http
+        .request(req)
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = res.status();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("reading the response to POST {url}"))?
+        .to_bytes();
+    Ok((status, body))
 }

@@ -1,7 +1,11 @@
-//! A `psmgate serve` process with one web target (`console`, the origin on 127.0.0.1), a
-//! `tunnel` rule for 127.0.0.2, the origin's CA as an extra root, access grants, the gateway CA
-//! and the sealed recording.
+//! A `psmgate serve` process with one web target (`console`, the origin on 127.0.0.1, with the
+//! console's mask selector and pattern), a `tunnel` rule for 127.0.0.2, the origin's CA as an
+//! extra root, access grants, the gateway CA and the sealed recording. The web session's video
+//! is off: the bench measures the proxy and its DOM recording (the renderer is measured by
+//! `tests/tests/web_video.rs`). The bench plays the in-page recorder of a few pages only, not of
+//! the thousands it loads: hence the long heartbeat timeout.
 
+use crate::console::{MASK_PATTERN, MASK_SELECTOR};
 use crate::vnc_gateway::{psmgate_bin, stop_gracefully};
 use anyhow::{bail, Context, Result};
 use psmgate_e2e::peers::free_port;
@@ -41,9 +45,10 @@ impl Gateway {
              web_listen = \"127.0.0.1:{web_port}\"\n\n\
              [users.{USER}]\nroles = [\"admin\"]\n\n\
              [targets.{TARGET}]\nprotocol = \"web\"\naddress = \"https://127.0.0.1:{origin_port}/\"\n\
-             domains = [\"127.0.0.1\"]\n\n\
+             domains = [\"127.0.0.1\"]\nmask_selectors = [\"{MASK_SELECTOR}\"]\n\
+             mask_patterns = [\"{MASK_PATTERN}\"]\n\n\
              [web]\nextra_roots = [\"{ca}\"]\n\
-             heartbeat_timeout = \"24h\"\n\n\
+             heartbeat_timeout = \"24h\"\nvideo = \"off\"\n\n\
              [[web_rules]]\nid = \"{TUNNEL_RULE}\"\ndomains = [\"127.0.0.2\"]\naction = \"tunnel\"\n\n\
              [[rules]]\nid = \"bench\"\nusers = [\"{USER}\"]\ntargets = \"*\"\n",
             ca = ca.display()
@@ -180,8 +185,9 @@ impl Drop for Gateway {
     }
 }
 
-/// The `http` events of the sealed recording `rec`, in order.
-pub fn http_events(rec: &Path) -> Result<Vec<serde_json::Value>> {
+/// Every event of the sealed recording `rec`, in order, with the bytes of its transcript line
+/// (newline included).
+pub fn transcript(rec: &Path) -> Result<Vec<(serde_json::Value, usize)>> {
     let manifest: serde_json::Value = serde_json::from_slice(
         &std::fs::read(rec.join("manifest.json"))
             .with_context(|| format!("{} is not sealed", rec.display()))?,
@@ -194,9 +200,7 @@ pub fn http_events(rec: &Path) -> Result<Vec<serde_json::Value>> {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let e: serde_json::Value = serde_json::from_str(line)
                 .with_context(|| format!("a transcript line of {name}"))?;
-            if e["type"] == "http" {
-                out.push(e);
-            }
+            out.push((e, line.len() + 1));
         }
     }
     Ok(out)

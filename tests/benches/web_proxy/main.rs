@@ -3,7 +3,15 @@
 //! 1. direct (client → origin),
 //! 2. through psmgate with the host under a `tunnel` web rule (CONNECT passed through),
 //! 3. through psmgate with the host recorded (TLS intercepted with the gateway CA, every
-//!    exchange an `http` transcript event) — the default for a web target's `domains`.
+//!    exchange an `http` transcript event, the in-page recorder's script inserted into HTML
+//!    pages) — the default for a web target's `domains`.
+//!
+//! On the recorded path it also measures DOM capture at the gateway: the bench plays the in-page
+//! recorder of an intercepted `/page` (page id from the inserted script element) and posts its
+//! rrweb batches to `/__psmgate/events` — a full snapshot of a ~1,000-element console page, then
+//! incremental batches of a busy console (see `console.rs`) — each answered `204`, masked by the
+//! gateway (selector `.secret`, pattern `AKIA[0-9A-Z]{16}`, password inputs) and stored as a
+//! `dom` transcript event.
 //!
 //! ```sh
 //! cargo build --release -p psmgate --features svt-av1
@@ -17,6 +25,8 @@
 //! * `--big N`          `/big` downloads on one connection (default 100)
 //! * `--pages N`        `/page` requests over the parallel connections (default 50000)
 //! * `--connections N`  parallel kept-alive connections for `/page` (default 6, like a browser)
+//! * `--snapshots N`    full-snapshot DOM batches of the round's page (default 20)
+//! * `--batches N`      incremental DOM batches after them (default 1000)
 //!
 //! The origin runs inside the bench: hyper 1 (HTTP/1.1) over tokio-rustls (ring) with a leaf
 //! from a throw-away rcgen CA, on 127.0.0.1 (the web target's domain, recorded) and on
@@ -28,10 +38,15 @@
 //!
 //! The gateway under test is `target/release/psmgate` (or `PSMGATE_BIN`), started with a
 //! temporary configuration and stopped (SIGTERM, sealing the web session's recording) at the end;
-//! the bench then checks that the transcript holds one `http` event per intercepted request and
-//! one `CONNECT` event per tunnelled connection, and runs `psmgate verify` on the recording.
+//! the bench then checks that the transcript holds one `http` event per intercepted request, one
+//! `CONNECT` event per tunnelled connection and one `dom` event per posted batch, that none of the
+//! secrets planted in the batches (masked text, password, access key id) is in any file of the
+//! gateway's data folder while the page's visible text is, and runs `psmgate verify` on the
+//! recording.
 
+mod capture;
 mod client;
+mod console;
 mod gateway;
 mod measure;
 mod origin;
@@ -58,6 +73,8 @@ struct Args {
     big: usize,
     pages: usize,
     connections: usize,
+    snapshots: usize,
+    batches: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -68,6 +85,8 @@ fn parse_args() -> Result<Args> {
         big: 100,
         pages: 50_000,
         connections: 6,
+        snapshots: 20,
+        batches: 1000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -90,6 +109,8 @@ fn parse_args() -> Result<Args> {
             "--big" => a.big = count("--big")?,
             "--pages" => a.pages = count("--pages")?,
             "--connections" => a.connections = count("--connections")?,
+            "--snapshots" => a.snapshots = count("--snapshots")?,
+            "--batches" => a.batches = count("--batches")?,
             other => bail!("unknown argument {other:?} (see tests/benches/web_proxy/main.rs)"),
         }
     }
@@ -119,6 +140,8 @@ fn main() -> Result<()> {
         "args": args,
         "rounds": a.rounds,
         "connections": a.connections,
+        "dom_snapshots": a.snapshots,
+        "dom_batches": a.batches,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -170,7 +193,9 @@ async fn run(a: &Args, meta: serde_json::Value) -> Result<()> {
          (web target `console`, recorded) and {} (`tunnel` rule); psmgate web proxy on \
          127.0.0.1:{}; client: hyper-util legacy client, HTTP/1.1 keep-alive, own CONNECT + TLS; \
          {} rounds, per path and round: {} new connections, {} sequential /small, {} /big, {} \
-         /page over {} connections; paths take turns within each measurement.",
+         /page over {} connections; paths take turns within each measurement. DOM capture, \
+         recorded path, per round: one /page, then {} full-snapshot and {} incremental batches \
+         posted one at a time on one connection.",
         origin.recorded,
         origin.tunnelled,
         gw.web_port,
@@ -179,8 +204,12 @@ async fn run(a: &Args, meta: serde_json::Value) -> Result<()> {
         a.requests,
         a.big,
         a.pages,
-        a.connections
+        a.connections,
+        a.snapshots,
+        a.batches
     );
+    let secrets = console::Secrets::new();
+    let mut capture = capture::CaptureFigures::default();
     let mut figures: Vec<Figures> = paths.iter().map(|_| Figures::default()).collect();
     let measured = async {
         for (p, f) in paths.iter().zip(figures.iter_mut()) {
@@ -200,6 +229,11 @@ async fn run(a: &Args, meta: serde_json::Value) -> Result<()> {
             for (p, f) in paths.iter().zip(figures.iter_mut()) {
                 measure::page(p, &origin.content, a.pages, a.connections, f).await?;
             }
+            for (p, f) in paths.iter().zip(figures.iter_mut()) {
+                if p.kind == Kind::Intercepted {
+                    capture::round(p, f, &secrets, a.snapshots, a.batches, &mut capture).await?;
+                }
+            }
             eprintln!(
                 "round {round}/{} took {:.1} s",
                 a.rounds,
@@ -217,51 +251,205 @@ async fn run(a: &Args, meta: serde_json::Value) -> Result<()> {
         .zip(&figures)
         .map(|(p, f)| report::Summary::new(p.kind, f, origin.content.page.body.len()))
         .collect();
-    report::print(&summaries, a.connections, meta);
-    transcript_check(&mut gw, &paths, &figures)
+    let transcript = read_transcript(&mut gw, &capture, &secrets);
+    let dom = report::DomSummary::new(&capture, transcript.as_ref().ok().map(|t| t.dom_stored));
+    report::print(&summaries, &dom, a.connections, meta);
+    transcript?.check(&gw, &paths, &figures, &capture)
 }
 
-/// Stops the gateway and compares its sealed transcript with what was sent.
-fn transcript_check(
+/// What the sealed recording of the web session holds.
+struct Transcript {
+    rec: std::path::PathBuf,
+    /// Recorded `http` events.
+    recorded: u64,
+    /// Transcript bytes of the recorded `http` events.
+    recorded_bytes: usize,
+    /// `tunnel` CONNECT events.
+    tunnelled: usize,
+    /// `dom` events by (page, seq): the bytes of each transcript line.
+    dom: std::collections::HashMap<(String, u64), usize>,
+    /// All `dom` events (a repeated (page, seq) counts each time).
+    dom_events: usize,
+    /// Mean transcript bytes of a stored full-snapshot and incremental batch.
+    dom_stored: (Option<f64>, Option<f64>),
+    /// Files of the data folder holding each planted secret (none may).
+    leaks: Vec<(&'static str, Vec<std::path::PathBuf>)>,
+    /// Files holding the page's visible marker.
+    visible_in: usize,
+}
+
+/// Stops the gateway and reads its sealed transcript and data folder.
+fn read_transcript(
     gw: &mut gateway::Gateway,
-    paths: &[BenchPath],
-    figures: &[Figures],
-) -> Result<()> {
-    let sent = |k: Kind| -> (u64, usize) {
-        paths
-            .iter()
-            .zip(figures)
-            .find(|(p, _)| p.kind == k)
-            .map_or((0, 0), |(_, f)| (f.requests_sent, f.connections_opened))
-    };
-    let (intercepted_requests, _) = sent(Kind::Intercepted);
-    let (_, tunnel_connections) = sent(Kind::Tunnel);
+    capture: &capture::CaptureFigures,
+    secrets: &console::Secrets,
+) -> Result<Transcript> {
     let recs = gw.stop_and_collect(Duration::from_secs(30));
     let [rec] = recs.as_slice() else {
         bail!("expected one web session recording, found {}", recs.len());
     };
-    let events = gateway::http_events(rec)?;
-    let recorded = events.iter().filter(|e| e["action"] == "record").count() as u64;
+    let events = gateway::transcript(rec)?;
+    let recorded_events = || {
+        events
+            .iter()
+            .filter(|(e, _)| e["type"] == "http" && e["action"] == "record")
+    };
+    let recorded = recorded_events().count() as u64;
+    let recorded_bytes = recorded_events().map(|(_, bytes)| bytes).sum();
     let tunnelled = events
         .iter()
-        .filter(|e| e["action"] == "tunnel" && e["method"] == "CONNECT")
+        .filter(|(e, _)| e["type"] == "http" && e["action"] == "tunnel" && e["method"] == "CONNECT")
         .count();
-    let verified = gw.verify(rec);
-    let bytes = dir_bytes(rec);
-    println!(
-        "\ntranscript of the web session: {recorded} recorded `http` events for \
-         {intercepted_requests} intercepted requests; {tunnelled} `tunnel` CONNECT events for \
-         {tunnel_connections} tunnelled connections; psmgate verify: {}; recording {:.1} MB, \
-         {:.0} bytes per intercepted request",
-        if verified.is_ok() { "ok" } else { "**failed**" },
-        bytes as f64 / 1e6,
-        bytes as f64 / intercepted_requests.max(1) as f64
-    );
-    verified?;
-    if recorded != intercepted_requests || tunnelled != tunnel_connections {
-        bail!("the transcript does not match the requests and connections sent");
+    let mut dom = std::collections::HashMap::new();
+    let mut dom_events = 0;
+    for (e, bytes) in &events {
+        if e["type"] != "dom" {
+            continue;
+        }
+        dom_events += 1;
+        if let (Some(page), Some(seq)) = (e["page"].as_str(), e["seq"].as_u64()) {
+            dom.insert((page.to_owned(), seq), *bytes);
+        }
     }
-    Ok(())
+    let (mut snapshot, mut incremental) = ((0usize, 0usize), (0usize, 0usize));
+    for (page, snapshots, _) in &capture.pages {
+        for ((p, seq), bytes) in &dom {
+            if p == page {
+                let class = if seq < snapshots {
+                    &mut snapshot
+                } else {
+                    &mut incremental
+                };
+                class.0 += bytes;
+                class.1 += 1;
+            }
+        }
+    }
+    let mean = |(bytes, n): (usize, usize)| (n > 0).then(|| bytes as f64 / n as f64);
+    let mut leaks = Vec::new();
+    let mut visible_in = 0;
+    let files = files_below(&gw.data());
+    let hidden = secrets.hidden();
+    let mut found: Vec<Vec<std::path::PathBuf>> = vec![Vec::new(); hidden.len()];
+    for file in &files {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        for (i, (_, secret)) in hidden.iter().enumerate() {
+            if contains(&bytes, secret.as_bytes()) {
+                found[i].push(file.clone());
+            }
+        }
+        visible_in += usize::from(contains(&bytes, secrets.visible.as_bytes()));
+    }
+    for ((what, _), files) in hidden.iter().zip(found) {
+        leaks.push((*what, files));
+    }
+    Ok(Transcript {
+        rec: rec.clone(),
+        recorded,
+        recorded_bytes,
+        tunnelled,
+        dom,
+        dom_events,
+        dom_stored: (mean(snapshot), mean(incremental)),
+        leaks,
+        visible_in,
+    })
+}
+
+impl Transcript {
+    /// Compares the transcript with what was sent, prints the comparison and fails on any
+    /// difference, on a planted secret found, or when `psmgate verify` fails.
+    fn check(
+        &self,
+        gw: &gateway::Gateway,
+        paths: &[BenchPath],
+        figures: &[Figures],
+        capture: &capture::CaptureFigures,
+    ) -> Result<()> {
+        let sent = |k: Kind| -> (u64, usize) {
+            paths
+                .iter()
+                .zip(figures)
+                .find(|(p, _)| p.kind == k)
+                .map_or((0, 0), |(_, f)| (f.requests_sent, f.connections_opened))
+        };
+        let (intercepted_requests, _) = sent(Kind::Intercepted);
+        let (_, tunnel_connections) = sent(Kind::Tunnel);
+        let posted: u64 = capture.pages.iter().map(|(_, s, i)| s + i).sum();
+        let every_batch_once = capture
+            .pages
+            .iter()
+            .all(|(page, s, i)| (0..s + i).all(|seq| self.dom.contains_key(&(page.clone(), seq))));
+        let verified = gw.verify(&self.rec);
+        let bytes = dir_bytes(&self.rec);
+        let leaked: Vec<String> = self
+            .leaks
+            .iter()
+            .filter(|(_, files)| !files.is_empty())
+            .map(|(what, files)| format!("{what} in {}", files[0].display()))
+            .collect();
+        println!(
+            "\ntranscript of the web session: {} recorded `http` events for \
+             {intercepted_requests} intercepted requests; {} `tunnel` CONNECT events for \
+             {tunnel_connections} tunnelled connections; {} `dom` events for {posted} posted \
+             batches ({}); psmgate verify: {}; recording {:.1} MB, `http` events {:.0} bytes \
+             each",
+            self.recorded,
+            self.tunnelled,
+            self.dom_events,
+            if every_batch_once {
+                "each batch once"
+            } else {
+                "**batches missing**"
+            },
+            if verified.is_ok() { "ok" } else { "**failed**" },
+            bytes as f64 / 1e6,
+            self.recorded_bytes as f64 / self.recorded.max(1) as f64,
+        );
+        println!(
+            "planted secrets (masked text, password, access key id) in the gateway's data \
+             folder: {}; the page's visible text in {} file(s)",
+            if leaked.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("**{}**", leaked.join("; "))
+            },
+            self.visible_in
+        );
+        verified?;
+        if self.recorded != intercepted_requests || self.tunnelled != tunnel_connections {
+            bail!("the transcript does not match the requests and connections sent");
+        }
+        if self.dom_events as u64 != posted || !every_batch_once {
+            bail!("the transcript does not hold one `dom` event per posted batch");
+        }
+        if !leaked.is_empty() {
+            bail!("planted secrets were recorded: {}", leaked.join("; "));
+        }
+        if self.visible_in == 0 {
+            bail!("the page's visible text is in no file: the search for secrets proves nothing");
+        }
+        Ok(())
+    }
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file below `dir`.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_below(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Total size of the files below `dir`.

@@ -59,13 +59,15 @@ pub struct BenchPath {
 }
 
 impl BenchPath {
-    fn url(&self, path: &str) -> Result<Uri> {
+    /// The URL of `path` on this path's origin.
+    pub fn url(&self, path: &str) -> Result<Uri> {
         format!("{}{path}", self.base)
             .parse()
             .with_context(|| format!("URL of {path}"))
     }
 
-    fn gateway_cpu(&self) -> f64 {
+    /// The gateway's CPU seconds so far.
+    pub fn gateway_cpu(&self) -> f64 {
         process_cpu_seconds(self.gateway_pid).unwrap_or(0.0)
     }
 }

@@ -1,5 +1,6 @@
-//! The figures as two Markdown tables and one JSON line.
+//! The figures as three Markdown tables and one JSON line.
 
+use crate::capture::CaptureFigures;
 use crate::measure::{Figures, Kind};
 use crate::stats::{fmt, ms, percentile};
 
@@ -118,6 +119,148 @@ impl Summary {
     }
 }
 
+/// Summary figures of one kind of DOM batch.
+struct BatchSummary {
+    batches: u64,
+    kb: Option<f64>,
+    per_s: Option<f64>,
+    rounds_min_max: (Option<f64>, Option<f64>),
+    ms_p50: Option<f64>,
+    ms_p99: Option<f64>,
+    gateway_us: Option<f64>,
+    gateway_us_per_kb: Option<f64>,
+    stored_bytes: Option<f64>,
+}
+
+impl BatchSummary {
+    fn new(
+        batches: u64,
+        bytes: u64,
+        secs: f64,
+        rounds: &[f64],
+        times_ms: &[f64],
+        gateway_cpu: f64,
+        stored_bytes: Option<f64>,
+    ) -> BatchSummary {
+        BatchSummary {
+            batches,
+            kb: ratio(bytes as f64 / 1e3, batches as f64),
+            per_s: ratio(batches as f64, secs),
+            rounds_min_max: min_max(rounds),
+            ms_p50: percentile(times_ms, 50.0),
+            ms_p99: percentile(times_ms, 99.0),
+            gateway_us: ratio(gateway_cpu * 1e6, batches as f64),
+            gateway_us_per_kb: ratio(gateway_cpu * 1e6, bytes as f64 / 1e3),
+            stored_bytes,
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "batches": self.batches,
+            "kb_per_batch": round(self.kb, 2),
+            "batches_per_s": round(self.per_s, 0),
+            "post_ms_p50": round(self.ms_p50, 3),
+            "post_ms_p99": round(self.ms_p99, 3),
+            "gateway_cpu_us_per_batch": round(self.gateway_us, 0),
+            "gateway_cpu_us_per_kb": round(self.gateway_us_per_kb, 1),
+            "stored_bytes_per_batch": round(self.stored_bytes, 0),
+        })
+    }
+}
+
+/// Summary figures of the DOM capture.
+pub struct DomSummary {
+    snapshot_elements: usize,
+    snapshot: BatchSummary,
+    incremental: BatchSummary,
+}
+
+impl DomSummary {
+    /// Summarises `c`; `stored` is the mean transcript bytes of a stored full-snapshot and
+    /// incremental batch, when the transcript could be read.
+    pub fn new(c: &CaptureFigures, stored: Option<(Option<f64>, Option<f64>)>) -> DomSummary {
+        let (snapshot_stored, incremental_stored) = stored.unwrap_or((None, None));
+        let snapshot_secs = c.snapshot_ms.iter().sum::<f64>() / 1e3;
+        DomSummary {
+            snapshot_elements: c.snapshot_elements,
+            snapshot: BatchSummary::new(
+                c.snapshot_batches,
+                c.snapshot_bytes,
+                snapshot_secs,
+                &[],
+                &c.snapshot_ms,
+                c.snapshot_gateway_cpu,
+                snapshot_stored,
+            ),
+            incremental: BatchSummary::new(
+                c.incremental_batches,
+                c.incremental_bytes,
+                c.incremental_secs,
+                &c.incremental_rounds,
+                &c.incremental_ms,
+                c.incremental_gateway_cpu,
+                incremental_stored,
+            ),
+        }
+    }
+
+    /// Gateway CPU seconds per minute of browsing at one incremental batch a second.
+    fn cpu_s_per_minute(&self) -> Option<f64> {
+        self.incremental.gateway_us.map(|us| us * 60.0 / 1e6)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "snapshot_elements": self.snapshot_elements,
+            "full_snapshot": self.snapshot.json(),
+            "incremental": self.incremental.json(),
+            "gateway_cpu_s_per_minute_at_1_batch_per_s": round(self.cpu_s_per_minute(), 4),
+        })
+    }
+
+    fn print(&self) {
+        println!("\n### DOM capture at the gateway (recorded path; KB = 1000 bytes)\n");
+        println!(
+            "| batch | batches | KB per batch | batches/s, one connection (rounds min–max) | POST → 204 ms p50 / p99 | gateway CPU µs per batch | gateway CPU µs per KB | stored bytes per batch (`dom` event) |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        let rows = [
+            (
+                format!("full snapshot ({} elements)", self.snapshot_elements),
+                &self.snapshot,
+            ),
+            (
+                "incremental (1 s of a busy console)".to_owned(),
+                &self.incremental,
+            ),
+        ];
+        for (label, b) in rows {
+            let rounds = match b.rounds_min_max {
+                (Some(lo), Some(hi)) => format!(" ({lo:.0}–{hi:.0})"),
+                _ => String::new(),
+            };
+            println!(
+                "| {label} | {} | {} | **{}**{rounds} | {} / {} | **{}** | {} | {} |",
+                b.batches,
+                fmt(b.kb, 1),
+                fmt(b.per_s, 0),
+                fmt(b.ms_p50, 3),
+                fmt(b.ms_p99, 3),
+                fmt(b.gateway_us, 0),
+                fmt(b.gateway_us_per_kb, 1),
+                fmt(b.stored_bytes, 0),
+            );
+        }
+        println!(
+            "\ngateway CPU at the recorder's rate (one incremental batch a second): **{} CPU-s per \
+             minute of browsing**, plus {} ms per page load (its full snapshot)",
+            fmt(self.cpu_s_per_minute(), 3),
+            fmt(self.snapshot.gateway_us.map(|us| us / 1e3), 1),
+        );
+    }
+}
+
 /// `x` rounded to `digits` decimals.
 fn round(x: Option<f64>, digits: i32) -> Option<f64> {
     let scale = 10f64.powi(digits);
@@ -125,7 +268,7 @@ fn round(x: Option<f64>, digits: i32) -> Option<f64> {
 }
 
 /// Prints the tables and the JSON line. `meta` goes into the JSON as is.
-pub fn print(summaries: &[Summary], connections: usize, meta: serde_json::Value) {
+pub fn print(summaries: &[Summary], dom: &DomSummary, connections: usize, meta: serde_json::Value) {
     let Some(direct) = summaries.iter().find(|s| s.kind == Kind::Direct) else {
         return;
     };
@@ -186,11 +329,13 @@ pub fn print(summaries: &[Summary], connections: usize, meta: serde_json::Value)
             s.page_origin_connections,
         );
     }
+    dom.print();
     let mut paths = serde_json::Map::new();
     for s in summaries {
         paths.insert(s.kind.key().to_owned(), s.json(direct));
     }
     let mut line = meta;
     line["paths"] = serde_json::Value::Object(paths);
+    line["dom_capture"] = dom.json();
     println!("\n{line}");
 }
