@@ -2,14 +2,14 @@
 //! recordings, and the peers of a bench run: FreeRDP's shadow server as the target and xfreerdp
 //! clients, connected directly or through the gateway.
 
-use crate::vnc_gateway::psmgate_bin;
+use crate::vnc_gateway::{psmgate_bin, serve_log_tail, spawn_serve};
 use crate::xproto::XConn;
 use anyhow::{bail, Context, Result};
 use psmgate_e2e::peers::{
     free_port, wait_for_rdp, RdpClient, RdpClientOptions, RdpSecurity, ShadowOptions, ShadowServer,
 };
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The gateway user every bench session runs as.
@@ -58,20 +58,7 @@ impl Gateway {
         if let Some(r) = RECORDING.get().filter(|r| !r.is_empty()) {
             text.push_str(&format!("\n[recording]\n{r}\n"));
         }
-        let config = dir.path().join("psmgate.toml");
-        std::fs::write(&config, &text)?;
-        let log = std::fs::File::create(dir.path().join("serve.log"))?;
-        let child = Command::new(psmgate_bin()?)
-            .arg("--config")
-            .arg(&config)
-            .args(["serve", "--no-tls"])
-            .env("PSMGATE_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting psmgate serve")?;
+        let (child, config) = spawn_serve(dir.path(), &text)?;
         let mut gw = Gateway {
             child: Some(child),
             dir,
@@ -108,9 +95,7 @@ impl Gateway {
 
     /// The last `n` lines of the gateway's log.
     pub fn log_tail(&self, n: usize) -> String {
-        let text = self.log();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        serve_log_tail(self.dir.path(), n)
     }
 
     /// Log lines containing `needle`.

@@ -53,6 +53,52 @@ pub fn psmgate_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Writes `text` as `dir/psmgate.toml` and starts `psmgate serve --no-tls` on it, its log (no
+/// colours) in `dir/serve.log`. Returns the process and the configuration's path.
+pub fn spawn_serve(dir: &Path, text: &str) -> Result<(Child, PathBuf)> {
+    let config = dir.join("psmgate.toml");
+    std::fs::write(&config, text)?;
+    let log = std::fs::File::create(dir.join("serve.log"))?;
+    let child = Command::new(psmgate_bin()?)
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--no-tls"])
+        .env("PSMGATE_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .context("starting psmgate serve")?;
+    Ok((child, config))
+}
+
+/// The last `n` lines of the log of the gateway started in `dir` by [`spawn_serve`].
+pub fn serve_log_tail(dir: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Waits (30 s at most) until 127.0.0.1:`port` accepts connections; fails at once, with the log
+/// from `dir`, if `child` exits first.
+pub fn wait_listening(child: &mut Child, dir: &Path, port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("psmgate exited with {status}:\n{}", serve_log_tail(dir, 30));
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "psmgate did not listen in time:\n{}",
+                serve_log_tail(dir, 30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 impl Gateway {
     /// Writes a configuration with `targets` (one rule lets [`USER`] reach all of them), starts
     /// the gateway and waits until its VNC port accepts connections.
@@ -78,19 +124,7 @@ impl Gateway {
         text.push_str(&format!(
             "[[rules]]\nid = \"bench\"\nusers = [\"{USER}\"]\ntargets = \"*\"\n"
         ));
-        let config = dir.path().join("psmgate.toml");
-        std::fs::write(&config, &text)?;
-        let log = std::fs::File::create(dir.path().join("serve.log"))?;
-        let child = Command::new(psmgate_bin()?)
-            .arg("--config")
-            .arg(&config)
-            .args(["serve", "--no-tls"])
-            .env("PSMGATE_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting psmgate serve")?;
+        let (child, config) = spawn_serve(dir.path(), &text)?;
         let mut gw = Gateway {
             child: Some(child),
             dir,
@@ -98,15 +132,8 @@ impl Gateway {
             vnc_port,
             config_text: text,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", vnc_port)).is_err() {
-            if let Some(status) = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("psmgate exited with {status}:\n{}", gw.log_tail(30));
-            }
-            if Instant::now() >= deadline {
-                bail!("psmgate did not listen in time:\n{}", gw.log_tail(30));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(child) = gw.child.as_mut() {
+            wait_listening(child, gw.dir.path(), vnc_port)?;
         }
         Ok(gw)
     }
@@ -124,13 +151,6 @@ impl Gateway {
     /// The storage root holding the recordings.
     pub fn recordings(&self) -> PathBuf {
         self.data().join("recordings")
-    }
-
-    /// The last `n` lines of the gateway's log.
-    pub fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// Log lines containing `needle`.

@@ -6,11 +6,13 @@
 //! the thousands it loads: hence the long heartbeat timeout.
 
 use crate::console::{MASK_PATTERN, MASK_SELECTOR};
-use crate::vnc_gateway::{psmgate_bin, stop_gracefully};
+use crate::vnc_gateway::{
+    psmgate_bin, serve_log_tail, spawn_serve, stop_gracefully, wait_listening,
+};
 use anyhow::{bail, Context, Result};
 use psmgate_e2e::peers::free_port;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The gateway user every bench request runs as.
@@ -53,35 +55,15 @@ impl Gateway {
              [[rules]]\nid = \"bench\"\nusers = [\"{USER}\"]\ntargets = \"*\"\n",
             ca = ca.display()
         );
-        let config = dir.path().join("psmgate.toml");
-        std::fs::write(&config, &text)?;
-        let log = std::fs::File::create(dir.path().join("serve.log"))?;
-        let child = Command::new(psmgate_bin()?)
-            .arg("--config")
-            .arg(&config)
-            .args(["serve", "--no-tls"])
-            .env("PSMGATE_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting psmgate serve")?;
+        let (child, config) = spawn_serve(dir.path(), &text)?;
         let mut gw = Gateway {
             child: Some(child),
             dir,
             config,
             web_port,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", web_port)).is_err() {
-            if let Some(status) = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("psmgate exited with {status}:\n{}", gw.log_tail(30));
-            }
-            if Instant::now() >= deadline {
-                bail!("psmgate did not listen in time:\n{}", gw.log_tail(30));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(child) = gw.child.as_mut() {
+            wait_listening(child, gw.dir.path(), web_port)?;
         }
         Ok(gw)
     }
@@ -98,9 +80,7 @@ impl Gateway {
 
     /// The last `n` lines of the gateway's log.
     pub fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        serve_log_tail(self.dir.path(), n)
     }
 
     /// Runs a `psmgate` subcommand against this gateway's configuration.
