@@ -2,7 +2,7 @@
 //! recordings, and the peers of a bench run: FreeRDP's shadow server as the target and xfreerdp
 //! clients, connected directly or through the gateway.
 
-use crate::vnc_gateway::{psmgate_bin, serve_log_tail, spawn_serve};
+use crate::vnc_gateway::{cli, grant_retrying, serve_log_tail, spawn_serve};
 use crate::xproto::XConn;
 use anyhow::{bail, Context, Result};
 use psmgate_e2e::peers::{
@@ -126,29 +126,13 @@ impl Gateway {
 
     /// Runs a `psmgate` subcommand against this gateway's configuration.
     pub fn cli(&self, args: &[&str]) -> Result<std::process::Output> {
-        Ok(Command::new(psmgate_bin()?)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("PSMGATE_LOG", "warn")
-            .output()?)
+        cli(&self.config, args)
     }
 
     /// Issues an access token for [`USER`] on [`TARGET`] (valid for several sessions, 2 hours).
     pub fn grant(&self) -> Result<String> {
-        let mut last = String::new();
         // `serve` opens the token database after binding its listeners: retry a racing grant.
-        for _ in 0..10 {
-            let o = self.cli(&[
-                "access", "grant", "--user", USER, "--target", TARGET, "--ttl", "2h",
-            ])?;
-            if o.status.success() {
-                return Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned());
-            }
-            last = String::from_utf8_lossy(&o.stderr).into_owned();
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        bail!("psmgate access grant failed: {last}")
+        grant_retrying(&self.config, USER, TARGET)
     }
 
     /// `psmgate verify` of the recording folder `rec`.

@@ -73,6 +73,37 @@ pub fn spawn_serve(dir: &Path, text: &str) -> Result<(Child, PathBuf)> {
     Ok((child, config))
 }
 
+/// Runs a `psmgate` subcommand against the configuration at `config`.
+pub fn cli(config: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Command::new(psmgate_bin()?)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("PSMGATE_LOG", "warn")
+        .output()
+        .with_context(|| format!("running psmgate {}", args.join(" ")))
+}
+
+/// Issues an access token for `user` on `target` (several sessions, 2 hours), retrying while a
+/// just-started `serve` is still opening the token database.
+pub fn grant_retrying(config: &Path, user: &str, target: &str) -> Result<String> {
+    let mut last = String::new();
+    for _ in 0..10 {
+        let o = cli(
+            config,
+            &[
+                "access", "grant", "--user", user, "--target", target, "--ttl", "2h",
+            ],
+        )?;
+        if o.status.success() {
+            return Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        }
+        last = String::from_utf8_lossy(&o.stderr).into_owned();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    bail!("psmgate access grant failed: {last}")
+}
+
 /// The last `n` lines of the log of the gateway started in `dir` by [`spawn_serve`].
 pub fn serve_log_tail(dir: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
@@ -165,26 +196,12 @@ impl Gateway {
 
     /// Runs a `psmgate` subcommand against this gateway's configuration.
     pub fn cli(&self, args: &[&str]) -> Result<std::process::Output> {
-        Ok(Command::new(psmgate_bin()?)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("PSMGATE_LOG", "warn")
-            .output()?)
+        cli(&self.config, args)
     }
 
     /// Issues an access token for `target` (valid for several sessions, 2 hours).
     pub fn grant(&self, target: &str) -> Result<String> {
-        let o = self.cli(&[
-            "access", "grant", "--user", USER, "--target", target, "--ttl", "2h",
-        ])?;
-        if !o.status.success() {
-            bail!(
-                "psmgate access grant failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        grant_retrying(&self.config, USER, target)
     }
 
     /// Stops the gateway with SIGTERM (it seals open recordings), SIGKILL after 20 s.

@@ -7,12 +7,12 @@
 
 use crate::console::{MASK_PATTERN, MASK_SELECTOR};
 use crate::vnc_gateway::{
-    psmgate_bin, serve_log_tail, spawn_serve, stop_gracefully, wait_listening,
+    cli, grant_retrying, serve_log_tail, spawn_serve, stop_gracefully, wait_listening,
 };
 use anyhow::{bail, Context, Result};
 use psmgate_e2e::peers::free_port;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// The gateway user every bench request runs as.
@@ -85,30 +85,13 @@ impl Gateway {
 
     /// Runs a `psmgate` subcommand against this gateway's configuration.
     pub fn cli(&self, args: &[&str]) -> Result<std::process::Output> {
-        Command::new(psmgate_bin()?)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("PSMGATE_LOG", "warn")
-            .output()
-            .with_context(|| format!("running psmgate {}", args.join(" ")))
+        cli(&self.config, args)
     }
 
     /// Issues an access token for the web target (several uses, 2 hours).
     pub fn grant(&self) -> Result<String> {
-        let mut last = String::new();
         // `serve` opens the token database after binding its listeners: retry a racing grant.
-        for _ in 0..10 {
-            let o = self.cli(&[
-                "access", "grant", "--user", USER, "--target", TARGET, "--ttl", "2h",
-            ])?;
-            if o.status.success() {
-                return Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned());
-            }
-            last = String::from_utf8_lossy(&o.stderr).into_owned();
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        bail!("psmgate access grant failed: {last}")
+        grant_retrying(&self.config, USER, TARGET)
     }
 
     /// The gateway CA's certificate (`psmgate ca export`), PEM.
