@@ -197,7 +197,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// An HTTP request and its response as the web proxy saw them (the `http` event).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HttpExchange {
     /// Request method (`CONNECT` for a tunnel).
     pub method: String,

@@ -125,16 +125,7 @@ impl Handler {
                 url: authority.to_string(),
                 action: "tunnel".into(),
                 rule: decision.rule_id.clone(),
-                status: None,
-                ms: 0,
-                total_ms: 0,
-                req_bytes: 0,
-                resp_bytes: 0,
-                content_type: None,
-                request_headers: Vec::new(),
-                response_headers: Vec::new(),
-                body: None,
-                error: None,
+                ..HttpExchange::default()
             };
             if let Err(err) = session.event(EventKind::Http(Box::new(e))) {
                 return pages::session_ended(&format!("{err:#}")).into();
@@ -217,16 +208,8 @@ impl Handler {
             url: url.clone(),
             action: action_name(decision.action).into(),
             rule: decision.rule_id.clone(),
-            status: None,
-            ms: 0,
-            total_ms: 0,
-            req_bytes: 0,
-            resp_bytes: 0,
-            content_type: None,
             request_headers: redact::headers(req.headers(), &self.gw.redacted_headers),
-            response_headers: Vec::new(),
-            body: None,
-            error: None,
+            ..HttpExchange::default()
         };
         if decision.action == WebAction::Deny {
             event.status = Some(403);
