@@ -1,4 +1,4 @@
-//! Embeds the static web player (`../web-player`) into the binary, so `serve` and `export`
+//! Embeds the static web player (`../web-player`) and the admin web UI (`ui/`) into the binary, so `serve` and `export`
 //! need nothing beside the executable.
 
 use std::fmt::Write as _;
@@ -23,7 +23,27 @@ fn main() {
     code.push_str("];\n");
     let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("player_assets.rs");
     std::fs::write(out, code).expect("write player_assets.rs");
+    ui_assets();
     recorder_assets();
+}
+
+/// Embeds the admin web UI (`ui/`: static HTML, CSS and JavaScript, no build step).
+fn ui_assets() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut files = Vec::new();
+    collect(&dir, &dir, &mut files);
+    files.sort();
+    let mut code = String::from(
+        "/// Web UI files: (relative path, bytes).\npub static UI_FILES: &[(&str, &[u8])] = &[\n",
+    );
+    for (rel, abs) in &files {
+        println!("cargo:rerun-if-changed={abs}");
+        let _ = writeln!(code, "    ({rel:?}, include_bytes!({abs:?})),");
+    }
+    code.push_str("];\n");
+    let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("ui_assets.rs");
+    std::fs::write(out, code).expect("write ui_assets.rs");
 }
 
 /// Embeds the in-page web recorder: psmgate's `web-recorder/recorder.js` and rrweb's recorder

@@ -178,7 +178,12 @@
         break;
       }
     }
-    if (!lines.length && !incompleteTail) problems.push('chain.jsonl is empty');
+    if (!lines.length && !incompleteTail) {
+      // A recording that has only just started has no chain record yet: intact so far, with
+      // nothing verified. Anything else must have records.
+      if (m.state === 'recording') notes.push('No chain record yet: the recording has just started.');
+      else problems.push('chain.jsonl is empty');
+    }
 
     // ---- walk records and checkpoints in order
     var prev = await sha256(enc.encode(TAG + sessionId));

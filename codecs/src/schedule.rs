@@ -69,6 +69,20 @@ impl FrameScheduler {
         }
     }
 
+    /// When the next frame is due, as [`FrameScheduler::poll`] would say `EncodeNow` from then
+    /// on: the oldest change not yet encoded, or the end of the rate limit after the last frame,
+    /// whichever is later. `None` while nothing changed.
+    ///
+    /// For a clock that is not the wall clock (a recording rendered after the session, at the
+    /// times the session's events happened): the frame then shows the state at this time.
+    pub fn next_frame_at(&self) -> Option<u64> {
+        let since = self.dirty_since?;
+        Some(match self.last_encode {
+            None => since,
+            Some(last) => since.max(last + self.min_interval_ms),
+        })
+    }
+
     /// A frame holding every change up to `snapshot_at` was taken.
     pub fn encoded(&mut self, snapshot_at: u64) {
         self.last_encode = Some(snapshot_at);
@@ -117,6 +131,34 @@ mod tests {
         assert_eq!(frames, 8);
         s.changed(2000);
         assert_eq!(s.poll(2000), Decision::EncodeNow);
+    }
+
+    #[test]
+    fn the_next_frame_is_due_when_poll_says_encode() {
+        let mut s = FrameScheduler::new(10);
+        assert_eq!(s.next_frame_at(), None);
+        s.changed(30);
+        assert_eq!(
+            s.next_frame_at(),
+            Some(30),
+            "the first change is framed at once"
+        );
+        s.encoded(30);
+        assert_eq!(s.next_frame_at(), None);
+        s.changed(50);
+        assert_eq!(s.next_frame_at(), Some(130), "rate-limited to 10 a second");
+        // On a clock that only moves forward (never before the change), poll agrees.
+        for t in [50, 129, 130, 131] {
+            let due = s.next_frame_at().is_some_and(|d| t >= d);
+            assert_eq!(s.poll(t) == Decision::EncodeNow, due, "at {t}");
+        }
+        s.encoded(130);
+        s.changed(900);
+        assert_eq!(
+            s.next_frame_at(),
+            Some(900),
+            "a late change is framed when it happens"
+        );
     }
 
     #[test]

@@ -1,6 +1,13 @@
-//! The static web player, embedded at build time from `web-player/`.
+//! The static web player and the admin web UI, embedded at build time from `web-player/` and
+//! `gateway/ui/`.
 
 include!(concat!(env!("OUT_DIR"), "/player_assets.rs"));
+include!(concat!(env!("OUT_DIR"), "/ui_assets.rs"));
+
+/// The bytes of a web UI file by relative path.
+pub fn ui_file(path: &str) -> Option<&'static [u8]> {
+    UI_FILES.iter().find(|(p, _)| *p == path).map(|(_, b)| *b)
+}
 
 /// The bytes of a player file by relative path.
 pub fn player_file(path: &str) -> Option<&'static [u8]> {

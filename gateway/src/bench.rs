@@ -13,6 +13,8 @@
 //!   was given, for the first frame after every `quality_every_s` seconds,
 //! - worst lag behind live: the longest time from a screen change to its frame being stored.
 
+pub mod search;
+
 use crate::recording::{MaskRule, StorageSink};
 use anyhow::{Context, Result};
 use psmgate_codecs::encoder::EncoderKind;

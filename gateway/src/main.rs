@@ -93,6 +93,9 @@ enum Command {
         #[command(subcommand)]
         command: AccessCommand,
     },
+    /// Hash a user's password for `[users.<name>] password_hash` (reads the password from
+    /// standard input, one line; prints the argon2id PHC string).
+    HashPassword,
     /// Show the gateway signing key.
     Keys {
         #[command(subcommand)]
@@ -142,6 +145,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark recordings search: latency of index queries (filters and transcript text) over
+    /// a synthetic SQLite index.
+    BenchSearch {
+        /// Sessions in the index.
+        #[arg(long, default_value_t = 100_000)]
+        sessions: u64,
+        /// Queries of each kind.
+        #[arg(long, default_value_t = 1000)]
+        queries: u32,
+        /// Rows asked for per query (one page).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Generator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Folder for the index database, kept afterwards (default: a temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,6 +179,19 @@ enum RecordingsCommand {
         /// Only this target.
         #[arg(long)]
         target: Option<String>,
+        /// Only recordings whose transcript holds all these words (typed text, titles, URLs,
+        /// policy events; the last word also as a prefix; case and accents ignored).
+        #[arg(long, value_name = "WORDS")]
+        text: Option<String>,
+        /// Only this protocol (vnc, rdp, web, demo).
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Only sessions started at or after this time (RFC 3339, e.g. 2026-11-22T10:00:00Z).
+        #[arg(long, value_parser = parse_rfc3339)]
+        since: Option<time::OffsetDateTime>,
+        /// Only sessions started before this time (RFC 3339).
+        #[arg(long, value_parser = parse_rfc3339)]
+        until: Option<time::OffsetDateTime>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -199,6 +237,44 @@ enum AccessCommand {
     Revoke {
         /// Grant id (from `access list`).
         id: i64,
+    },
+    /// Ask for just-in-time access on a user's behalf (the rule decides: approved at once, or
+    /// pending for an approver).
+    Request {
+        /// Gateway user.
+        #[arg(long)]
+        user: String,
+        /// Target.
+        #[arg(long)]
+        target: String,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
+        /// How long the credential works, e.g. 30m, 2h (at most the rule's max_duration).
+        #[arg(long, default_value = "1h")]
+        duration: String,
+    },
+    /// List access requests (newest first).
+    Requests {
+        /// Only requests with this status (pending, approved, denied, cancelled, expired).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Approve a pending access request (issues the one-time credential; prints it).
+    Approve {
+        /// Request id.
+        id: i64,
+        /// Note recorded with the decision.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Deny a pending access request.
+    Deny {
+        /// Request id.
+        id: i64,
+        /// Note recorded with the decision.
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -272,6 +348,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         _ => load_config(cli.config.as_deref())?,
     };
     let data = cli.data.as_deref();
+    let cli_config = cli.config.clone();
     match cli.command {
         Command::CheckConfig { .. } => unreachable!("handled above"),
         Command::Serve {
@@ -283,6 +360,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rdp_listen,
         } => {
             let mut config = config;
+            let file_gateway = config.gateway.clone();
             if let Some(l) = vnc_listen {
                 config.gateway.vnc_listen = l;
             }
@@ -295,7 +373,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if no_tls {
                 config.gateway.admin_tls = false;
             }
-            serve(config, data, demo, demo_seconds)
+            let path = cli_config.clone();
+            let policy = psmgate::policy_cell::PolicyCell::with_file_gateway(
+                config.clone(),
+                path,
+                file_gateway,
+            );
+            serve(config, policy, data, demo, demo_seconds)
         }
         Command::Demo {
             seconds,
@@ -368,6 +452,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Retention { dry_run } => retention(&config, data, dry_run),
         Command::Access { command } => access(&config, data, command),
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                bail!("empty password on standard input");
+            }
+            println!("{}", psmgate_policy::password::hash_password(password)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ca {
             command: CaCommand::Export,
         } => {
@@ -377,6 +473,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("SHA-256 fingerprint: {}", ca.fingerprint());
             Ok(ExitCode::SUCCESS)
         }
+        Command::BenchSearch {
+            sessions,
+            queries,
+            limit,
+            seed,
+            dir,
+            json,
+        } => bench_search(
+            &psmgate::bench::search::SearchBenchOptions {
+                sessions,
+                queries,
+                limit,
+                seed,
+                dir,
+            },
+            json,
+        ),
         Command::Bench {
             encoder,
             minutes,
@@ -449,7 +562,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> Result<ExitCode> {
+fn bench_search(opts: &psmgate::bench::search::SearchBenchOptions, json: bool) -> Result<ExitCode> {
+    let r = psmgate::bench::search::run(opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "recordings search over {} sessions (SQLite, FTS5), {} queries per kind, pages of {} rows, seed {}",
+        r.sessions, r.queries_per_kind, r.limit, r.seed
+    );
+    println!(
+        "insert: {:.1} s, {:.0} sessions/s (row, then text: two transactions each); text {:.1} MB; index on disk {:.1} MB",
+        r.insert_seconds,
+        r.sessions_per_second,
+        r.text_bytes as f64 / 1e6,
+        r.index_bytes as f64 / 1e6
+    );
+    println!(
+        "{:<15} {:>8} {:>8} {:>8} {:>6} {:>9}  example",
+        "kind", "p50 ms", "p99 ms", "max ms", "rows", "matches"
+    );
+    for k in &r.kinds {
+        println!(
+            "{:<15} {:>8.2} {:>8.2} {:>8.2} {:>6.1} {:>9.0}  {}",
+            k.kind, k.p50_ms, k.p99_ms, k.max_ms, k.rows_mean, k.matches_mean, k.example
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(
+    config: Config,
+    policy: std::sync::Arc<psmgate::policy_cell::PolicyCell>,
+    data: Option<&Path>,
+    demo: bool,
+    demo_seconds: u64,
+) -> Result<ExitCode> {
     let store = Store::open(&config, data)?;
     let recovered = store.recover()?;
     if recovered > 0 {
@@ -474,12 +623,35 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
         let base = format!("{scheme}://{addr}");
         println!("psmgate serving the player and admin API on {base}");
         println!("open {base}/login?token={token}");
-        let state = std::sync::Arc::new(psmgate::admin::AdminState { store: store.clone(), token: token.clone() });
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(psmgate::admin::serve(listener, state, tls, stop_rx.clone()));
         // One connection to the token database for the whole process (see
         // psmgate_storage::tokens on why a process must not open it twice).
         let tokens = std::sync::Arc::new(store.tokens()?);
+        let state = std::sync::Arc::new(psmgate::admin::AdminState::new(
+            store.clone(),
+            token.clone(),
+            policy.clone(),
+            tokens.clone(),
+        ));
+        // SIGHUP reloads the policy (as `POST /api/config/reload` does): live sessions keep the
+        // policy they started with; an invalid file is rejected and the policy in force stays.
+        {
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("installing the SIGHUP handler")?;
+            let (store, policy) = (store.clone(), policy.clone());
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let (store, policy) = (store.clone(), policy.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        psmgate::admin::reload_policy(&store, &policy, "sighup")
+                    })
+                    .await;
+                }
+            });
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(psmgate::admin::serve(listener, state, tls, stop_rx.clone()));
+        // The audit log goes to the `[[siem]]` sinks of the policy in force (followed on reload).
+        psmgate::siem::spawn(&store, policy.clone(), stop_rx.clone());
         // The VNC gateway runs when the policy has VNC targets.
         let vnc_targets = config
             .targets
@@ -498,7 +670,7 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
                 Some(psmgate::vnc_gateway::viewer_tls(&tls))
             };
             let gw = std::sync::Arc::new(psmgate::vnc_gateway::VncGateway {
-                config: std::sync::Arc::new(config.clone()),
+                policy: policy.clone(),
                 store: store.clone(),
                 auth: psmgate::access::TokenAuthenticator::new(
                     tokens.clone(),
@@ -525,7 +697,7 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
             let (tls, fp) = psmgate::tls::load_or_generate_with(&tls_dir, &[&rustls::version::TLS12])?;
             let cert = psmgate::tls::leaf_certificate(&tls_dir)?;
             let gw = std::sync::Arc::new(psmgate::rdp_gateway::RdpGateway {
-                config: std::sync::Arc::new(config.clone()),
+                policy: policy.clone(),
                 store: store.clone(),
                 auth: std::sync::Arc::new(psmgate::access::TokenAuthenticator::new(
                     tokens.clone(),
@@ -552,7 +724,7 @@ fn serve(config: Config, data: Option<&Path>, demo: bool, demo_seconds: u64) -> 
             let ca = psmgate::web::ca::WebCa::load_or_generate(&store.data_dir.join("tls"))?;
             let fp = ca.fingerprint().to_string();
             let gw = std::sync::Arc::new(psmgate::web::WebGateway::new(
-                std::sync::Arc::new(config.clone()),
+                policy.clone(),
                 store.clone(),
                 std::sync::Arc::new(psmgate::access::TokenAuthenticator::new(
                     tokens.clone(),
@@ -716,12 +888,28 @@ fn recordings(
         RecordingsCommand::List {
             user,
             target,
+            text,
+            protocol,
+            since,
+            until,
             limit,
             json,
         } => {
+            if text.is_some() {
+                // Recordings not made by a gateway session (`psmgate demo`) or made before
+                // search existed are made searchable first.
+                psmgate_storage::search::index_missing(
+                    store.backend.as_ref(),
+                    store.index.as_ref(),
+                )?;
+            }
             let filter = psmgate_storage::index::ListFilter {
                 user,
                 target,
+                text,
+                protocol,
+                since,
+                until,
                 limit: Some(limit),
                 ..Default::default()
             };
@@ -765,7 +953,7 @@ fn recordings(
         RecordingsCommand::Hold { recording, release } => {
             let dir = store.resolve_recording(&recording)?;
             let id = psmgate_storage::layout::session_id_of(&dir).to_string();
-            let mut audit = psmgate_storage::audit::AuditLog::open(store.backend.clone())?;
+            let mut audit = store.audit.lock();
             psmgate_storage::retention::set_legal_hold(
                 store.index.as_ref(),
                 &mut audit,
@@ -780,6 +968,12 @@ fn recordings(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A command-line time: RFC 3339.
+fn parse_rfc3339(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{e} (expected RFC 3339, e.g. 2026-11-22T10:00:00Z)"))
 }
 
 fn access(config: &Config, data: Option<&Path>, command: AccessCommand) -> Result<ExitCode> {
@@ -806,7 +1000,7 @@ fn access(config: &Config, data: Option<&Path>, command: AccessCommand) -> Resul
             let ttl =
                 psmgate_policy::Duration::parse(&ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
             let grant = tokens.grant(&user, &target, once, ttl.get(), now)?;
-            let mut audit = psmgate_storage::audit::AuditLog::open(store.backend.clone())?;
+            let mut audit = store.audit.lock();
             audit.append(
                 now,
                 "access_grant",
@@ -862,11 +1056,137 @@ fn access(config: &Config, data: Option<&Path>, command: AccessCommand) -> Resul
                 );
             }
         }
+        AccessCommand::Request {
+            user,
+            target,
+            reason,
+            duration,
+        } => {
+            if !config.users.contains_key(&user) {
+                bail!("unknown user {user:?}");
+            }
+            if config.target(&target).is_none() {
+                bail!("unknown target {target:?}");
+            }
+            let Some(policy) = config.access_policy(&user, &target, now) else {
+                bail!("no rule lets {user} connect to {target} at this time");
+            };
+            let duration = psmgate_policy::Duration::parse(&duration)
+                .map_err(|e| anyhow::anyhow!("--duration: {e}"))?
+                .get();
+            if duration > policy.max_duration {
+                bail!(
+                    "--duration is longer than rule {}'s max_duration ({} s)",
+                    policy.rule_id,
+                    policy.max_duration.as_secs()
+                );
+            }
+            let r =
+                tokens.create_request(&user, &target, &reason, duration, &policy.rule_id, now)?;
+            psmgate::supervisor::audit_action(
+                &store,
+                "cli",
+                psmgate_storage::audit::ACTION_ACCESS_REQUESTED,
+                &target,
+                &format!(
+                    "request {} for {user}, {} s (rule {}): {reason}",
+                    r.id,
+                    duration.as_secs(),
+                    policy.rule_id
+                ),
+            );
+            if policy.approval == psmgate_policy::Approval::Auto {
+                let approver = format!("policy:{}", policy.rule_id);
+                let (r, g) = tokens.approve_request(
+                    r.id,
+                    &approver,
+                    Some("approved by policy"),
+                    true,
+                    now,
+                )?;
+                psmgate::supervisor::audit_action(
+                    &store,
+                    &approver,
+                    psmgate_storage::audit::ACTION_GRANT_ISSUED,
+                    &target,
+                    &format!("request {}: grant {} for {user}", r.id, g.id),
+                );
+                println!("{}", g.token.expose());
+                eprintln!(
+                    "request {} approved by rule {}; credential valid once until {} (UTC)",
+                    r.id,
+                    policy.rule_id,
+                    psmgate::report::short_time(g.expires_at)
+                );
+            } else {
+                println!(
+                    "request {} pending approval (rule {})",
+                    r.id, policy.rule_id
+                );
+            }
+        }
+        AccessCommand::Requests { status } => {
+            let status = match status {
+                Some(s) => Some(
+                    psmgate_storage::requests::RequestStatus::parse(&s)
+                        .ok_or_else(|| anyhow::anyhow!("unknown status {s:?}"))?,
+                ),
+                None => None,
+            };
+            println!(
+                "{:>5}  {:<20} {:<12} {:<16} {:>6}  {:<10} reason",
+                "id", "created (UTC)", "user", "target", "min", "status"
+            );
+            for r in tokens.list_requests(&psmgate_storage::requests::RequestFilter {
+                status,
+                ..Default::default()
+            })? {
+                println!(
+                    "{:>5}  {:<20} {:<12} {:<16} {:>6}  {:<10} {}",
+                    r.id,
+                    psmgate::report::short_time(r.created_at),
+                    r.user,
+                    r.target,
+                    r.duration.as_secs() / 60,
+                    r.status.as_str(),
+                    r.reason
+                );
+            }
+        }
+        AccessCommand::Approve { id, note } => {
+            let (r, g) = tokens.approve_request(id, "cli", note.as_deref(), true, now)?;
+            psmgate::supervisor::audit_action(
+                &store,
+                "cli",
+                psmgate_storage::audit::ACTION_ACCESS_APPROVED,
+                &r.target,
+                &format!("request {} of {}: grant {}", r.id, r.user, g.id),
+            );
+            println!("{}", g.token.expose());
+            eprintln!(
+                "request {id} approved: {} → {}, valid once until {} (UTC); give the token to {}",
+                r.user,
+                r.target,
+                psmgate::report::short_time(g.expires_at),
+                r.user
+            );
+        }
+        AccessCommand::Deny { id, note } => {
+            let r = tokens.deny_request(id, "cli", note.as_deref(), now)?;
+            psmgate::supervisor::audit_action(
+                &store,
+                "cli",
+                psmgate_storage::audit::ACTION_ACCESS_DENIED,
+                &r.target,
+                &format!("request {} of {}", r.id, r.user),
+            );
+            println!("request {id} denied");
+        }
         AccessCommand::Revoke { id } => {
             if !tokens.revoke(id, now)? {
                 bail!("no grant {id}");
             }
-            let mut audit = psmgate_storage::audit::AuditLog::open(store.backend.clone())?;
+            let mut audit = store.audit.lock();
             audit.append(now, "access_revoke", "", "", "cli", &format!("grant {id}"))?;
             println!("grant {id} revoked");
         }
@@ -879,7 +1199,7 @@ fn apply_retention(
     store: &Store,
     config: &Config,
 ) -> Result<psmgate_storage::retention::RetentionReport> {
-    let mut audit = psmgate_storage::audit::AuditLog::open(store.backend.clone())?;
+    let mut audit = store.audit.lock();
     Ok(psmgate_storage::retention::apply_retention(
         store.backend.as_ref(),
         store.index.as_ref(),

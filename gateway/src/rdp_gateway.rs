@@ -36,7 +36,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use handshake::{ClientLegError, TargetAccount};
 use ironrdp_pdu::nego::SecurityProtocol;
 use ironrdp_pdu::rdp::server_error_info::ProtocolIndependentCode;
-use psmgate_policy::{Config, Protocol, TargetAddress};
+use psmgate_policy::{Protocol, TargetAddress};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,8 +51,8 @@ const TARGET_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What the RDP gateway needs.
 pub struct RdpGateway {
-    /// Policy.
-    pub config: Arc<Config>,
+    /// The policy in force (each session keeps the one in force when it started).
+    pub policy: Arc<crate::policy_cell::PolicyCell>,
     /// Data store.
     pub store: Store,
     /// Access-token checks.
@@ -134,7 +134,7 @@ async fn sign_in(
         .accept(tcp)
         .await
         .context("TLS handshake with the client failed")?;
-    let targets: Vec<String> = gw.config.targets.keys().cloned().collect();
+    let targets: Vec<String> = gw.policy.get().targets.keys().cloned().collect();
     let signed = handshake::authenticate_client(
         &mut tls,
         &mut buf,
@@ -162,7 +162,7 @@ pub async fn session(
             .await
             .map_err(|_| anyhow!("client did not finish the NLA sign-in in time"))??;
     let (user, target_name) = (grant.user.clone(), grant.target.clone());
-    let config = gw.config.clone();
+    let config = gw.policy.get();
     let Some(target) = config.target(&target_name) else {
         audit(
             &gw,
@@ -207,7 +207,9 @@ pub async fn session(
         client_addr: peer.to_string(),
         policy_version: config.policy_version(),
     };
-    let rec = crate::supervisor::start_recording(&gw.store, info, settings).await?;
+    let rec = crate::supervisor::start_recording(&gw.store, info.clone(), settings).await?;
+    let limits = crate::live::SessionLimits::for_grant(&config, &grant);
+    let mut live = crate::supervisor::go_live(&gw.store, &rec, &info, limits);
     tracing::info!(session = rec.session_id(), user = %user, target = %target_name, "RDP session authorised; recording");
     let onward = Onward {
         host: &host,
@@ -218,8 +220,9 @@ pub async fn session(
         clipboard: ClipboardFilter::new(clipboard),
         dynamic_channels: DynamicChannelFilter::new(dynamic_channels),
     };
-    let outcome = run_session(&rec, client, client_rest, onward, shutdown).await;
+    let outcome = run_session(&rec, client, client_rest, onward, &mut live, shutdown).await;
     crate::supervisor::seal(&rec, &outcome).await;
+    drop(live);
     outcome.map(|_| ())
 }
 
@@ -295,6 +298,7 @@ async fn run_session(
     client: tokio_rustls::server::TlsStream<TcpStream>,
     client_rest: Vec<u8>,
     onward: Onward<'_>,
+    live: &mut crate::live::LiveHandle,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<String> {
     let (target, target_rest, selected, fingerprint) =
@@ -333,7 +337,7 @@ async fn run_session(
             Err(e) => format!("relay task failed: {e}"),
         }
     };
-    let end = crate::supervisor::until_end(rec, running, &mut shutdown).await;
+    let end = crate::supervisor::until_end(rec, running, live, &mut shutdown).await;
     if !relay.is_finished() {
         // psmgate ends the session: tell the client why, where RDP has a way to.
         let code = if end.recording_failed {

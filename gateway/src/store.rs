@@ -12,6 +12,7 @@
 
 use anyhow::{Context, Result};
 use psmgate_policy::Config;
+use psmgate_storage::audit::SharedAuditLog;
 use psmgate_storage::backend::{Backend, LocalBackend};
 use psmgate_storage::index::{Index, SqliteIndex};
 use psmgate_storage::keys::GatewayKey;
@@ -29,6 +30,11 @@ pub struct Store {
     pub key: Arc<GatewayKey>,
     /// Recordings index.
     pub index: Arc<dyn Index>,
+    /// The sessions running in this process (listed and ended through the admin API).
+    pub live: Arc<crate::live::LiveSessions>,
+    /// The audit log (`recordings/audit.jsonl`), entries signed with the gateway key. Every
+    /// writer in the process goes through this one instance.
+    pub audit: Arc<SharedAuditLog>,
 }
 
 impl std::fmt::Debug for Store {
@@ -56,15 +62,23 @@ impl Store {
             .context("loading the gateway signing key")?;
         let index =
             SqliteIndex::open(&data_dir.join("index.sqlite3")).context("opening the index")?;
+        let key = Arc::new(key);
+        let audit = SharedAuditLog::open_signed(backend.clone(), key.clone())
+            .context("opening the audit log")?;
         Ok(Store {
             data_dir,
             backend,
-            key: Arc::new(key),
+            key,
+            audit: Arc::new(audit),
             index: Arc::new(index),
+            live: crate::live::LiveSessions::new(),
         })
     }
 
-    /// Seals recordings left unsealed by a crash, as `interrupted`, and indexes them.
+    /// Seals recordings left unsealed by a crash, as `interrupted`, and indexes them. Then, in
+    /// a background thread, makes every sealed recording whose text the index lacks searchable
+    /// (these recovered ones, recordings made before search existed or by `psmgate demo`, and
+    /// any whose indexing failed): after an upgrade that can be many, and startup does not wait.
     pub fn recover(&self) -> Result<usize> {
         let outcomes = psmgate_storage::recovery::recover_all(&self.backend, &self.key)
             .context("recovering unsealed recordings")?;
@@ -91,6 +105,23 @@ impl Store {
                     tracing::error!(dir = %dir, error = %e, "could not recover a recording; left untouched")
                 }
             }
+        }
+        let (backend, index) = (self.backend.clone(), self.index.clone());
+        let backfill = std::thread::Builder::new()
+            .name("search-backfill".into())
+            .spawn(move || {
+                match psmgate_storage::search::index_missing(backend.as_ref(), index.as_ref()) {
+                    Ok(done) if done.indexed + done.failed > 0 => tracing::info!(
+                        indexed = done.indexed,
+                        failed = done.failed,
+                        "made recordings searchable"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not list recordings to make searchable"),
+                }
+            });
+        if let Err(e) = backfill {
+            tracing::warn!(error = %e, "could not start indexing recordings' text");
         }
         Ok(n)
     }

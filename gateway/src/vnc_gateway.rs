@@ -39,7 +39,7 @@ use crate::vnc_handshake::{SecurityType, ServerInit};
 use anyhow::{anyhow, bail, Context, Result};
 use clipboard::{ClipboardGuard, CutTextGate};
 use psmgate_codecs::transcript::{keysym, ClipboardDirection, EventKind, Input};
-use psmgate_policy::{Config, Protocol, TargetAddress, VncTls};
+use psmgate_policy::{Protocol, TargetAddress, VncTls};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,8 +61,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the VNC gateway needs.
 pub struct VncGateway {
-    /// Policy.
-    pub config: Arc<Config>,
+    /// The policy in force (each session keeps the one in force when it started).
+    pub policy: Arc<crate::policy_cell::PolicyCell>,
     /// Data store.
     pub store: Store,
     /// Access-token checks.
@@ -76,12 +76,14 @@ impl VncGateway {
     /// The security types offered to viewers, as `gateway.vnc_tls` says.
     fn offered(&self) -> Result<Vec<SecurityType>> {
         let vencrypt = SecurityType::Other(SecurityType::VENCRYPT);
-        Ok(match (self.config.gateway.vnc_tls, self.tls.is_some()) {
-            (VncTls::Off, _) => vec![SecurityType::VncAuth],
-            (VncTls::Offer, true) => vec![vencrypt, SecurityType::VncAuth],
-            (VncTls::Require, true) => vec![vencrypt],
-            (_, false) => bail!("gateway.vnc_tls needs a TLS certificate, and none is loaded"),
-        })
+        Ok(
+            match (self.policy.get().gateway.vnc_tls, self.tls.is_some()) {
+                (VncTls::Off, _) => vec![SecurityType::VncAuth],
+                (VncTls::Offer, true) => vec![vencrypt, SecurityType::VncAuth],
+                (VncTls::Require, true) => vec![vencrypt],
+                (_, false) => bail!("gateway.vnc_tls needs a TLS certificate, and none is loaded"),
+            },
+        )
     }
 }
 
@@ -346,7 +348,7 @@ async fn authorised<V: ViewerIo>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let (user, target_name) = (grant.user.clone(), grant.target.clone());
-    let config = gw.config.clone();
+    let config = gw.policy.get();
     let Some(target) = config.target(&target_name) else {
         audit(
             &gw,
@@ -392,7 +394,9 @@ async fn authorised<V: ViewerIo>(
         client_addr: peer.to_string(),
         policy_version: config.policy_version(),
     };
-    let rec = crate::supervisor::start_recording(&gw.store, info, settings).await?;
+    let rec = crate::supervisor::start_recording(&gw.store, info.clone(), settings).await?;
+    let limits = crate::live::SessionLimits::for_grant(&config, &grant);
+    let mut live = crate::supervisor::go_live(&gw.store, &rec, &info, limits);
     tracing::info!(session = rec.session_id(), user = %user, target = %target_name, "VNC session authorised; recording");
     let outcome = run_session(
         &rec,
@@ -404,10 +408,12 @@ async fn authorised<V: ViewerIo>(
             name: &target_name,
             guard,
         },
+        &mut live,
         &mut shutdown,
     )
     .await;
     crate::supervisor::seal(&rec, &outcome).await;
+    drop(live);
     outcome.map(|_| ())
 }
 
@@ -428,6 +434,7 @@ async fn run_session<V: ViewerIo>(
     viewer_hs: &mut ServerHandshake,
     mut viewer: V,
     onward: Onward<'_>,
+    live: &mut crate::live::LiveHandle,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<String> {
     let Onward {
@@ -514,7 +521,7 @@ async fn run_session<V: ViewerIo>(
             r = &mut up => relay_end(r),
         }
     };
-    let end = crate::supervisor::until_end(rec, relay, shutdown).await;
+    let end = crate::supervisor::until_end(rec, relay, live, shutdown).await;
     up.abort();
     if !end.recording_failed && !down.is_finished() {
         // Everything the viewer was sent belongs in the recording: the target half stops
@@ -590,6 +597,9 @@ async fn target_to_viewer<W: AsyncWrite + Unpin>(
             r = d.target.read(&mut buf) => r.context("reading from the target")?,
             // Only `true` is ever sent; a dropped sender means the session is gone too.
             _ = drain.changed() => {
+                // The session is over for the viewer: close its side now (a terminated
+                // session's viewer is cut at once) and let the decoder finish.
+                drop(d.viewer);
                 drop(tx);
                 return match tokio::time::timeout(DRAIN_TIMEOUT, &mut decoder.0).await {
                     Ok(Ok(r)) => r.map(|()| "session ended".into()),

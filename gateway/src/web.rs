@@ -16,13 +16,16 @@
 //!    (method, URL, status, sizes, timing, content type, headers) with secret headers, query
 //!    values and body fields redacted ([`redact`]) before the event exists; request bodies only
 //!    when a rule asks. WebSocket messages are counted and sized, never stored.
-//! 5. Video ([`render`], `web.video = "live"`): the masked DOM events of each recorded batch
-//!    are also replayed in a headless Chromium the gateway runs for the session, and
-//!    screenshots of the replay become the recording's AV1 video, as for VNC and RDP. The video
-//!    is derived from the DOM recording: without Chromium the session goes on without it.
+//! 5. Video ([`render`]): the masked DOM events of each recorded batch are also replayed in a
+//!    headless Chromium the gateway runs for the session, and screenshots of the replay become
+//!    the recording's AV1 video, as for VNC and RDP — while the session runs
+//!    (`web.video = "live"`), or once it ended (`"after"`: the batches are kept meanwhile, and
+//!    at most `web.render_workers` sessions are rendered at once). The video is derived from
+//!    the DOM recording: without Chromium the session goes on without it.
 //! 6. End: `web.idle_timeout` without requests, the grant's expiry, a recording failure
 //!    (fail-closed: further requests get a "session ended" page) or the gateway stopping seals
-//!    the recording (after the video renderer has rendered what it was given).
+//!    the recording (after the live video renderer has rendered what it was given). A video
+//!    rendered after the session delays only the sealing: the session itself has ended.
 
 pub mod body;
 pub mod ca;
@@ -58,16 +61,17 @@ const REAP_EVERY: Duration = Duration::from_secs(2);
 
 /// What the web gateway needs.
 pub struct WebGateway {
-    /// Policy.
-    pub config: Arc<Config>,
+    /// The policy in force (each session keeps the one in force when it started; the proxy
+    /// reads it per request).
+    pub policy: Arc<crate::policy_cell::PolicyCell>,
     /// Data store.
     pub store: Store,
     /// Access-token checks.
     pub auth: Arc<TokenAuthenticator>,
     /// Live sessions.
     pub sessions: Sessions,
-    /// Header names whose values are never recorded (lowercase).
-    pub redacted_headers: Vec<String>,
+    /// Videos rendered after their sessions (`web.video = "after"`).
+    pub renders: render::pool::AfterRenders,
     sockets: Mutex<HashMap<SocketAddr, (Arc<WebSession>, String)>>,
 }
 
@@ -78,17 +82,27 @@ impl std::fmt::Debug for WebGateway {
 }
 
 impl WebGateway {
-    /// A gateway over `config`, `store` and `auth`.
-    pub fn new(config: Arc<Config>, store: Store, auth: Arc<TokenAuthenticator>) -> Self {
-        let redacted_headers = config.web.redacted_headers();
+    /// A gateway over `policy`, `store` and `auth`. How many videos are rendered at once after
+    /// their sessions (`web.render_workers`) is read here: a change waits for a restart.
+    pub fn new(
+        policy: Arc<crate::policy_cell::PolicyCell>,
+        store: Store,
+        auth: Arc<TokenAuthenticator>,
+    ) -> Self {
+        let renders = render::pool::AfterRenders::new(policy.get().web.render_workers);
         WebGateway {
-            config,
+            policy,
             store,
             auth,
             sessions: Sessions::default(),
-            redacted_headers,
+            renders,
             sockets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The policy in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.policy.get()
     }
 
     /// Writes an audit entry.
@@ -137,7 +151,10 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     socket.listen(1024).context("listening")
 }
 
-/// Runs the proxy on `listener` until `shutdown`; then ends every session.
+/// Runs the proxy on `listener` until `shutdown`; then ends every session. Videos rendered after
+/// their sessions: renders under way get `render::pool::SHUTDOWN_GRACE` to finish; recordings
+/// still waiting for theirs, and those of the sessions ended now, are sealed without video (a
+/// `marker` event says so). Returns once every recording is sealed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gw: Arc<WebGateway>,
@@ -148,7 +165,7 @@ pub async fn serve(
         recorder::available(),
         "the in-page web recorder was not installed when psmgate was built: run `npm ci` in web-recorder (scripts/install-deps.sh --build does), then rebuild"
     );
-    let roots = Arc::new(upstream::roots(&gw.config.web.extra_roots)?);
+    let roots = Arc::new(upstream::roots(&gw.config().web.extra_roots)?);
     let connector = upstream::connector(roots.clone())?;
     let ws_tls = Arc::new(upstream::client_config(roots, &[])?);
     let mut stop = shutdown.clone();
@@ -166,7 +183,7 @@ pub async fn serve(
         .context("building the web proxy")?;
     let reaper = {
         let gw = gw.clone();
-        let idle = gw.config.web.idle_timeout.get();
+        let idle = gw.config().web.idle_timeout.get();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
@@ -183,9 +200,19 @@ pub async fn serve(
         let _ = shutdown.wait_for(|s| *s).await;
     }
     reaper.abort();
+    // Nothing starts rendering from now on.
+    gw.renders.close();
+    let waiting = gw.renders.pending();
     let ended = gw.sessions.reap(&gw, Duration::ZERO, true).await;
     if ended > 0 {
         tracing::info!(ended, "web sessions sealed at shutdown");
     }
+    if waiting > 0 {
+        tracing::info!(
+            recordings = waiting,
+            "sealing the web recordings whose video is rendered after the session (renders under way may finish first)"
+        );
+    }
+    gw.renders.shutdown().await;
     r
 }

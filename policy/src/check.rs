@@ -4,7 +4,9 @@ use crate::error::{index_path, key_path, Issues};
 use crate::mask::{Dim, MaskRegion};
 use crate::model::*;
 use crate::page_mask::{check_pattern, check_selector};
+use crate::rbac::{is_builtin_role, split_role_entry};
 use crate::secret::{is_valid_env_name, SecretRef};
+use crate::siem::{SiemFormat, SiemSink, SiemTransport};
 use crate::units::{ByteSize, Duration};
 use crate::web::{is_http_token, parse_pattern, WebAction, DEFAULT_DENY_RULE};
 use crate::Config;
@@ -20,14 +22,17 @@ pub(crate) fn check(c: &Config, out: &mut Issues) {
     storage(&c.storage, out);
     recording(&c.recording, out);
     web(&c.web, out);
+    custom_roles(c, out);
     for (name, u) in &c.users {
-        user(&key_path("users", name), name, u, out);
+        user(c, &key_path("users", name), name, u, out);
     }
     for (name, t) in &c.targets {
         target(&key_path("targets", name), name, t, out);
     }
+    target_groups(c, out);
     rules(c, out);
     web_rules(c, out);
+    siem(&c.siem, out);
     for (path, secret) in secret_refs(c) {
         secret_ref(&path, secret, out);
     }
@@ -332,18 +337,77 @@ pub fn is_phc_string(s: &str) -> bool {
         && rest[first_plain..].iter().all(|p| b64(p))
 }
 
-fn user(path: &str, n: &str, u: &User, out: &mut Issues) {
+/// Target group names: 1..=64 of `A-Z a-z 0-9 _ -`, starting with a letter.
+pub fn is_valid_group_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
+fn user(c: &Config, path: &str, n: &str, u: &User, out: &mut Issues) {
     name(path, "user", n, out);
-    for (i, r) in u.roles.iter().enumerate() {
-        name(&index_path(&key_path(path, "roles"), i), "role", r, out);
+    for (i, entry) in u.roles.iter().enumerate() {
+        let p = index_path(&key_path(path, "roles"), i);
+        let (role, group) = split_role_entry(entry);
+        name(&p, "role", role, out);
+        if let Some(g) = group {
+            if !c.target_groups.contains_key(g) {
+                out.push(
+                    p,
+                    format!(
+                        "{entry:?}: unknown target group {g:?} (define it under [target_groups])"
+                    ),
+                );
+            }
+        }
     }
     if let Some(h) = &u.password_hash {
-        if !is_phc_string(h) {
-            // The value is a credential; do not repeat it.
+        // The value is a credential; messages never repeat it.
+        if let Err(e) = crate::password::check_password_hash(h) {
+            out.push(key_path(path, "password_hash"), e.to_string());
+        }
+    }
+}
+
+fn custom_roles(c: &Config, out: &mut Issues) {
+    for n in c.custom_roles.keys() {
+        let path = key_path("roles", n);
+        if is_builtin_role(n) {
             out.push(
-                key_path(path, "password_hash"),
-                "is not a PHC string such as \"$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>\"",
+                path,
+                format!("{n:?} is a built-in role and cannot be redefined; give the custom role another name"),
             );
+        } else {
+            name(&path, "role", n, out);
+        }
+    }
+}
+
+fn target_groups(c: &Config, out: &mut Issues) {
+    for (g, members) in &c.target_groups {
+        let path = key_path("target_groups", g);
+        if !is_valid_group_name(g) {
+            out.push(path.clone(), format!("target group name {g:?} must be 1..={MAX_NAME} characters of A-Z a-z 0-9 _ - starting with a letter"));
+        }
+        if members.is_empty() {
+            out.push(path.clone(), "lists no target; a group needs at least one");
+        }
+        let mut seen = BTreeMap::new();
+        for (i, t) in members.iter().enumerate() {
+            let p = index_path(&path, i);
+            if t.starts_with(GROUP_PREFIX) {
+                out.push(
+                    p,
+                    format!("{t:?}: a group lists target names, not other groups"),
+                );
+            } else if !c.targets.contains_key(t) {
+                out.push(p, format!("unknown target {t:?}"));
+            } else if let Some(first) = seen.insert(t.as_str(), i) {
+                out.push(p, format!("target {t:?} is already listed at [{first}]"));
+            }
         }
     }
 }
@@ -424,13 +488,28 @@ fn mask(path: &str, m: &MaskRegion, out: &mut Issues) {
     }
 }
 
-/// Every role some user has.
+/// Every role some user has (by name, scoped or not).
 fn known_roles(c: &Config) -> BTreeSet<&str> {
     c.users
         .values()
-        .flat_map(|u| u.roles.iter().map(String::as_str))
+        .flat_map(|u| u.roles.iter().map(|r| split_role_entry(r).0))
         .collect()
 }
+
+/// Why a rule's role matches no user; a scoped entry gets a hint, as rules match role names.
+fn unknown_rule_role(role: &str) -> String {
+    match split_role_entry(role) {
+        (name, Some(group)) => format!(
+            "no user has role {role:?}: rules match role names, so write {name:?} (a user's \"{name}@{group}\" matches it on the targets of {group:?})"
+        ),
+        (_, None) => format!("no user has role {role:?}"),
+    }
+}
+
+/// Smallest `rules[].max_duration` and `rules[].max_session`.
+const MIN_GRANT: Duration = Duration::from_secs(60);
+/// Smallest `rules[].idle_timeout`.
+const MIN_RULE_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn rules(c: &Config, out: &mut Issues) {
     let known_roles = known_roles(c);
@@ -459,7 +538,7 @@ fn rules(c: &Config, out: &mut Issues) {
             if !known_roles.contains(role.as_str()) {
                 out.push(
                     index_path(&key_path(&path, "roles"), j),
-                    format!("no user has role {role:?}"),
+                    unknown_rule_role(role),
                 );
             }
         }
@@ -471,7 +550,14 @@ fn rules(c: &Config, out: &mut Issues) {
                 );
             }
             for (j, t) in names.iter().enumerate() {
-                if !c.targets.contains_key(t) {
+                if let Some(g) = t.strip_prefix(GROUP_PREFIX) {
+                    if !c.target_groups.contains_key(g) {
+                        out.push(
+                            index_path(&key_path(&path, "targets"), j),
+                            format!("unknown target group {g:?} (define it under [target_groups])"),
+                        );
+                    }
+                } else if !c.targets.contains_key(t) {
                     let hint = if t == "*" {
                         " (write targets = \"*\" without brackets for every target)"
                     } else {
@@ -482,6 +568,15 @@ fn rules(c: &Config, out: &mut Issues) {
                         format!("unknown target {t:?}{hint}"),
                     );
                 }
+            }
+        }
+        for (key, value, min) in [
+            ("max_duration", Some(r.max_duration), MIN_GRANT),
+            ("max_session", r.max_session, MIN_GRANT),
+            ("idle_timeout", r.idle_timeout, MIN_RULE_IDLE_TIMEOUT),
+        ] {
+            if let Some(v) = value {
+                min_duration(&key_path(&path, key), v, min, out);
             }
         }
     }
@@ -501,6 +596,8 @@ const MIN_WEB_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_WEB_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest `web.max_body`.
 const MAX_WEB_BODY: ByteSize = ByteSize(1 << 20);
+/// Most `web.render_workers`.
+const MAX_WEB_RENDER_WORKERS: u32 = 16;
 
 fn min_duration(path: &str, v: Duration, lo: Duration, out: &mut Issues) {
     if v < lo {
@@ -560,6 +657,15 @@ fn web(w: &WebConfig, out: &mut Issues) {
             );
         }
     }
+    if !(1..=MAX_WEB_RENDER_WORKERS).contains(&w.render_workers) {
+        out.push(
+            "web.render_workers",
+            format!(
+                "{} is outside 1..={MAX_WEB_RENDER_WORKERS} (how many web session videos are rendered at once)",
+                w.render_workers
+            ),
+        );
+    }
     if w.max_body > MAX_WEB_BODY {
         out.push(
             "web.max_body",
@@ -595,6 +701,127 @@ fn web(w: &WebConfig, out: &mut Issues) {
             );
         }
     }
+}
+
+/// Smallest `siem[].alert_delay`.
+const MIN_SIEM_ALERT_DELAY: Duration = Duration::from_secs(1);
+
+/// `[[siem]]`: unique names, the keys each transport needs and only those, valid names.
+fn siem(sinks: &[SiemSink], out: &mut Issues) {
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, s) in sinks.iter().enumerate() {
+        let path = index_path("siem", i);
+        let p = |key: &str| key_path(&path, key);
+        name(&p("name"), "SIEM sink", &s.name, out);
+        if let Some(first) = names.insert(&s.name, i) {
+            out.push(
+                p("name"),
+                format!(
+                    "SIEM sink name {:?} is already used by siem[{first}]",
+                    s.name
+                ),
+            );
+        }
+        let connected = s.transport != SiemTransport::File;
+        let transport = match s.transport {
+            SiemTransport::Tcp => "tcp",
+            SiemTransport::Tls => "tls",
+            SiemTransport::File => "file",
+        };
+        match (&s.address, connected) {
+            (None, true) => out.push(
+                p("address"),
+                format!("missing: the receiver's host:port (e.g. \"siem.example.internal:6514\") for transport = {transport:?}"),
+            ),
+            (Some(a), true) if s.host_port().is_none() => out.push(
+                p("address"),
+                format!("{a:?} is not host:port (e.g. \"siem.example.internal:6514\", \"[fd00::5]:6514\")"),
+            ),
+            (Some(_), false) => out.push(
+                p("address"),
+                "only valid with transport = \"tcp\" or \"tls\" (a file sink writes to path)",
+            ),
+            _ => {}
+        }
+        match (&s.path_as_written, connected) {
+            (None, false) => out.push(
+                p("path"),
+                "missing: the file the entries are appended to (transport = \"file\")",
+            ),
+            (Some(f), false) if f.as_os_str().is_empty() || f.to_string_lossy().trim().is_empty() => {
+                out.push(p("path"), "must not be empty: name the file the entries are appended to")
+            }
+            (Some(_), true) => out.push(
+                p("path"),
+                format!("only valid with transport = \"file\" (this sink's transport is {transport:?})"),
+            ),
+            _ => {}
+        }
+        if s.path.is_some() != s.path_as_written.is_some()
+            || s.ca.is_some() != s.ca_as_written.is_some()
+        {
+            out.push(
+                path.clone(),
+                "resolved and written paths differ; change path and path_as_written (ca and ca_as_written) together",
+            );
+        }
+        for (key, present) in [
+            ("ca", s.ca_as_written.is_some()),
+            ("server_name", s.server_name.is_some()),
+        ] {
+            if present && s.transport != SiemTransport::Tls {
+                out.push(
+                    p(key),
+                    format!("only valid with transport = \"tls\" (this sink's transport is {transport:?})"),
+                );
+            }
+        }
+        if let Some(ca) = &s.ca_as_written {
+            if ca.to_string_lossy().trim().is_empty() {
+                out.push(
+                    p("ca"),
+                    "must not be empty: name a PEM file of CA certificates, or leave ca out for the system's roots",
+                );
+            }
+        }
+        if let Some(n) = &s.server_name {
+            if server_name_is_invalid(n) {
+                out.push(
+                    p("server_name"),
+                    format!("{n:?} is not a DNS name or IP address"),
+                );
+            }
+        }
+        if s.format == SiemFormat::Rfc5424 && !connected {
+            out.push(
+                p("format"),
+                "\"rfc5424\" needs a syslog receiver (transport = \"tcp\" or \"tls\"); a file gets \"json\" or \"cef\" lines",
+            );
+        }
+        if !crate::siem::is_valid_app_name(&s.app_name) {
+            out.push(
+                p("app_name"),
+                format!(
+                    "{:?} is not 1..={} printable ASCII characters without spaces",
+                    s.app_name,
+                    crate::siem::MAX_SIEM_APP_NAME
+                ),
+            );
+        }
+        if s.alert_backlog == 0 {
+            push_once(out, p("alert_backlog"), "must be at least 1");
+        }
+        min_duration(&p("alert_delay"), s.alert_delay, MIN_SIEM_ALERT_DELAY, out);
+    }
+}
+
+/// True when `name` cannot be a TLS server name: empty, with spaces or control characters, or
+/// neither an IP address nor a host name of DNS labels.
+fn server_name_is_invalid(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return false;
+    }
+    crate::lower::parse_host_port(&format!("{name}:1")).is_none_or(|(h, _)| h != name)
 }
 
 /// A list of domain patterns: each valid, none repeated.
@@ -711,7 +938,7 @@ fn web_rules(c: &Config, out: &mut Issues) {
             if !known_roles.contains(role.as_str()) {
                 out.push(
                     index_path(&key_path(&path, "roles"), j),
-                    format!("no user has role {role:?}"),
+                    unknown_rule_role(role),
                 );
             }
         }
@@ -726,6 +953,10 @@ fn web_rules(c: &Config, out: &mut Issues) {
             for (j, t) in names.iter().enumerate() {
                 let tp = index_path(&targets_path, j);
                 match c.targets.get(t) {
+                    None if t.starts_with(GROUP_PREFIX) => out.push(
+                        tp,
+                        format!("{t:?}: web rules list web target names; target groups are for [[rules]]"),
+                    ),
                     None => out.push(tp, format!("unknown target {t:?}")),
                     Some(target) if target.protocol != Protocol::Web => out.push(
                         tp,

@@ -4,6 +4,8 @@ use crate::error::{ConfigError, Diagnostic, Issues};
 use crate::lower::{lower, RawFile};
 use crate::mask::MaskRegion;
 use crate::model::*;
+use crate::rbac::RoleDef;
+use crate::siem::SiemSink;
 use crate::source::Source;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -26,16 +28,27 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// `[retention]`.
     pub retention: RetentionConfig,
+    /// `[roles.<name>]`: custom roles (see [`crate::rbac`]; the built-in ones are not here).
+    #[serde(rename = "roles", skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_roles: BTreeMap<String, RoleDef>,
     /// `[users.<name>]`.
     pub users: BTreeMap<String, User>,
     /// `[targets.<name>]`.
     pub targets: BTreeMap<String, Target>,
+    /// `[target_groups]`: group name → target names, referenced as `"@name"` in
+    /// `rules[].targets` and as `role@name` in users' roles.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub target_groups: BTreeMap<String, Vec<String>>,
     /// `[[rules]]`, in file order.
     pub rules: Vec<Rule>,
     /// `[web]`.
     pub web: WebConfig,
     /// `[[web_rules]]`, in file order (see [`Config::web_decision`]).
     pub web_rules: Vec<WebRule>,
+    /// `[[siem]]`: where the audit log is forwarded, in file order. Left out of the canonical
+    /// form when empty, so that configurations without it keep their policy version.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub siem: Vec<SiemSink>,
     #[serde(skip)]
     source: Arc<Source>,
 }
@@ -49,11 +62,14 @@ impl Default for Config {
             storage: StorageConfig::default(),
             recording: RecordingConfig::default(),
             retention: RetentionConfig::default(),
+            custom_roles: BTreeMap::new(),
             users: BTreeMap::new(),
             targets: BTreeMap::new(),
+            target_groups: BTreeMap::new(),
             rules: Vec::new(),
             web: WebConfig::default(),
             web_rules: Vec::new(),
+            siem: Vec::new(),
             source: Arc::new(Source::unlocated("<defaults>", PathBuf::from("."))),
         }
     }
@@ -92,11 +108,14 @@ impl Config {
             storage: l.storage,
             recording: l.recording,
             retention: l.retention,
+            custom_roles: l.custom_roles,
             users: l.users,
             targets: l.targets,
+            target_groups: l.target_groups,
             rules: l.rules,
             web: l.web,
             web_rules: l.web_rules,
+            siem: l.siem,
             source: Arc::new(source),
         };
         crate::check::check(&config, &mut issues);

@@ -5,9 +5,12 @@
 //! here as raw TOML values so that every problem with them is collected, not just the first.
 
 use crate::error::{index_path, key_path, Issues};
+use crate::hours::{parse_utc_offset, TimeWindow};
 use crate::mask::{Dim, MaskRegion};
 use crate::model::*;
+use crate::rbac::{Permission, RoleDef};
 use crate::secret::SecretRef;
+use crate::siem::{SiemFormat, SiemSink, SiemStart, SiemTransport, SyslogFacility};
 use crate::units::{ByteSize, Duration};
 use crate::web::{default_domains, WebAction};
 use serde::Deserialize;
@@ -28,15 +31,21 @@ pub(crate) struct RawFile {
     #[serde(default)]
     retention: RetentionConfig,
     #[serde(default)]
+    roles: BTreeMap<String, RawRole>,
+    #[serde(default)]
     users: BTreeMap<String, User>,
     #[serde(default)]
     targets: BTreeMap<String, RawTarget>,
+    #[serde(default)]
+    target_groups: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     rules: Vec<RawRule>,
     #[serde(default)]
     web: RawWeb,
     #[serde(default)]
     web_rules: Vec<RawWebRule>,
+    #[serde(default)]
+    siem: Vec<RawSiem>,
 }
 
 #[derive(Deserialize, Default)]
@@ -49,6 +58,13 @@ struct RawGateway {
     vnc_tls: Option<VncTls>,
     rdp_listen: Option<Value>,
     web_listen: Option<Value>,
+    timezone_offset: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRole {
+    permissions: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -98,6 +114,7 @@ struct RawWeb {
     heartbeat_timeout: Option<Value>,
     video: Option<WebVideo>,
     chromium: Option<String>,
+    render_workers: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +166,12 @@ struct RawRule {
     users: Option<Vec<String>>,
     roles: Option<Vec<String>>,
     targets: Option<Value>,
+    approval: Option<Approval>,
+    max_duration: Option<Value>,
+    max_session: Option<Value>,
+    idle_timeout: Option<Value>,
+    end_at_grant_expiry: Option<bool>,
+    hours: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -163,6 +186,23 @@ struct RawWebRule {
     record_bodies: Option<bool>,
     mask_selectors: Option<Vec<String>>,
     mask_patterns: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSiem {
+    name: String,
+    transport: SiemTransport,
+    format: Option<SiemFormat>,
+    address: Option<String>,
+    path: Option<String>,
+    ca: Option<String>,
+    server_name: Option<String>,
+    app_name: Option<String>,
+    facility: Option<SyslogFacility>,
+    start: Option<SiemStart>,
+    alert_backlog: Option<i64>,
+    alert_delay: Option<Value>,
 }
 
 /// Why `record_bodies`, `mask_selectors` and `mask_patterns` are refused on a rule that does
@@ -190,11 +230,14 @@ pub(crate) struct Lowered {
     pub storage: StorageConfig,
     pub recording: RecordingConfig,
     pub retention: RetentionConfig,
+    pub custom_roles: BTreeMap<String, RoleDef>,
     pub users: BTreeMap<String, User>,
     pub targets: BTreeMap<String, Target>,
+    pub target_groups: BTreeMap<String, Vec<String>>,
     pub rules: Vec<Rule>,
     pub web: WebConfig,
     pub web_rules: Vec<WebRule>,
+    pub siem: Vec<SiemSink>,
 }
 
 struct Ctx<'a> {
@@ -211,7 +254,17 @@ pub(crate) fn lower(raw: RawFile, base_dir: &Path, issues: &mut Issues) -> Lower
         storage: cx.storage(raw.storage),
         recording: cx.recording(raw.recording),
         retention: raw.retention,
+        custom_roles: raw
+            .roles
+            .into_iter()
+            .map(|(name, r)| {
+                let path = key_path("roles", &name);
+                let r = cx.role(&path, r);
+                (name, r)
+            })
+            .collect(),
         users: raw.users,
+        target_groups: raw.target_groups,
         targets: raw
             .targets
             .into_iter()
@@ -233,6 +286,12 @@ pub(crate) fn lower(raw: RawFile, base_dir: &Path, issues: &mut Issues) -> Lower
             .into_iter()
             .enumerate()
             .map(|(i, r)| cx.web_rule(&index_path("web_rules", i), r))
+            .collect(),
+        siem: raw
+            .siem
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| cx.siem(&index_path("siem", i), s))
             .collect(),
     }
 }
@@ -260,7 +319,51 @@ impl Ctx<'_> {
             vnc_tls: g.vnc_tls.unwrap_or(d.vnc_tls),
             rdp_listen: self.listen("gateway.rdp_listen", g.rdp_listen, d.rdp_listen),
             web_listen: self.listen("gateway.web_listen", g.web_listen, d.web_listen),
+            timezone_offset: match g.timezone_offset {
+                None => d.timezone_offset,
+                Some(Value::String(s)) => parse_utc_offset(&s).unwrap_or_else(|e| {
+                    self.issues.push("gateway.timezone_offset", e.to_string());
+                    d.timezone_offset
+                }),
+                Some(other) => {
+                    self.issues.push(
+                        "gateway.timezone_offset",
+                        format!(
+                            "expected a UTC offset string such as \"+02:00\", found {}",
+                            describe(&other)
+                        ),
+                    );
+                    d.timezone_offset
+                }
+            },
         }
+    }
+
+    /// `[roles.<name>]`: every unknown or repeated permission is reported.
+    fn role(&mut self, path: &str, r: RawRole) -> RoleDef {
+        let list = key_path(path, "permissions");
+        let mut permissions = Vec::new();
+        for (i, name) in r.permissions.iter().enumerate() {
+            let p = index_path(&list, i);
+            match Permission::from_name(name) {
+                None => {
+                    let known: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+                    self.issues.push(
+                        p,
+                        format!(
+                            "unknown permission {name:?} (expected one of {})",
+                            known.join(", ")
+                        ),
+                    );
+                }
+                Some(perm) if permissions.contains(&perm) => {
+                    self.issues
+                        .push(p, format!("permission {name:?} is listed twice"));
+                }
+                Some(perm) => permissions.push(perm),
+            }
+        }
+        RoleDef { permissions }
     }
 
     fn listen(&mut self, path: &str, v: Option<Value>, default: SocketAddr) -> SocketAddr {
@@ -347,12 +450,16 @@ impl Ctx<'_> {
     }
 
     fn duration(&mut self, path: &str, v: Option<Value>, default: Duration) -> Duration {
+        self.optional_duration(path, v).unwrap_or(default)
+    }
+
+    /// A duration that may be left out; `None` also when it does not parse (reported).
+    fn optional_duration(&mut self, path: &str, v: Option<Value>) -> Option<Duration> {
         match v {
-            None => default,
-            Some(Value::String(s)) => Duration::parse(&s).unwrap_or_else(|e| {
-                self.issues.push(path, format!("duration {e}"));
-                default
-            }),
+            None => None,
+            Some(Value::String(s)) => Duration::parse(&s)
+                .map_err(|e| self.issues.push(path, format!("duration {e}")))
+                .ok(),
             Some(other) => {
                 self.issues.push(
                     path,
@@ -361,9 +468,56 @@ impl Ctx<'_> {
                         describe(&other)
                     ),
                 );
-                default
+                None
             }
         }
+    }
+
+    /// `rules[].hours`: a non-empty list of time windows.
+    fn hours(&mut self, path: &str, v: Option<Value>) -> Vec<TimeWindow> {
+        let items = match v {
+            None => return Vec::new(),
+            Some(Value::Array(a)) => a,
+            Some(Value::String(s)) => {
+                self.issues
+                    .push(path, format!("{s:?}: write a list such as [{s:?}]"));
+                vec![Value::String(s)]
+            }
+            Some(other) => {
+                self.issues.push(
+                    path,
+                    format!(
+                        "expected a list of time windows such as [\"mon-fri 08:00-18:00\"], found {}",
+                        describe(&other)
+                    ),
+                );
+                return Vec::new();
+            }
+        };
+        if items.is_empty() {
+            self.issues.push(
+                path,
+                "lists no time window; leave hours out for a rule that always applies",
+            );
+        }
+        let mut windows = Vec::with_capacity(items.len());
+        for (i, v) in items.into_iter().enumerate() {
+            let p = index_path(path, i);
+            match v {
+                Value::String(s) => match TimeWindow::parse(&s) {
+                    Ok(w) => windows.push(w),
+                    Err(e) => self.issues.push(p, e.to_string()),
+                },
+                other => self.issues.push(
+                    p,
+                    format!(
+                        "expected a time window such as \"mon-fri 08:00-18:00\", found {}",
+                        describe(&other)
+                    ),
+                ),
+            }
+        }
+        windows
     }
 
     fn size(&mut self, path: &str, v: Option<Value>, default: ByteSize) -> ByteSize {
@@ -632,10 +786,22 @@ impl Ctx<'_> {
             }
         };
         Rule {
-            id: r.id,
-            users: r.users.unwrap_or_default(),
-            roles: r.roles.unwrap_or_default(),
-            targets,
+            approval: r.approval.unwrap_or_default(),
+            max_duration: self.duration(
+                &key_path(path, "max_duration"),
+                r.max_duration,
+                DEFAULT_MAX_DURATION,
+            ),
+            max_session: self.optional_duration(&key_path(path, "max_session"), r.max_session),
+            idle_timeout: self.optional_duration(&key_path(path, "idle_timeout"), r.idle_timeout),
+            end_at_grant_expiry: r.end_at_grant_expiry.unwrap_or(true),
+            hours: self.hours(&key_path(path, "hours"), r.hours),
+            ..Rule::new(
+                r.id,
+                r.users.unwrap_or_default(),
+                r.roles.unwrap_or_default(),
+                targets,
+            )
         }
     }
 }
@@ -664,6 +830,7 @@ impl Ctx<'_> {
             ),
             video: w.video.unwrap_or(d.video),
             chromium: w.chromium.map(PathBuf::from),
+            render_workers: self.uint("web.render_workers", w.render_workers, d.render_workers),
         }
     }
 
@@ -732,6 +899,52 @@ impl Ctx<'_> {
             record_bodies: r.record_bodies.unwrap_or(false),
             mask_selectors: r.mask_selectors.unwrap_or_default(),
             mask_patterns: r.mask_patterns.unwrap_or_default(),
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// `[[siem]]`: defaults filled in, paths resolved; whether keys fit the transport is checked
+    /// on the typed value.
+    fn siem(&mut self, path: &str, s: RawSiem) -> SiemSink {
+        let d = SiemSink::new(s.name, s.transport);
+        let written = |p: Option<String>| p.map(PathBuf::from);
+        let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| self.base_dir.join(p));
+        let (path_written, ca_written) = (written(s.path), written(s.ca));
+        let (file, ca) = (resolve(&path_written), resolve(&ca_written));
+        let alert_backlog = match s.alert_backlog.map(u32::try_from) {
+            None => d.alert_backlog,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
+                self.issues.push(
+                    key_path(path, "alert_backlog"),
+                    format!(
+                        "{} is outside 1..={}",
+                        s.alert_backlog.unwrap_or_default(),
+                        u32::MAX
+                    ),
+                );
+                d.alert_backlog
+            }
+        };
+        SiemSink {
+            format: s.format.unwrap_or(d.format),
+            address: s.address.map(|a| a.trim().to_owned()),
+            path: file,
+            path_as_written: path_written,
+            ca,
+            ca_as_written: ca_written,
+            server_name: s.server_name,
+            app_name: s.app_name.unwrap_or_else(|| d.app_name.clone()),
+            facility: s.facility.unwrap_or(d.facility),
+            start: s.start.unwrap_or(d.start),
+            alert_backlog,
+            alert_delay: self.duration(
+                &key_path(path, "alert_delay"),
+                s.alert_delay,
+                d.alert_delay,
+            ),
+            ..d
         }
     }
 }

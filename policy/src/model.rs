@@ -1,13 +1,16 @@
 //! The typed configuration sections and their embedded defaults.
 
+use crate::hours::TimeWindow;
 use crate::mask::MaskRegion;
 use crate::secret::SecretRef;
 use crate::units::{ByteSize, Duration};
 use crate::web::WebAction;
 use serde::{Deserialize, Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use time::UtcOffset;
 
 fn addr(s: &str) -> SocketAddr {
     // Only called with the literal defaults below, which are valid socket addresses.
@@ -32,6 +35,10 @@ pub struct GatewayConfig {
     pub rdp_listen: SocketAddr,
     /// Web console proxy listener.
     pub web_listen: SocketAddr,
+    /// The fixed UTC offset `rules[].hours` are read in (`"+02:00"`; default UTC). Daylight
+    /// saving time is not followed: change the offset when the clocks change.
+    #[serde(serialize_with = "crate::hours::serialize_utc_offset")]
+    pub timezone_offset: UtcOffset,
 }
 
 impl Default for GatewayConfig {
@@ -44,6 +51,7 @@ impl Default for GatewayConfig {
             vnc_tls: VncTls::Offer,
             rdp_listen: addr("127.0.0.1:3389"),
             web_listen: addr("127.0.0.1:8080"),
+            timezone_offset: UtcOffset::UTC,
         }
     }
 }
@@ -272,7 +280,10 @@ pub struct User {
     /// Human-readable name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    /// Roles, matched by `rules[].roles` and `web_rules[].roles`.
+    /// Role entries: a role name (built-in, `[roles.<name>]`, or a label that grants no
+    /// permission), optionally scoped to a target group as `role@group`. Matched by name (without
+    /// the `@group` part, and only on the group's targets when scoped) by `rules[].roles` and
+    /// `web_rules[].roles`; see [`crate::rbac`] for the permissions they grant.
     #[serde(default)]
     pub roles: Vec<String>,
     /// PHC-format password hash (`$argon2id$…`).
@@ -433,16 +444,34 @@ pub const MAX_RDP_DYNAMIC_CHANNEL_NAME: usize = 256;
 pub enum TargetSelector {
     /// `"*"`: every target.
     All,
-    /// The listed targets.
+    /// The listed targets: target names, and target groups written `@group`.
     Named(Vec<String>),
 }
 
+/// The prefix of a target group reference in a list of targets (`"@prod"`).
+pub const GROUP_PREFIX: char = '@';
+
 impl TargetSelector {
-    /// True when `target` is covered.
+    /// True when `target` is covered by name (or by `"*"`). Group references are not resolved
+    /// here; see [`TargetSelector::matches_in`].
     pub fn matches(&self, target: &str) -> bool {
         match self {
             TargetSelector::All => true,
             TargetSelector::Named(v) => v.iter().any(|t| t == target),
+        }
+    }
+
+    /// True when `target` is covered by name, by `"*"`, or as a member of a listed group
+    /// (`@group`, looked up in `groups`; unknown groups cover nothing).
+    pub fn matches_in(&self, target: &str, groups: &BTreeMap<String, Vec<String>>) -> bool {
+        match self {
+            TargetSelector::All => true,
+            TargetSelector::Named(v) => v.iter().any(|t| match t.strip_prefix(GROUP_PREFIX) {
+                Some(group) => groups
+                    .get(group)
+                    .is_some_and(|members| members.iter().any(|m| m == target)),
+                None => t == target,
+            }),
         }
     }
 }
@@ -456,7 +485,22 @@ impl Serialize for TargetSelector {
     }
 }
 
-/// `[[rules]]`: who may open sessions to which targets.
+/// `rules[].approval`: whether access under a rule needs someone's approval first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    /// Access is granted as soon as it is asked for.
+    #[default]
+    Auto,
+    /// A user with the `approve` permission on the target, other than the requester, approves
+    /// each request first (see [`crate::Config::can_approve`]).
+    Required,
+}
+
+/// The longest grant a request may ask for when a rule does not say (`rules[].max_duration`).
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(8 * 3600);
+
+/// `[[rules]]`: who may open sessions to which targets, when, and on which terms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rule {
     /// Unique id, reported with each decision.
@@ -467,12 +511,58 @@ pub struct Rule {
     pub roles: Vec<String>,
     /// Targets covered.
     pub targets: TargetSelector,
+    /// Whether access needs approval.
+    pub approval: Approval,
+    /// The longest grant a request may ask for (at least 1m; default 8h).
+    pub max_duration: Duration,
+    /// The longest a single session may last (at least 1m); `None`: no limit of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_session: Option<Duration>,
+    /// A session ends after this long without input (at least 10s); `None`: never for being
+    /// idle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// Whether a session opened with a grant ends when the grant expires (default true);
+    /// `false`: the grant only limits when sessions may start.
+    pub end_at_grant_expiry: bool,
+    /// When the rule applies, read in `gateway.timezone_offset`; empty: always.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hours: Vec<TimeWindow>,
 }
 
 impl Rule {
+    /// A rule with the defaults for everything but who and what it covers: approval `auto`,
+    /// grants up to [`DEFAULT_MAX_DURATION`], no session or idle limit, every hour.
+    pub fn new(
+        id: impl Into<String>,
+        users: Vec<String>,
+        roles: Vec<String>,
+        targets: TargetSelector,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            users,
+            roles,
+            targets,
+            approval: Approval::Auto,
+            max_duration: DEFAULT_MAX_DURATION,
+            max_session: None,
+            idle_timeout: None,
+            end_at_grant_expiry: true,
+            hours: Vec::new(),
+        }
+    }
+
     /// True when the rule covers `user` (by name or by one of `user_roles`).
     pub fn matches_user(&self, user: &str, user_roles: &[String]) -> bool {
         self.users.iter().any(|u| u == user) || self.roles.iter().any(|r| user_roles.contains(r))
+    }
+
+    /// True when the rule applies at `at`: it has no `hours`, or one of its windows contains
+    /// `at` read in `at`'s own UTC offset. [`crate::Config`]'s decisions first convert the
+    /// instant to `gateway.timezone_offset`.
+    pub fn hours_contain(&self, at: time::OffsetDateTime) -> bool {
+        self.hours.is_empty() || self.hours.iter().any(|w| w.contains(at))
     }
 }
 
@@ -506,6 +596,10 @@ pub enum WebVideo {
     /// video (the DOM recording is the evidence; the video is derived from it).
     #[default]
     Live,
+    /// Rendered once the session ended, from the DOM recording it kept (up to a bound), at most
+    /// `web.render_workers` sessions at a time; the recording is sealed when its video is done.
+    /// Nothing is rendered while the session runs.
+    After,
     /// DOM recording only.
     Off,
 }
@@ -542,6 +636,9 @@ pub struct WebConfig {
     /// else `chromium` on `PATH`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chromium: Option<PathBuf>,
+    /// With [`WebVideo::After`]: how many ended sessions have their video rendered at once
+    /// (1..=16, one Chromium each); the others wait their turn.
+    pub render_workers: u32,
 }
 
 impl Default for WebConfig {
@@ -559,6 +656,7 @@ impl Default for WebConfig {
             heartbeat_timeout: Duration::from_secs(15),
             video: WebVideo::Live,
             chromium: None,
+            render_workers: 1,
         }
     }
 }

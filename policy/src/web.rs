@@ -79,6 +79,8 @@ impl Config {
             return WebDecision::default_deny();
         }
         let on_target = t.domains.iter().flatten().any(|d| domain_matches(d, host));
+        // Role entries scoped to a group count only when the group holds this target.
+        let roles = self.role_names_on(u, target);
         let target_selectors = if on_target {
             &t.mask_selectors[..]
         } else {
@@ -88,7 +90,7 @@ impl Config {
         if let Some(r) = self
             .web_rules
             .iter()
-            .find(|r| r.applies_to(user, &u.roles, target) && r.matches_host(host))
+            .find(|r| r.applies_to(user, &roles, target) && r.matches_host(host))
         {
             let record = r.action == WebAction::Record;
             return WebDecision {
@@ -514,7 +516,12 @@ mod tests {
     }
 
     fn host_name() -> impl Strategy<Value = String> {
-        prop::collection::vec(label(), 1..5).prop_map(|l| l.join("."))
+        // Dotted numbers read as IPv4 addresses, which have no subdomains: not host names.
+        prop::collection::vec(label(), 1..5)
+            .prop_map(|l| l.join("."))
+            .prop_filter("an IPv4 address, not a host name", |h| {
+                !h.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+            })
     }
 
     /// Text that is a host name more often than chance would make it.

@@ -356,12 +356,12 @@ fn validate_reports_changes_made_in_code() {
     let mut c = Config::from_toml_str(BASE, "psmgate.toml").unwrap();
     assert!(c.validate().is_ok());
     c.recording.max_fps = 61;
-    c.rules.push(Rule {
-        id: "x".into(),
-        users: vec!["zed".into()],
-        roles: vec![],
-        targets: TargetSelector::All,
-    });
+    c.rules.push(Rule::new(
+        "x",
+        vec!["zed".into()],
+        vec![],
+        TargetSelector::All,
+    ));
     let e = c.validate().unwrap_err();
     let d: Vec<String> = e.diagnostics().iter().map(ToString::to_string).collect();
     assert_eq!(

@@ -107,6 +107,7 @@ fn key() -> impl Strategy<Value = String> {
         "heartbeat_timeout",
         "video",
         "chromium",
+        "render_workers",
         "domains",
         "action",
         "record_bodies",

@@ -59,6 +59,7 @@ fn web_section_defaults() {
     assert_eq!(w.heartbeat_timeout, Duration::from_secs(15));
     assert_eq!(w.video, WebVideo::Live);
     assert_eq!(w.chromium, None);
+    assert_eq!(w.render_workers, 1);
     assert_eq!(w.max_body, ByteSize(64 * 1024));
     assert!(w.redact_headers.is_empty());
     assert_eq!(w.redact_fields, strings(&DEFAULT_REDACT_FIELDS));
@@ -113,6 +114,7 @@ max_body = "1MiB"
 heartbeat_timeout = "2s"
 video = "off"
 chromium = "/opt/chromium/chrome"
+render_workers = 16
 "#,
     )
     .unwrap();
@@ -136,6 +138,7 @@ chromium = "/opt/chromium/chrome"
     assert_eq!(w.heartbeat_timeout, Duration::from_secs(2));
     assert_eq!(w.video, WebVideo::Off);
     assert_eq!(w.chromium, Some(PathBuf::from("/opt/chromium/chrome")));
+    assert_eq!(w.render_workers, 16);
     assert_eq!(w.max_body.bytes(), 1 << 20);
     // Always-redacted headers first, lower-case, each once.
     assert_eq!(
@@ -171,6 +174,24 @@ chromium = "/opt/chromium/chrome"
     let canonical = load("").canonical_toml();
     assert!(canonical.contains("video = \"live\""), "{canonical}");
     assert!(!canonical.contains("chromium"), "{canonical}");
+    assert!(canonical.contains("render_workers = 1\n"), "{canonical}");
+    // Rendering after the session, with its workers, round-trips and is part of the version.
+    let after = load("[web]\nvideo = \"after\"\nrender_workers = 3\n");
+    assert_eq!(after.web.video, WebVideo::After);
+    assert_eq!(after.web.render_workers, 3);
+    let canonical = after.canonical_toml();
+    assert!(canonical.contains("video = \"after\""), "{canonical}");
+    assert!(canonical.contains("render_workers = 3\n"), "{canonical}");
+    let again = Config::from_toml_str(&canonical, "psmgate.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.web, after.web);
+    assert_ne!(
+        load("[web]\nvideo = \"after\"\n").policy_version(),
+        after.policy_version()
+    );
+    assert_ne!(
+        load("[web]\nvideo = \"after\"\n").policy_version(),
+        load("").policy_version()
+    );
 }
 
 #[test]
@@ -179,7 +200,7 @@ fn web_video_diagnostics() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         e[0].starts_with(
-            "psmgate.toml:2:9: web.video: unknown variant `gif`, expected `live` or `off`"
+            "psmgate.toml:2:9: web.video: unknown variant `gif`, expected one of `live`, `after`, `off`"
         ),
         "{e:?}"
     );
@@ -216,6 +237,40 @@ fn web_video_diagnostics() {
     c.web.chromium = Some(PathBuf::from("/usr/lib/chromium/chromium"));
     c.web.video = WebVideo::Off;
     assert_eq!(validate(&c), Vec::<String>::new());
+}
+
+#[test]
+fn web_render_workers_diagnostics() {
+    for (text, n) in [("0", "0"), ("17", "17")] {
+        let e = diagnostics(&format!(
+            "[web]\nvideo = \"after\"\nrender_workers = {text}\n"
+        ));
+        assert_eq!(
+            e,
+            [format!("psmgate.toml:3:18: web.render_workers: {n} is outside 1..=16 (how many web session videos are rendered at once)")]
+        );
+    }
+    let e = diagnostics("[web]\nrender_workers = -1\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("psmgate.toml:2:18: web.render_workers: "),
+        "{e:?}"
+    );
+    let e = diagnostics("[web]\nrender_workers = \"two\"\n");
+    assert!(
+        e[0].starts_with("psmgate.toml:2:18: web.render_workers: invalid type"),
+        "{e:?}"
+    );
+    // The bounds themselves are allowed.
+    assert_eq!(load("[web]\nrender_workers = 1\n").web.render_workers, 1);
+    assert_eq!(load("[web]\nrender_workers = 16\n").web.render_workers, 16);
+    // Set in code, checked the same way.
+    let mut c = load("");
+    c.web.render_workers = 0;
+    assert_eq!(
+        validate(&c),
+        ["psmgate.toml: web.render_workers: 0 is outside 1..=16 (how many web session videos are rendered at once)"]
+    );
 }
 
 #[test]

@@ -2,7 +2,12 @@
 //!
 //! [`Index`] is the interface (a PostgreSQL implementation can follow); [`SqliteIndex`] is the
 //! embedded default. The index is a cache of what the recordings say: it can be rebuilt from the
-//! manifests, except for `legal_hold` and the last integrity result.
+//! manifests and transcripts, except for `legal_hold` and the last integrity result.
+//!
+//! Besides the rows, the index holds each sealed recording's searchable text (see
+//! [`crate::search`] for what of a transcript that is) in an SQLite FTS5 full-text index:
+//! contentless (only the index of the words is stored, not the text itself), tokenized by
+//! `unicode61` with diacritics removed, so searches ignore case and accents.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -150,6 +155,12 @@ pub struct ListFilter {
     pub since: Option<OffsetDateTime>,
     /// Sessions started before this time.
     pub until: Option<OffsetDateTime>,
+    /// Words the recording's searchable text must all contain (the last one as a prefix), as a
+    /// user typed them: see [`crate::search::fts_query`]. Text without any letter or digit
+    /// matches no recording. Only sealed recordings have text. Matches come newest first by
+    /// the millisecond: sessions that started within a few milliseconds of each other come in
+    /// the order their text was stored.
+    pub text: Option<String>,
     /// At most this many rows.
     pub limit: Option<u32>,
     /// Skip this many rows.
@@ -169,12 +180,20 @@ pub trait Index: Send + Sync {
     fn set_integrity(&self, id: &str, integrity: &Integrity) -> Result<bool, IndexError>;
     /// Sets or clears the legal hold. Returns whether the row exists.
     fn set_legal_hold(&self, id: &str, hold: bool) -> Result<bool, IndexError>;
-    /// Removes a row. Returns whether it existed.
+    /// Removes a row (and its searchable text). Returns whether it existed.
     fn remove(&self, id: &str) -> Result<bool, IndexError>;
+    /// Stores the searchable text of session `id`, replacing what was stored; text past
+    /// [`crate::search::MAX_TEXT_BYTES`] is cut off. Returns whether the row exists (nothing is
+    /// stored for a session the index does not hold).
+    fn set_text(&self, id: &str, text: &str) -> Result<bool, IndexError>;
+    /// Sealed sessions (state other than `recording`) with no searchable text stored, oldest
+    /// first.
+    fn without_text(&self) -> Result<Vec<SessionRow>, IndexError>;
 }
 
 /// Schema migrations, applied in order; the index of a migration + 1 is its version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sessions (
     id                TEXT PRIMARY KEY NOT NULL,
     dir               TEXT NOT NULL,
@@ -196,15 +215,56 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_started_at ON sessions (started_at);
 CREATE INDEX sessions_user ON sessions (user);
 CREATE INDEX sessions_target ON sessions (target);
-"#];
+"#,
+    r#"
+-- Searchable text of sealed recordings. session_fts is contentless: it stores the word index,
+-- not the text. Its rowid is session_text.doc: the session's start in milliseconds, moved up by
+-- one while taken, so full-text matches come out newest first (sessions that started within a
+-- few milliseconds of each other in the order their text was stored).
+CREATE TABLE session_text (
+    doc        INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL UNIQUE,
+    bytes      INTEGER NOT NULL
+);
+CREATE VIRTUAL TABLE session_fts USING fts5(
+    text,
+    content = '',
+    contentless_delete = 1,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+"#,
+];
 
 const COLUMNS: &str = "id, dir, protocol, user, target, client_addr, started_at, ended_at, \
      duration_ms, bytes, state, integrity, integrity_message, verified_at, legal_hold, created";
+
+/// [`COLUMNS`] of the table named `table` in a join.
+fn qualified_columns(table: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{table}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How far above its session's start a document's rowid may be moved while the rowids of
+/// sessions that started in the same millisecond are taken.
+const DOC_SLACK: i64 = 1_000_000;
+
+/// The first rowid a session that started at `nanos` may take in the full-text index: its
+/// start in milliseconds (milliseconds keep the index smaller than nanoseconds would: a word's
+/// list of documents stores rowid differences).
+fn doc_of(nanos: i64) -> i64 {
+    nanos.div_euclid(1_000_000)
+}
 
 /// The embedded SQLite index (WAL mode, versioned schema).
 #[derive(Debug)]
 pub struct SqliteIndex {
     conn: Mutex<Connection>,
+    /// Below this many sessions passing the filters other than the text, a text search starts
+    /// from those sessions ([`FEW_SESSIONS`]; tests change it to compare the two plans).
+    few_sessions: u64,
 }
 
 impl SqliteIndex {
@@ -224,12 +284,20 @@ impl SqliteIndex {
         migrate(&mut conn)?;
         Ok(SqliteIndex {
             conn: Mutex::new(conn),
+            few_sessions: FEW_SESSIONS,
         })
     }
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<u32, IndexError> {
         current_version(&self.lock())
+    }
+
+    /// The same index with another threshold between the two text-search plans.
+    #[cfg(test)]
+    fn with_few_sessions(mut self, few_sessions: u64) -> Self {
+        self.few_sessions = few_sessions;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -281,6 +349,13 @@ fn migrate(conn: &mut Connection) -> Result<(), IndexError> {
 fn to_nanos(t: OffsetDateTime) -> Result<i64, IndexError> {
     i64::try_from(t.unix_timestamp_nanos())
         .map_err(|_| IndexError::OutOfRange(format!("timestamp {t} out of range")))
+}
+
+/// A filter's time bound in nanoseconds; times beyond what the index can store are clamped
+/// (every stored time is within the range, so the filter means the same).
+fn bound_nanos(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp_nanos()
+        .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 fn from_nanos(n: i64) -> Result<OffsetDateTime, IndexError> {
@@ -421,45 +496,33 @@ impl Index for SqliteIndex {
     }
 
     fn list(&self, filter: &ListFilter) -> Result<Vec<SessionRow>, IndexError> {
-        let mut clauses: Vec<&str> = Vec::new();
-        let mut values: Vec<Value> = Vec::new();
-        let mut text = |clause, v: &Option<String>, clauses: &mut Vec<&str>| {
-            if let Some(v) = v {
-                clauses.push(clause);
-                values.push(Value::Text(v.clone()));
-            }
-        };
-        text("user = ?", &filter.user, &mut clauses);
-        text("target = ?", &filter.target, &mut clauses);
-        text("protocol = ?", &filter.protocol, &mut clauses);
-        text(
-            "state = ?",
-            &filter.state.map(|s| s.as_str().to_owned()),
-            &mut clauses,
-        );
-        if let Some(since) = filter.since {
-            clauses.push("started_at >= ?");
-            values.push(Value::Integer(to_nanos(since)?));
-        }
-        if let Some(until) = filter.until {
-            clauses.push("started_at < ?");
-            values.push(Value::Integer(to_nanos(until)?));
-        }
-        let mut sql = format!("SELECT {COLUMNS} FROM sessions");
-        if !clauses.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&clauses.join(" AND "));
-        }
-        sql.push_str(" ORDER BY started_at DESC, id LIMIT ? OFFSET ?");
-        values.push(Value::Integer(filter.limit.map_or(-1, i64::from)));
-        values.push(Value::Integer(filter.offset.map_or(0, i64::from)));
-
+        let conditions = Conditions::of(filter);
         let conn = self.lock();
-        let mut stmt = conn.prepare(&sql)?;
-        let raws = stmt
-            .query_map(rusqlite::params_from_iter(values), RawRow::from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        raws.into_iter().map(RawRow::into_row).collect()
+        let Some(words) = &filter.text else {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM sessions{} ORDER BY started_at DESC, id LIMIT ? OFFSET ?",
+                conditions.where_clause()
+            );
+            let mut values = conditions.values.clone();
+            values.extend(page(filter));
+            return query_rows(&conn, &sql, values);
+        };
+        let Some(query) = crate::search::fts_query(words) else {
+            return Ok(Vec::new());
+        };
+        // Both plans read the matches in the full-text index's order (rowid descending, which
+        // is newest first: see MIGRATIONS). With only a time range (or nothing) besides the
+        // text, or filters that many sessions pass, the index's matches are read newest first
+        // until the page is full. Selective filters (a user, a target) would leave that reading
+        // many matches that fail them: then the sessions that pass the filters are taken and
+        // kept when the text matches.
+        if conditions.selective.is_empty()
+            || count_capped(&conn, &conditions, self.few_sessions + 1)? > self.few_sessions
+        {
+            matches_newest_first(&conn, filter, &conditions, &query)
+        } else {
+            matches_among_filtered(&conn, filter, &conditions, &query)
+        }
     }
 
     fn set_integrity(&self, id: &str, integrity: &Integrity) -> Result<bool, IndexError> {
@@ -487,8 +550,689 @@ impl Index for SqliteIndex {
     }
 
     fn remove(&self, id: &str) -> Result<bool, IndexError> {
-        let conn = self.lock();
-        let n = conn.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        delete_text(&tx, id)?;
+        let n = tx.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+        tx.commit()?;
         Ok(n > 0)
+    }
+
+    fn set_text(&self, id: &str, text: &str) -> Result<bool, IndexError> {
+        let text = crate::search::truncate(text, crate::search::MAX_TEXT_BYTES);
+        let bytes = to_i64(text.len() as u64, "text bytes")?;
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let started: Option<i64> = tx
+            .query_row("SELECT started_at FROM sessions WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(started) = started else {
+            return Ok(false);
+        };
+        delete_text(&tx, id)?;
+        let first = doc_of(started);
+        let mut doc = first;
+        while tx
+            .query_row("SELECT 1 FROM session_text WHERE doc = ?1", [doc], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some()
+        {
+            doc = doc
+                .checked_add(1)
+                .filter(|d| d - first <= DOC_SLACK)
+                .ok_or_else(|| {
+                    IndexError::OutOfRange(format!(
+                        "too many sessions started at the same time as {id}"
+                    ))
+                })?;
+        }
+        tx.execute(
+            "INSERT INTO session_text (doc, session_id, bytes) VALUES (?1, ?2, ?3)",
+            params![doc, id, bytes],
+        )?;
+        tx.execute(
+            "INSERT INTO session_fts (rowid, text) VALUES (?1, ?2)",
+            params![doc, text],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn without_text(&self) -> Result<Vec<SessionRow>, IndexError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE state <> 'recording' \
+             AND id NOT IN (SELECT session_id FROM session_text) ORDER BY started_at, id"
+        ))?;
+        let raws = stmt
+            .query_map([], RawRow::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter().map(RawRow::into_row).collect()
+    }
+}
+
+/// Below this many sessions passing the filters other than the text, a text search starts
+/// from those sessions (see [`Index::list`] of [`SqliteIndex`]).
+const FEW_SESSIONS: u64 = 5000;
+
+/// The SQL conditions of a [`ListFilter`] other than its text, on `sessions` columns.
+struct Conditions {
+    /// Conditions on user, target, protocol and state.
+    selective: Vec<&'static str>,
+    /// All conditions: those and the time range.
+    all: Vec<&'static str>,
+    /// Values of `all`, in order.
+    values: Vec<Value>,
+    /// The time range in nanoseconds.
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+impl Conditions {
+    fn of(filter: &ListFilter) -> Self {
+        let mut c = Conditions {
+            selective: Vec::new(),
+            all: Vec::new(),
+            values: Vec::new(),
+            since: filter.since.map(bound_nanos),
+            until: filter.until.map(bound_nanos),
+        };
+        let state = filter.state.map(|s| s.as_str().to_owned());
+        for (clause, value) in [
+            ("user = ?", &filter.user),
+            ("target = ?", &filter.target),
+            ("protocol = ?", &filter.protocol),
+            ("state = ?", &state),
+        ] {
+            if let Some(v) = value {
+                c.selective.push(clause);
+                c.all.push(clause);
+                c.values.push(Value::Text(v.clone()));
+            }
+        }
+        if let Some(since) = c.since {
+            c.all.push("started_at >= ?");
+            c.values.push(Value::Integer(since));
+        }
+        if let Some(until) = c.until {
+            c.all.push("started_at < ?");
+            c.values.push(Value::Integer(until));
+        }
+        Ok(c)
+    }
+
+    /// ` WHERE …` of all conditions, or nothing.
+    fn where_clause(&self) -> String {
+        if self.all.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.all.join(" AND "))
+        }
+    }
+
+    /// Bounds on full-text rowids implied by the time range, as SQL on `session_fts.rowid`.
+    fn rowid_bounds(&self) -> (Vec<&'static str>, Vec<Value>) {
+        let mut clauses = Vec::new();
+        let mut values = Vec::new();
+        if let Some(since) = self.since {
+            clauses.push("session_fts.rowid >= ?");
+            values.push(Value::Integer(doc_of(since)));
+        }
+        if let Some(until) = self.until {
+            // A document's rowid is at most DOC_SLACK above its session's start.
+            clauses.push("session_fts.rowid < ?");
+            values.push(Value::Integer(
+                doc_of(until).saturating_add(DOC_SLACK).saturating_add(1),
+            ));
+        }
+        (clauses, values)
+    }
+}
+
+/// `LIMIT` and `OFFSET` values of a filter.
+fn page(filter: &ListFilter) -> [Value; 2] {
+    [
+        Value::Integer(filter.limit.map_or(-1, i64::from)),
+        Value::Integer(filter.offset.map_or(0, i64::from)),
+    ]
+}
+
+fn query_rows(
+    conn: &Connection,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<SessionRow>, IndexError> {
+    let mut stmt = conn.prepare(sql)?;
+    let raws = stmt
+        .query_map(rusqlite::params_from_iter(values), RawRow::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    raws.into_iter().map(RawRow::into_row).collect()
+}
+
+/// How many sessions pass `conditions`, counting no further than `cap`.
+fn count_capped(conn: &Connection, conditions: &Conditions, cap: u64) -> Result<u64, IndexError> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM sessions{} LIMIT ?)",
+        conditions.where_clause()
+    );
+    let mut values = conditions.values.clone();
+    values.push(Value::Integer(to_i64(cap, "count")?));
+    let n: i64 = conn.query_row(&sql, rusqlite::params_from_iter(values), |r| r.get(0))?;
+    to_u64(n, "count")
+}
+
+/// A text search driven by the full-text index: its matches, newest first, joined to their
+/// rows and filtered, until the page is full.
+fn matches_newest_first(
+    conn: &Connection,
+    filter: &ListFilter,
+    conditions: &Conditions,
+    query: &str,
+) -> Result<Vec<SessionRow>, IndexError> {
+    let (bounds, bound_values) = conditions.rowid_bounds();
+    let mut clauses = vec!["session_fts MATCH ?"];
+    clauses.extend(bounds);
+    clauses.extend(&conditions.all);
+    let mut values = vec![Value::Text(query.to_owned())];
+    values.extend(bound_values);
+    values.extend(conditions.values.iter().cloned());
+    values.extend(page(filter));
+    let sql = format!(
+        "SELECT {} FROM session_fts JOIN session_text t ON t.doc = session_fts.rowid \
+         JOIN sessions s ON s.id = t.session_id WHERE {} \
+         ORDER BY session_fts.rowid DESC LIMIT ? OFFSET ?",
+        qualified_columns("s"),
+        clauses.join(" AND ")
+    );
+    query_rows(conn, &sql, values)
+}
+
+/// A text search driven by the other filters: the sessions passing them are kept when the
+/// text matches (all matches of the text are read once), in the full-text index's order.
+fn matches_among_filtered(
+    conn: &Connection,
+    filter: &ListFilter,
+    conditions: &Conditions,
+    query: &str,
+) -> Result<Vec<SessionRow>, IndexError> {
+    // One read transaction: the candidates, the matches and the rows are of one state.
+    let tx = conn.unchecked_transaction()?;
+    let (bounds, bound_values) = conditions.rowid_bounds();
+    let mut clauses = vec!["session_fts MATCH ?"];
+    clauses.extend(bounds);
+    let mut values = vec![Value::Text(query.to_owned())];
+    values.extend(bound_values);
+    let matches: std::collections::HashSet<i64> = tx
+        .prepare(&format!(
+            "SELECT rowid FROM session_fts WHERE {}",
+            clauses.join(" AND ")
+        ))?
+        .query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut found: Vec<(i64, String)> = tx
+        .prepare(&format!(
+            "SELECT t.doc, s.id FROM sessions s JOIN session_text t ON t.session_id = s.id{}",
+            conditions.where_clause()
+        ))?
+        .query_map(rusqlite::params_from_iter(conditions.values.iter()), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .filter(|c| c.as_ref().map_or(true, |(doc, _)| matches.contains(doc)))
+        .collect::<rusqlite::Result<_>>()?;
+    found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let skip = filter.offset.map_or(0, |o| o as usize);
+    let take = filter.limit.map_or(usize::MAX, |l| l as usize);
+    let mut stmt = tx.prepare(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?;
+    let mut rows = Vec::new();
+    for (_, id) in found.into_iter().skip(skip).take(take) {
+        if let Some(raw) = stmt.query_row([&id], RawRow::from_row).optional()? {
+            rows.push(raw.into_row()?);
+        }
+    }
+    Ok(rows)
+}
+
+/// Deletes the searchable text of session `id`, if any.
+fn delete_text(conn: &Connection, id: &str) -> Result<(), IndexError> {
+    let doc: Option<i64> = conn
+        .query_row(
+            "SELECT doc FROM session_text WHERE session_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(doc) = doc {
+        conn.execute("DELETE FROM session_fts WHERE rowid = ?1", [doc])?;
+        conn.execute("DELETE FROM session_text WHERE doc = ?1", [doc])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::macros::datetime;
+    use time::Duration;
+
+    fn row(id: &str, user: &str, target: &str, protocol: &str, minutes: i64) -> SessionRow {
+        let started_at = datetime!(2026-11-22 10:00 UTC) + Duration::minutes(minutes);
+        SessionRow {
+            id: id.into(),
+            dir: format!("2026/11/22/{id}"),
+            protocol: protocol.into(),
+            user: user.into(),
+            target: target.into(),
+            client_addr: "10.0.0.1:4000".into(),
+            started_at,
+            ended_at: Some(started_at + Duration::minutes(5)),
+            duration_ms: Some(300_000),
+            bytes: 1,
+            state: RecordingState::Completed,
+            integrity: Integrity::unknown(),
+            legal_hold: false,
+            created: started_at,
+        }
+    }
+
+    fn search(idx: &SqliteIndex, filter: ListFilter) -> Vec<String> {
+        idx.list(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    }
+
+    fn text(words: &str) -> ListFilter {
+        ListFilter {
+            text: Some(words.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Three sessions a, b, c (newest last) with their searchable text.
+    fn indexed() -> SqliteIndex {
+        let idx = SqliteIndex::open_in_memory().unwrap();
+        let sessions = [
+            (
+                "a",
+                "alice",
+                "lab-vnc",
+                "vnc",
+                "sudo systemctl restart nginx\nadmin@lab-vnc: ~",
+            ),
+            (
+                "b",
+                "bob",
+                "win-rdp",
+                "rdp",
+                "Event Viewer - Security log\nnet user bob /domain",
+            ),
+            (
+                "c",
+                "alice",
+                "console",
+                "web",
+                "https://console.example/users\nSystemctl Café",
+            ),
+        ];
+        for (i, (id, user, target, protocol, words)) in sessions.into_iter().enumerate() {
+            idx.upsert(&row(id, user, target, protocol, i as i64 * 10))
+                .unwrap();
+            assert!(idx.set_text(id, words).unwrap());
+        }
+        idx
+    }
+
+    #[test]
+    fn fts5_is_compiled_in() {
+        let idx = SqliteIndex::open_in_memory().unwrap();
+        let used: bool = idx
+            .lock()
+            .query_row("SELECT sqlite_compileoption_used('ENABLE_FTS5')", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(used);
+        assert_eq!(idx.schema_version().unwrap(), MIGRATIONS.len() as u32);
+    }
+
+    #[test]
+    fn words_match_newest_first_ignoring_case_and_accents() {
+        let idx = indexed();
+        assert_eq!(search(&idx, text("systemctl")), ["c", "a"]);
+        assert_eq!(search(&idx, text("SYSTEMCTL nginx")), ["a"]);
+        assert_eq!(search(&idx, text("cafe")), ["c"]);
+        assert_eq!(
+            search(&idx, text("ngin")),
+            ["a"],
+            "the last word is a prefix"
+        );
+        assert_eq!(search(&idx, text("ngin sudo")), Vec::<String>::new());
+        assert_eq!(search(&idx, text("/domain")), ["b"]);
+        assert_eq!(search(&idx, text("console.example/users")), ["c"]);
+        assert_eq!(search(&idx, text("kubectl")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn text_combines_with_the_other_filters_and_pages() {
+        let idx = indexed();
+        let f = |f: ListFilter| search(&idx, f);
+        assert_eq!(
+            f(ListFilter {
+                user: Some("alice".into()),
+                ..text("systemctl")
+            }),
+            ["c", "a"]
+        );
+        assert_eq!(
+            f(ListFilter {
+                protocol: Some("vnc".into()),
+                ..text("systemctl")
+            }),
+            ["a"]
+        );
+        let t0 = datetime!(2026-11-22 10:00 UTC);
+        assert_eq!(
+            f(ListFilter {
+                since: Some(t0 + Duration::minutes(5)),
+                until: Some(t0 + Duration::minutes(25)),
+                ..text("systemctl")
+            }),
+            ["c"]
+        );
+        assert_eq!(
+            f(ListFilter {
+                limit: Some(1),
+                ..text("systemctl")
+            }),
+            ["c"]
+        );
+        assert_eq!(
+            f(ListFilter {
+                limit: Some(1),
+                offset: Some(1),
+                ..text("systemctl")
+            }),
+            ["a"]
+        );
+        assert_eq!(
+            f(ListFilter {
+                offset: Some(2),
+                ..text("systemctl")
+            }),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn query_syntax_in_user_input_is_searched_as_text_and_never_fails() {
+        let idx = indexed();
+        for q in [
+            "\"",
+            "\"\"",
+            "nginx\"",
+            "sys* OR bob",
+            "NOT nginx",
+            "NEAR(sudo nginx)",
+            "text:nginx",
+            "^sudo",
+            "(",
+            ")",
+            "*",
+            "-",
+            "a AND",
+            "'; DROP TABLE sessions; --",
+            "日本語",
+            "🙂",
+            "\u{0}",
+            "\u{202e}nginx",
+            "e\u{301}",
+        ] {
+            assert!(idx.list(&text(q)).is_ok(), "{q:?}");
+        }
+        // Operators are words, not syntax: "OR" must be in the text too.
+        assert_eq!(search(&idx, text("nginx OR bob")), Vec::<String>::new());
+        assert_eq!(search(&idx, text("\"sudo\"")), ["a"]);
+        // Only punctuation: no word to search, nothing matches.
+        assert_eq!(search(&idx, text("*** --")), Vec::<String>::new());
+        assert_eq!(search(&idx, text("nginx ***")), ["a"]);
+        assert_eq!(idx.list(&ListFilter::default()).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn masked_keystrokes_are_never_searchable() {
+        // A transcript typed in `mask` keystroke mode: timing and direction only.
+        let lines = [
+            r#"{"t":0,"type":"session","phase":"start"}"#,
+            r#"{"t":10,"type":"key","down":true,"masked":true}"#,
+            r#"{"t":40,"type":"key","down":false,"masked":true}"#,
+            r#"{"t":90,"type":"title","title":"Login - Vault"}"#,
+            r#"{"t":100,"type":"key","down":true,"masked":true}"#,
+        ];
+        let idx = SqliteIndex::open_in_memory().unwrap();
+        idx.upsert(&row("m", "alice", "vault", "vnc", 0)).unwrap();
+        idx.set_text("m", &crate::search::searchable_text(lines))
+            .unwrap();
+        assert_eq!(search(&idx, text("vault")), ["m"]);
+        for typed in ["hunter2", "masked", "key", "true", "down"] {
+            assert_eq!(search(&idx, text(typed)), Vec::<String>::new(), "{typed}");
+        }
+    }
+
+    #[test]
+    fn text_is_replaced_bounded_and_removed_with_its_row() {
+        let idx = indexed();
+        assert!(idx.set_text("a", "kubectl get pods").unwrap());
+        assert_eq!(search(&idx, text("nginx")), Vec::<String>::new());
+        assert_eq!(search(&idx, text("kubectl")), ["a"]);
+        assert!(!idx.set_text("nope", "kubectl").unwrap());
+        assert_eq!(search(&idx, text("kubectl")), ["a"]);
+
+        // Past the bound, words are not stored.
+        let max = crate::search::MAX_TEXT_BYTES;
+        let long = format!("{} tailword", "x".repeat(max - 4));
+        assert!(idx.set_text("b", &long).unwrap());
+        assert_eq!(search(&idx, text("tailword")), Vec::<String>::new());
+        let bytes: i64 = idx
+            .lock()
+            .query_row(
+                "SELECT bytes FROM session_text WHERE session_id = 'b'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(bytes, max as i64);
+
+        assert!(idx.remove("a").unwrap());
+        assert_eq!(search(&idx, text("kubectl")), Vec::<String>::new());
+        // A new session reusing nothing of the removed one's text.
+        idx.upsert(&row("d", "dave", "lab-vnc", "vnc", 50)).unwrap();
+        assert_eq!(search(&idx, text("kubectl")), Vec::<String>::new());
+        let left: i64 = idx
+            .lock()
+            .query_row("SELECT COUNT(*) FROM session_text", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 2);
+    }
+
+    #[test]
+    fn sessions_started_at_the_same_moment_are_all_found_in_time_order() {
+        let idx = SqliteIndex::open_in_memory().unwrap();
+        for id in ["x", "y", "z"] {
+            idx.upsert(&row(id, "u", "t", "vnc", 5)).unwrap();
+        }
+        idx.upsert(&row("early", "u", "t", "vnc", 4)).unwrap();
+        idx.upsert(&row("late", "u", "t", "vnc", 6)).unwrap();
+        for id in ["late", "z", "early", "x", "y"] {
+            assert!(idx.set_text(id, "same words").unwrap());
+        }
+        let found = search(&idx, text("same"));
+        assert_eq!(found.len(), 5);
+        assert_eq!((found[0].as_str(), found[4].as_str()), ("late", "early"));
+        let mut middle = found[1..4].to_vec();
+        middle.sort();
+        assert_eq!(middle, ["x", "y", "z"]);
+        // A time range that ends just after the shared start still has all three.
+        let t = datetime!(2026-11-22 10:05 UTC);
+        let window = ListFilter {
+            since: Some(t),
+            until: Some(t + Duration::nanoseconds(1)),
+            ..text("words")
+        };
+        assert_eq!(search(&idx, window).len(), 3);
+        // Replacing a text keeps one document per session.
+        assert!(idx.set_text("y", "same words again").unwrap());
+        assert_eq!(search(&idx, text("same")).len(), 5);
+        assert_eq!(search(&idx, text("again")), ["y"]);
+    }
+
+    #[test]
+    fn sealed_sessions_without_text_are_listed_for_indexing() {
+        let idx = SqliteIndex::open_in_memory().unwrap();
+        idx.upsert(&row("a", "u", "t", "vnc", 0)).unwrap();
+        idx.upsert(&row("b", "u", "t", "vnc", 1)).unwrap();
+        let mut live = row("c", "u", "t", "vnc", 2);
+        live.state = RecordingState::Recording;
+        idx.upsert(&live).unwrap();
+        let ids = |rows: Vec<SessionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(idx.without_text().unwrap()), ["a", "b"]);
+        idx.set_text("a", "").unwrap();
+        assert_eq!(ids(idx.without_text().unwrap()), ["b"]);
+    }
+
+    #[test]
+    fn the_text_migration_applies_to_an_existing_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY NOT NULL,
+                                                 applied_at TEXT NOT NULL);",
+            )
+            .unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (1, '2026-01-01T00:00:00Z')",
+                [],
+            )
+            .unwrap();
+        }
+        let idx = SqliteIndex::open(&path).unwrap();
+        assert_eq!(idx.schema_version().unwrap(), 2);
+        idx.upsert(&row("a", "u", "t", "vnc", 0)).unwrap();
+        assert!(idx.set_text("a", "journalctl").unwrap());
+        assert_eq!(search(&idx, text("journal")), ["a"]);
+    }
+
+    const WORDS: [&str; 8] = [
+        "nginx",
+        "ngrep",
+        "sudo",
+        "status",
+        "systemctl",
+        "kubectl",
+        "pods",
+        "ls",
+    ];
+
+    /// Whether a session with `words` matches the search `pieces` (the last one as a prefix
+    /// when it has 3 characters or more).
+    fn model_matches(words: &[usize], pieces: &[String]) -> bool {
+        let has = |p: &String, last: bool| {
+            words.iter().any(|&w| {
+                let w = WORDS[w];
+                w == p || (last && p.len() >= 3 && w.starts_with(p.as_str()))
+            })
+        };
+        !pieces.is_empty()
+            && pieces
+                .iter()
+                .enumerate()
+                .all(|(i, p)| has(p, i + 1 == pieces.len()))
+    }
+
+    fn piece() -> impl Strategy<Value = String> {
+        (0..WORDS.len(), 1usize..10).prop_map(|(w, n)| WORDS[w].chars().take(n).collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Both query plans return exactly what a plain model of the search says, in order.
+        #[test]
+        fn text_search_agrees_with_a_model(
+            sessions in proptest::collection::vec(
+                (0usize..3, 0usize..3, proptest::collection::vec(0..WORDS.len(), 0..5), any::<bool>()),
+                0..25,
+            ),
+            pieces in proptest::collection::vec(piece(), 1..3),
+            user in proptest::option::of(0usize..3),
+            protocol in proptest::option::of(0usize..3),
+            since in proptest::option::of(0i64..80),
+            until in proptest::option::of(0i64..80),
+            limit in proptest::option::of(1u32..6),
+            offset in proptest::option::of(0u32..6),
+        ) {
+            let users = ["alice", "bob", "carol"];
+            let protocols = ["vnc", "rdp", "web"];
+            let t0 = datetime!(2026-11-22 10:00 UTC);
+            let filter = ListFilter {
+                text: Some(pieces.join(" ")),
+                user: user.map(|u| users[u].to_owned()),
+                protocol: protocol.map(|p| protocols[p].to_owned()),
+                since: since.map(|m| t0 + Duration::minutes(m)),
+                until: until.map(|m| t0 + Duration::minutes(m)),
+                limit,
+                offset,
+                ..Default::default()
+            };
+            // Session i starts at minute 3i: all distinct, so the order is total.
+            let mut expected: Vec<(i64, String)> = Vec::new();
+            let by_newest = SqliteIndex::open_in_memory().unwrap().with_few_sessions(0);
+            let by_filters = SqliteIndex::open_in_memory().unwrap().with_few_sessions(1_000_000);
+            for (i, (u, p, words, sealed)) in sessions.iter().enumerate() {
+                let id = format!("s{i:02}");
+                let minute = i as i64 * 3;
+                let r = row(&id, users[*u], "t", protocols[*p], minute);
+                let text: Vec<&str> = words.iter().map(|&w| WORDS[w]).collect();
+                for idx in [&by_newest, &by_filters] {
+                    idx.upsert(&r).unwrap();
+                    if *sealed {
+                        idx.set_text(&id, &text.join(" ")).unwrap();
+                    }
+                }
+                let passes = *sealed
+                    && user.is_none_or(|x| x == *u)
+                    && protocol.is_none_or(|x| x == *p)
+                    && since.is_none_or(|m| minute >= m)
+                    && until.is_none_or(|m| minute < m)
+                    && model_matches(words, &pieces);
+                if passes {
+                    expected.push((minute, id));
+                }
+            }
+            expected.sort_by(|a, b| b.0.cmp(&a.0));
+            let expected: Vec<String> = expected
+                .into_iter()
+                .map(|(_, id)| id)
+                .skip(offset.unwrap_or(0) as usize)
+                .take(limit.map_or(usize::MAX, |l| l as usize))
+                .collect();
+            prop_assert_eq!(&search(&by_newest, filter.clone()), &expected);
+            prop_assert_eq!(&search(&by_filters, filter), &expected);
+        }
+
+        #[test]
+        fn any_search_text_is_answered(q in any::<String>(), words in "[ a-zA-Z0-9\"*():^+\\-]{0,40}") {
+            let idx = indexed();
+            prop_assert!(idx.list(&text(&q)).is_ok());
+            prop_assert!(idx.list(&text(&words)).is_ok());
+        }
     }
 }

@@ -4,8 +4,9 @@
 //! A key file that group or others can read is refused, because a leaked key lets anyone forge
 //! checkpoints.
 //!
-//! The key signs chain checkpoints; the message format is given by
-//! [`crate::chain::checkpoint_message`].
+//! The key signs chain checkpoints (message format: [`crate::chain::checkpoint_message`]) and
+//! audit log entries (message format: [`crate::audit::audit_signature_message`]); the two
+//! messages start with different domain prefixes, so neither signature can pass for the other.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -17,6 +18,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 pub use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use sha2::{Digest as _, Sha256};
 
+use crate::audit::audit_signature_message;
 use crate::chain::{checkpoint_message, Digest};
 
 /// Errors of loading, generating or parsing keys.
@@ -180,6 +182,12 @@ impl GatewayKey {
         self.signing
             .sign(&checkpoint_message(session_id, seq, head))
     }
+
+    /// Signs the audit entry message for `seq` and `head`.
+    pub fn sign_audit(&self, seq: u64, head: &Digest) -> Signature {
+        use ed25519_dalek::Signer as _;
+        self.signing.sign(&audit_signature_message(seq, head))
+    }
 }
 
 #[cfg(unix)]
@@ -236,6 +244,17 @@ pub fn verify_checkpoint(
         .is_ok()
 }
 
+/// Checks an audit entry signature (strict Ed25519 verification).
+pub fn verify_audit_signature(
+    key: &VerifyingKey,
+    seq: u64,
+    head: &Digest,
+    signature: &Signature,
+) -> bool {
+    key.verify_strict(&audit_signature_message(seq, head), signature)
+        .is_ok()
+}
+
 /// Encodes a signature as standard base64.
 pub fn signature_base64(signature: &Signature) -> String {
     B64.encode(signature.to_bytes())
@@ -258,5 +277,36 @@ mod tests {
         assert_eq!(key.key_id().len(), 16);
         let sig2 = parse_signature(&signature_base64(&sig)).unwrap();
         assert_eq!(sig, sig2);
+    }
+
+    #[test]
+    fn audit_signatures_are_separate_from_checkpoints() {
+        let key = GatewayKey::generate();
+        let head = Digest([9u8; 32]);
+        let sig = key.sign_audit(5, &head);
+        assert!(verify_audit_signature(key.verifying_key(), 5, &head, &sig));
+        assert!(!verify_audit_signature(key.verifying_key(), 6, &head, &sig));
+        assert!(!verify_audit_signature(
+            key.verifying_key(),
+            5,
+            &Digest([8u8; 32]),
+            &sig
+        ));
+        let other = GatewayKey::generate();
+        assert!(!verify_audit_signature(
+            other.verifying_key(),
+            5,
+            &head,
+            &sig
+        ));
+        // Neither kind of signature passes for the other, even with an empty session id.
+        assert!(!verify_checkpoint(key.verifying_key(), "", 5, &head, &sig));
+        let checkpoint = key.sign_checkpoint("", 5, &head);
+        assert!(!verify_audit_signature(
+            key.verifying_key(),
+            5,
+            &head,
+            &checkpoint
+        ));
     }
 }

@@ -18,9 +18,13 @@
 //! - [`verify`]: [`verify::verify`], the integrity check.
 //! - [`recovery`]: sealing recordings left unsealed by a crash.
 //! - [`index`]: the session index ([`index::Index`], [`index::SqliteIndex`]).
-//! - [`audit`]: the hash-chained audit log of deletions and legal holds.
+//! - [`search`]: the searchable text of a transcript and full-text queries over the index.
+//! - [`audit`]: the hash-chained, optionally signed audit log of deletions, legal holds and
+//!   administrative actions.
 //! - [`retention`]: deleting expired recordings.
 //! - [`tokens`]: access tokens issued to users ([`tokens::TokenStore`]).
+//! - [`requests`]: just-in-time access requests and their approval (on the same store).
+//! - [`logins`]: sign-in sessions of the web interface and API (on the same store).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -32,9 +36,12 @@ pub mod error;
 pub mod index;
 pub mod keys;
 pub mod layout;
+pub mod logins;
 pub mod manifest;
 pub mod recovery;
+pub mod requests;
 pub mod retention;
+pub mod search;
 mod sqlite;
 pub mod tokens;
 pub mod verify;

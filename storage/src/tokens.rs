@@ -25,6 +25,10 @@
 //! file; the table and its migration table `access_token_migrations` do not clash with the
 //! index's). SQLite creates its `-wal` and `-shm` files with the permissions of the database file.
 //!
+//! The same database, through the same [`TokenStore`], also holds just-in-time access requests
+//! ([`crate::requests`]: approving one issues its grant in the same transaction) and the sign-in
+//! sessions of the web interface ([`crate::logins`]).
+//!
 //! All methods take the current time as a parameter so that behaviour is deterministic in tests.
 
 use std::fmt;
@@ -76,6 +80,29 @@ pub enum TokenError {
     /// A request was invalid (empty user, TTL too long, …).
     #[error("invalid access grant: {0}")]
     Invalid(String),
+    /// An access request was invalid (reason too long, empty rule id, …).
+    #[error("invalid access request: {0}")]
+    InvalidRequest(String),
+    /// A sign-in session could not be created as asked (empty user, lifetime too long, …).
+    #[error("invalid sign-in session: {0}")]
+    InvalidLogin(String),
+    /// No access request has this id.
+    #[error("no access request {0}")]
+    RequestNotFound(i64),
+    /// The access request was already decided (approved, denied, cancelled or expired).
+    #[error("access request {id} is {status}, not pending")]
+    NotPending {
+        /// The request.
+        id: i64,
+        /// Its current status.
+        status: crate::requests::RequestStatus,
+    },
+    /// Only the user who made an access request may cancel it.
+    #[error("access request {id} was made by another user")]
+    NotRequester {
+        /// The request.
+        id: i64,
+    },
 }
 
 /// An access token: the secret a user types as the password.
@@ -194,7 +221,14 @@ pub struct TokenStore {
 const COLUMNS: &str = "id, token, user, target, once, created_at, expires_at, first_used_at, \
      last_used_at, use_count, revoked_at";
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE access_tokens (
+/// Schema migrations of the store's database, applied in order; never edit one, only append.
+const MIGRATIONS: &[&str] = &[
+    MIGRATION_ACCESS_TOKENS,
+    crate::requests::MIGRATION_ACCESS_REQUESTS,
+    crate::logins::MIGRATION_LOGIN_SESSIONS,
+];
+
+pub(crate) const MIGRATION_ACCESS_TOKENS: &str = "CREATE TABLE access_tokens (
          id            INTEGER PRIMARY KEY AUTOINCREMENT,
          token         TEXT    NOT NULL UNIQUE,
          user          TEXT    NOT NULL,
@@ -207,7 +241,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE access_tokens (
          use_count     INTEGER NOT NULL DEFAULT 0,
          revoked_at    INTEGER
      );
-     CREATE INDEX access_tokens_target ON access_tokens (target, expires_at);"];
+     CREATE INDEX access_tokens_target ON access_tokens (target, expires_at);";
 
 impl TokenStore {
     /// Opens (creating if needed, with mode `0600`) the database at `path`, forces its
@@ -231,7 +265,7 @@ impl TokenStore {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         // SQLite statements are atomic: a panic elsewhere cannot leave the connection inconsistent.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -247,47 +281,7 @@ impl TokenStore {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<Grant, TokenError> {
-        check_name("user", user)?;
-        check_name("target", target)?;
-        if ttl.is_zero() || ttl > MAX_TTL {
-            return Err(TokenError::Invalid(format!(
-                "lifetime must be between 1 s and {} h",
-                MAX_TTL.as_secs() / 3600
-            )));
-        }
-        let ttl = time::Duration::try_from(ttl)
-            .map_err(|_| TokenError::Invalid("lifetime out of range".into()))?;
-        let expires_at = now
-            .checked_add(ttl)
-            .ok_or_else(|| TokenError::Invalid("expiry time out of range".into()))?;
-        let (created, expires) = (to_nanos(now)?, to_nanos(expires_at)?);
-        let conn = self.lock();
-        for _ in 0..GRANT_ATTEMPTS {
-            let token = AccessToken::generate();
-            let inserted = conn.execute(
-                "INSERT INTO access_tokens (token, user, target, once, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (token) DO NOTHING",
-                params![token.expose(), user, target, once, created, expires],
-            )?;
-            if inserted == 1 {
-                return Ok(Grant {
-                    id: conn.last_insert_rowid(),
-                    user: user.to_owned(),
-                    target: target.to_owned(),
-                    once,
-                    created_at: now,
-                    expires_at,
-                    first_used_at: None,
-                    last_used_at: None,
-                    use_count: 0,
-                    revoked_at: None,
-                    token,
-                });
-            }
-        }
-        Err(TokenError::Corrupt(
-            "could not generate an unused token (random source failing?)".into(),
-        ))
+        insert_grant(&self.lock(), user, target, once, ttl, now)
     }
 
     /// The grant with identifier `id`.
@@ -392,13 +386,65 @@ impl TokenStore {
     }
 }
 
-fn check_name(what: &str, value: &str) -> Result<(), TokenError> {
-    if value.is_empty() || value.len() > MAX_NAME_LEN || value.chars().any(char::is_control) {
+/// Inserts a new grant through `conn` (a plain connection or an open transaction).
+pub(crate) fn insert_grant(
+    conn: &Connection,
+    user: &str,
+    target: &str,
+    once: bool,
+    ttl: Duration,
+    now: OffsetDateTime,
+) -> Result<Grant, TokenError> {
+    check_name("user", user)?;
+    check_name("target", target)?;
+    if ttl.is_zero() || ttl > MAX_TTL {
         return Err(TokenError::Invalid(format!(
-            "{what} must be 1..={MAX_NAME_LEN} bytes without control characters"
+            "lifetime must be between 1 s and {} h",
+            MAX_TTL.as_secs() / 3600
         )));
     }
-    Ok(())
+    let ttl = time::Duration::try_from(ttl)
+        .map_err(|_| TokenError::Invalid("lifetime out of range".into()))?;
+    let expires_at = now
+        .checked_add(ttl)
+        .ok_or_else(|| TokenError::Invalid("expiry time out of range".into()))?;
+    let (created, expires) = (to_nanos(now)?, to_nanos(expires_at)?);
+    for _ in 0..GRANT_ATTEMPTS {
+        let token = AccessToken::generate();
+        let inserted = conn.execute(
+            "INSERT INTO access_tokens (token, user, target, once, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (token) DO NOTHING",
+            params![token.expose(), user, target, once, created, expires],
+        )?;
+        if inserted == 1 {
+            return Ok(Grant {
+                id: conn.last_insert_rowid(),
+                user: user.to_owned(),
+                target: target.to_owned(),
+                once,
+                created_at: now,
+                expires_at,
+                first_used_at: None,
+                last_used_at: None,
+                use_count: 0,
+                revoked_at: None,
+                token,
+            });
+        }
+    }
+    Err(TokenError::Corrupt(
+        "could not generate an unused token (random source failing?)".into(),
+    ))
+}
+
+fn check_name(what: &str, value: &str) -> Result<(), TokenError> {
+    name_problem(what, value).map_or(Ok(()), |m| Err(TokenError::Invalid(m)))
+}
+
+/// Why `value` is not acceptable as a user, target or similar name, if it is not.
+pub(crate) fn name_problem(what: &str, value: &str) -> Option<String> {
+    (value.is_empty() || value.len() > MAX_NAME_LEN || value.chars().any(char::is_control))
+        .then(|| format!("{what} must be 1..={MAX_NAME_LEN} bytes without control characters"))
 }
 
 /// Creates `path` with mode `0600` if it does not exist, and forces `0600` if it does.
@@ -466,12 +512,12 @@ fn migrate(conn: &mut Connection) -> Result<(), TokenError> {
     Ok(())
 }
 
-fn to_nanos(t: OffsetDateTime) -> Result<i64, TokenError> {
+pub(crate) fn to_nanos(t: OffsetDateTime) -> Result<i64, TokenError> {
     i64::try_from(t.unix_timestamp_nanos())
         .map_err(|_| TokenError::Invalid(format!("timestamp {t} out of range")))
 }
 
-fn from_nanos(n: i64) -> Result<OffsetDateTime, TokenError> {
+pub(crate) fn from_nanos(n: i64) -> Result<OffsetDateTime, TokenError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(n))
         .map_err(|e| TokenError::Corrupt(format!("timestamp {n}: {e}")))
 }
@@ -531,14 +577,16 @@ impl RawGrant {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use time::macros::datetime;
 
-    const T0: OffsetDateTime = datetime!(2026-11-20 10:00 UTC);
-    const HOUR: Duration = Duration::from_secs(3600);
+    /// The tests' "now".
+    pub(crate) const T0: OffsetDateTime = datetime!(2026-11-20 10:00 UTC);
+    pub(crate) const HOUR: Duration = Duration::from_secs(3600);
 
-    fn store() -> TokenStore {
+    /// An empty store in memory.
+    pub(crate) fn store() -> TokenStore {
         TokenStore::open_in_memory().unwrap()
     }
 

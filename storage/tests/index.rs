@@ -41,7 +41,7 @@ fn crud_and_filters() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("index.sqlite");
     let idx = SqliteIndex::open(&path).unwrap();
-    assert_eq!(idx.schema_version().unwrap(), 1);
+    assert_eq!(idx.schema_version().unwrap(), 2);
     let t0 = datetime!(2026-11-22 10:00:00.123456789 UTC);
     let a = row("a", "alice", "lab-vnc", "vnc", t0);
     let b = row("b", "bob", "lab-vnc", "rdp", t0 + Duration::hours(1));
@@ -142,7 +142,7 @@ fn crud_and_filters() {
 
     // Persistent, and reopening does not re-run migrations.
     let idx = SqliteIndex::open(&path).unwrap();
-    assert_eq!(idx.schema_version().unwrap(), 1);
+    assert_eq!(idx.schema_version().unwrap(), 2);
     assert_eq!(
         ids(&idx.list(&ListFilter::default()).unwrap()),
         vec!["c", "a"]

@@ -51,6 +51,20 @@ describe('live recording (replayed by the mock API)', () => {
   });
   after(async () => { if (api) await api.close(); });
 
+  test('a recording with no chain record yet reads as in progress, not as broken', async () => {
+    // Nothing chained yet: the moment right after a session started.
+    assert.equal(api.replays[id].shown, 0);
+    const page = await openPlayer(browser.ctx, `${api.url}/player/?id=${id}`);
+    try {
+      await waitPage(page, () => !!document.body.dataset.integrity);
+      const s = await liveState(page);
+      assert.equal(s.integrity, 'partial', s.badge);
+      assert.equal(s.live, 'following');
+    } finally {
+      await page.close();
+    }
+  });
+
   test('follows new fragments, a new period and the seal', async () => {
     const replay = api.replays[id];
     const p2init = fx.periods[1].init;

@@ -1,7 +1,8 @@
 //! Helpers shared by the end-to-end tests in `tests/tests/`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// The `psmgate` binary built for this test run.
 pub fn psmgate_bin() -> PathBuf {
@@ -24,6 +25,34 @@ pub fn psmgate(data: &Path, args: &[&str]) -> Output {
         .env("PSMGATE_LOG", "warn")
         .output()
         .expect("running psmgate")
+}
+
+/// Runs `cmd` with `input` written to its standard input (then closed), its standard output
+/// and error captured; returns its output once it exited.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {:?}: {e}", cmd.get_program()));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The hash `psmgate hash-password` prints for `password` (given on its standard input), for
+/// a `password_hash` in a test configuration; panics with its error output if it fails.
+pub fn hash_password(password: &str) -> String {
+    let o = output_with_stdin(
+        Command::new(psmgate_bin()).arg("hash-password"),
+        format!("{password}\n").as_bytes(),
+    );
+    assert!(
+        o.status.success(),
+        "hash-password: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
 /// Output as text, both streams.

@@ -260,19 +260,7 @@ fn written_clipboard_events(rec: &Path) -> Vec<serde_json::Value> {
 
 /// Hex SHA-256 of `text`, computed by coreutils' `sha256sum` (independent of psmgate).
 fn sha256_hex(text: &str) -> String {
-    use std::io::Write as _;
-    let mut child = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = psmgate_e2e::output_with_stdin(&mut Command::new("sha256sum"), text.as_bytes());
     String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
 

@@ -1,8 +1,9 @@
 //! The video of a web session end to end: headless Chromium (driven by Playwright) browses the
 //! local console through psmgate; the gateway replays the session's masked DOM recording in its
-//! own headless Chromium and records screenshots of the replay as AV1 video. The video must show
-//! what the browser showed (compared with the browser's own screenshots) and must not show what
-//! the DOM recording masked. Also measures the renderer's CPU time.
+//! own headless Chromium and records screenshots of the replay as AV1 video — live, or once the
+//! session ended (`web.video = "after"`, on the session's own clock). The video must show what
+//! the browser showed (compared with the browser's own screenshots) and must not show what the
+//! DOM recording masked. Also measures the renderer's CPU time.
 
 mod vnc_support;
 mod web_support;
@@ -13,8 +14,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vnc_support::manifest;
-use web_support::{drive, gateway, gateway_ca, stop, Console, PASSWORD};
+use vnc_support::{events_of, log_line_time, manifest, Gateway};
+use web_support::{
+    console_config, drive, gateway, start_web_gateway, stop, Console, ProxyAccess, PASSWORD,
+};
 
 /// How long the browser waits after a page is ready before its screenshot: the in-page
 /// recorder sends a batch every second, and the gateway renders it on arrival.
@@ -154,12 +157,48 @@ fn decoded_frames(rec: &Path, tmp: &Path, period: usize, w: u32, h: u32) -> Vec<
         .collect()
 }
 
+/// Browses through the gateway's web proxy with `access`, taking `steps` (screenshots into
+/// `shots`); returns drive.mjs's results.
+fn browse(access: &ProxyAccess, shots: &Path, steps: Vec<Value>) -> Vec<Value> {
+    drive(&access.input(json!({"shots": shots, "timeout": 30000, "steps": steps})))
+}
+
+/// Steps 0–6: sign in to the console at `base`, wait for its app (step 4 finds it ready), let
+/// the recording catch up and take the screenshot `app.png`.
+fn app_shot_steps(base: &str) -> Vec<Value> {
+    vec![
+        json!({"goto": format!("{base}/login")}),
+        json!({"fill": "input[name=username]", "value": "alice"}),
+        json!({"fill": "input[name=password]", "value": PASSWORD}),
+        json!({"click": "#signin", "waitForNavigation": true}),
+        json!({"waitFor": "body[data-ready='1']", "timeout": 15000}),
+        json!({"sleep": SETTLE_MS}),
+        json!({"screenshot": "app.png"}),
+    ]
+}
+
+/// Five steps: open the keys page at `base`, let the recording catch up, tell the boxes of
+/// `#api-key` and `.secret-text` (third and fourth step) and take the screenshot `secret.png`.
+fn keys_shot_steps(base: &str) -> Vec<Value> {
+    vec![
+        json!({"goto": format!("{base}/secret")}),
+        json!({"sleep": SETTLE_MS}),
+        json!({"eval": rect("#api-key")}),
+        json!({"eval": rect(".secret-text")}),
+        json!({"screenshot": "secret.png"}),
+    ]
+}
+
+/// A script giving the bounding box of the element `sel` selects (see [`Box::from_value`]).
+fn rect(sel: &str) -> String {
+    format!("(() => {{ const r = document.querySelector({sel:?}).getBoundingClientRect(); return {{x: r.x, y: r.y, width: r.width, height: r.height}}; }})()")
+}
+
 #[test]
 fn a_web_session_is_recorded_as_video_of_what_the_admin_saw() {
     let c = Console::start();
     let gw = gateway(&c);
-    let token = gw.grant("console", &["--ttl", "10m"]);
-    let gw_ca = gateway_ca(&gw);
+    let alice = ProxyAccess::alice(&gw, "console");
     let shots = tempfile::tempdir().unwrap();
     let base = format!("https://127.0.0.1:{}", c.console);
 
@@ -181,36 +220,22 @@ fn a_web_session_is_recorded_as_video_of_what_the_admin_saw() {
         })
     };
     let started = Instant::now();
-    let rect = |sel: &str| {
-        format!("(() => {{ const r = document.querySelector({sel:?}).getBoundingClientRect(); return {{x: r.x, y: r.y, width: r.width, height: r.height}}; }})()")
-    };
-    let results = drive(&json!({
-        "proxy": format!("http://127.0.0.1:{}", gw.web_port),
-        "username": "alice@console",
-        "password": token,
-        "ca": [gw_ca],
-        "shots": shots.path(),
-        "timeout": 30000,
-        "steps": [
-            {"goto": format!("{base}/login")},
-            {"fill": "input[name=username]", "value": "alice"},
-            {"fill": "input[name=password]", "value": PASSWORD},
-            {"click": "#signin", "waitForNavigation": true},
-            {"waitFor": "body[data-ready='1']", "timeout": 15000},
-            {"sleep": SETTLE_MS},
-            {"screenshot": "app.png"},
-            {"eval": "[innerWidth, innerHeight]"},
-            // A busy console: the list changes four times a second.
-            {"eval": "Date.now()"},
-            {"eval": format!("new Promise((done) => {{ let i = 0; const t = setInterval(() => {{ document.getElementById('items').textContent = 'tick ' + (i++); if (i * 250 >= {BUSY_MS}) {{ clearInterval(t); done(i); }} }}, 250); }})")},
-            {"eval": "Date.now()"},
-            {"goto": format!("{base}/secret")},
-            {"sleep": SETTLE_MS},
-            {"eval": rect("#api-key")},
-            {"eval": rect(".secret-text")},
-            {"screenshot": "secret.png"},
+    let results = browse(
+        &alice,
+        shots.path(),
+        [
+            app_shot_steps(&base),
+            vec![
+                json!({"eval": "[innerWidth, innerHeight]"}),
+                // A busy console: the list changes four times a second.
+                json!({"eval": "Date.now()"}),
+                json!({"eval": format!("new Promise((done) => {{ let i = 0; const t = setInterval(() => {{ document.getElementById('items').textContent = 'tick ' + (i++); if (i * 250 >= {BUSY_MS}) {{ clearInterval(t); done(i); }} }}, 250); }})")}),
+                json!({"eval": "Date.now()"}),
+            ],
+            keys_shot_steps(&base),
         ]
-    }));
+        .concat(),
+    );
     let browsing = started.elapsed();
     done.store(true, Ordering::SeqCst);
     sampler.join().unwrap();
@@ -303,4 +328,287 @@ fn a_web_session_is_recorded_as_video_of_what_the_admin_saw() {
     // The rest of the page is drawn: the plain text next to the secrets is there.
     let plain = dark_pixels(last_frame, w, (0, 0, w, h));
     assert!(plain > 200, "the keys page is blank in the video");
+}
+
+/// A gateway for the console like [`gateway`], rendering video after each session, which ends
+/// after 10 s without requests.
+fn gateway_rendering_after(c: &Console) -> Gateway {
+    let web = r#"idle_timeout = "10s"
+heartbeat_timeout = "15s"
+video = "after"
+render_workers = 1
+"#;
+    start_web_gateway(&console_config(c, web, ""))
+}
+
+/// Luma pixels that differ by more than 48 between two frames: a change on screen, not the
+/// encoder refining a picture that stayed the same.
+fn changed_pixels(a: &[u8], b: &[u8]) -> usize {
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.abs_diff(**y) > 48)
+        .count()
+}
+
+#[test]
+fn a_web_session_rendered_after_it_ended_is_video_on_the_sessions_clock() {
+    let c = Console::start();
+    let gw = gateway_rendering_after(&c);
+    let alice = ProxyAccess::alice(&gw, "console");
+    let shots = tempfile::tempdir().unwrap();
+    let base = format!("https://127.0.0.1:{}", c.console);
+    let (ticks, pid) = (clock_ticks(), gw.pid());
+    let results = browse(
+        &alice,
+        shots.path(),
+        [
+            app_shot_steps(&base),
+            vec![
+                json!({"eval": "[innerWidth, innerHeight, Date.now()]"}),
+                // The list changes four times a second for 4 s.
+                json!({"eval": "new Promise((done) => { let i = 0; const t = setInterval(() => { document.getElementById('items').textContent = 'tick ' + (i++); if (i >= 16) { clearInterval(t); done(i); } }, 250); })"}),
+            ],
+            keys_shot_steps(&base),
+            vec![json!({"eval": "Date.now()"})],
+        ]
+        .concat(),
+    );
+    for (i, r) in results.iter().enumerate() {
+        assert!(r.get("error").is_none(), "step {i}: {r} in {results:?}");
+    }
+    assert_eq!(
+        results[4]["found"], true,
+        "the app did not finish: {results:?}"
+    );
+    let v = &results[7]["value"];
+    let viewport = (v[0].as_u64().unwrap() as u32, v[1].as_u64().unwrap() as u32);
+    let app_shot_epoch_ms = v[2].as_f64().unwrap();
+    let api_key = Box::from_value(&results[11]["value"]);
+    let secret_text = Box::from_value(&results[12]["value"]);
+    let secret_shot_epoch_ms = results[14]["value"].as_f64().unwrap();
+    let browsed = Instant::now();
+
+    // Nothing is rendered while the session runs: no Chromium of the gateway's so far.
+    assert_eq!(
+        renderer_cpu(pid, ticks).1,
+        0,
+        "a renderer ran during the session"
+    );
+
+    // The session ends 10 s after its last request; then its video is rendered and the
+    // recording sealed. The renderer's CPU is sampled meanwhile (its Chromium is gone after).
+    let mut cpu = 0.0f64;
+    let mut renderers = 0;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let rec = loop {
+        let (c, n) = renderer_cpu(pid, ticks);
+        cpu = cpu.max(c);
+        renderers = renderers.max(n);
+        // Sealed: the manifest is written, and the seal record after it (logged then).
+        if let Some(r) = psmgate_e2e::recordings(&gw.data())
+            .into_iter()
+            .find(|r| r.join("manifest.json").exists())
+        {
+            if gw.log().contains("recording sealed") {
+                break r;
+            }
+        }
+        assert!(Instant::now() < deadline, "not sealed: {}", gw.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let sealed_after = browsed.elapsed();
+    assert_eq!(renderers, 1, "one renderer Chromium for the session");
+    gw.assert_verifies(&rec);
+    let log = gw.log();
+
+    let line_time = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .and_then(log_line_time)
+            .unwrap_or_else(|| panic!("no {needle:?} in the log: {log}"))
+    };
+    let m = manifest(&rec);
+    // Times on the session's clock (the manifest's start is taken as the recording is created,
+    // a moment before its clock starts: they agree within a second).
+    let started_epoch_ms = log_line_time(&format!("{} x", m["started_at"].as_str().unwrap()))
+        .expect("started_at")
+        * 1000.0;
+    let session_ms = |epoch_ms: f64| (epoch_ms - started_epoch_ms).max(0.0) as u64;
+    // The session's span is from its start to its `session end` event, which is when it ended
+    // (logged then), not when its video was done and the recording sealed; the manifest says
+    // the same.
+    let end = events_of(&rec, "session")
+        .iter()
+        .filter(|e| e["phase"] == "end")
+        .map(|e| e["t"].as_u64().unwrap())
+        .next()
+        .expect("no session end");
+    let ended =
+        session_ms(line_time("its video is rendered before the recording is sealed") * 1000.0);
+    let sealed = session_ms(line_time("recording sealed") * 1000.0);
+    assert!(
+        end.abs_diff(ended) < 1000,
+        "the session ended at {ended} ms, its recording says {end}"
+    );
+    assert!(
+        sealed >= end + 300,
+        "sealed at {sealed} ms, the session ended at {end}: rendering took no time?"
+    );
+    let duration = m["duration_ms"].as_u64().unwrap();
+    assert!(
+        duration.abs_diff(end) < 1000,
+        "duration {duration} ms, end at {end}"
+    );
+    let dom_times: Vec<u64> = events_of(&rec, "dom")
+        .iter()
+        .map(|e| e["t"].as_u64().unwrap())
+        .collect();
+    assert!(dom_times.len() >= 5, "{dom_times:?}");
+    // It ended 10 s after its last request (idle), which came after its last DOM batch.
+    let last_batch = *dom_times.iter().max().unwrap();
+    assert!(
+        end + 50 >= last_batch + 10_000 && end <= session_ms(secret_shot_epoch_ms) + 15_000,
+        "the session ended at {end} ms, its last DOM batch was at {last_batch} ms"
+    );
+
+    let periods = m["periods"].as_array().unwrap();
+    assert!(!periods.is_empty(), "no video: {log}");
+    let last = periods.len() - 1;
+    let size = |p: &Value| {
+        (
+            p["width"].as_u64().unwrap() as u32,
+            p["height"].as_u64().unwrap() as u32,
+        )
+    };
+    assert_eq!(
+        size(&periods[last]),
+        viewport,
+        "the video is the browser's viewport"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    // Every frame of every period, with its time on the session's clock.
+    let mut frames = Vec::new();
+    for (i, p) in periods.iter().enumerate() {
+        let (w, h) = size(p);
+        let mp4 = tmp.path().join(format!("period{i}.mp4"));
+        std::fs::write(&mp4, psmgate_e2e::period_mp4(&rec, &m, i)).unwrap();
+        let luma = psmgate_e2e::decode_luma(&mp4, w, h);
+        let rgb = psmgate_e2e::rgb24(&mp4);
+        assert_eq!(rgb.len(), luma.len() * (w * h * 3) as usize);
+        for (f, pic) in luma.into_iter().zip(rgb.chunks_exact((w * h * 3) as usize)) {
+            frames.push((i, f.pts_ms, f.y, pic.to_vec()));
+        }
+    }
+    // Within the session's span, in order.
+    for w in frames.windows(2) {
+        assert!(
+            w[0].1 < w[1].1,
+            "frame times out of order: {} then {}",
+            w[0].1,
+            w[1].1
+        );
+    }
+    let times: Vec<u64> = frames.iter().map(|f| f.1).collect();
+    assert!(
+        times.iter().all(|t| *t <= end),
+        "frames after the session's end ({end} ms): {times:?}"
+    );
+    let segments = periods[last]["segments"].as_array().unwrap();
+    let seg = segments.last().unwrap();
+    let video_end = seg["start_ms"].as_u64().unwrap() + seg["duration_ms"].as_u64().unwrap();
+    assert!(
+        video_end.abs_diff(end) <= 2,
+        "the video ends at {video_end} ms, the session at {end}"
+    );
+    // Each frame is at the time of the DOM batch that made it (at most 100 ms later: 10 frames
+    // a second), not when it was rendered — or it is the video track's copy closing a frame
+    // that stayed on screen for a second (`idle_close_ms`; the encoder may refine the picture
+    // then). The first frame starts the video at 0.
+    for pair in frames.windows(2) {
+        let (prev, t) = (pair[0].1, pair[1].1);
+        let batch = dom_times.iter().rev().find(|b| **b <= t);
+        let at_batch = batch.is_some_and(|b| t - b <= 150);
+        let closing = t >= prev + 1000 && t <= prev + 1040;
+        assert!(
+            at_batch || closing,
+            "a frame at {t} ms: the last DOM batch before it at {batch:?} ms, the frame before at {prev} ms (batches: {dom_times:?}, frames: {times:?})"
+        );
+    }
+    let changes = frames
+        .windows(2)
+        .filter(|p| p[0].0 == p[1].0 && changed_pixels(&p[0].2, &p[1].2) >= 30)
+        .count();
+    assert!(changes >= 4, "only {changes} changes on screen: {times:?}");
+
+    // What the video shows at the moment of each browser screenshot is what the browser showed.
+    let (w, h) = viewport;
+    let at = |ms: u64| {
+        frames
+            .iter()
+            .rev()
+            .find(|f| f.1 <= ms && size(&periods[f.0]) == viewport)
+            .unwrap_or_else(|| panic!("no frame of the viewport's size by {ms} ms: {times:?}"))
+    };
+    let app = psmgate_e2e::rgb24(&shots.path().join("app.png"));
+    assert_eq!(app.len(), (w * h * 3) as usize);
+    let app_at = session_ms(app_shot_epoch_ms);
+    let shown = at(app_at);
+    let psnr = psmgate_e2e::psnr_rgb(&shown.3, &app, w, h, |_, _| false);
+    eprintln!(
+        "app page: the frame shown at {app_at} ms (from {} ms) is {psnr:.1} dB against the browser's screenshot",
+        shown.1
+    );
+    assert!(
+        psnr >= 20.0,
+        "the video does not show the app at {app_at} ms ({psnr:.1} dB)"
+    );
+    let secret = psmgate_e2e::rgb24(&shots.path().join("secret.png"));
+    let masked = |x: u32, y: u32| api_key.near(x, y, 4.0) || secret_text.near(x, y, 4.0);
+    let secret_at = session_ms(secret_shot_epoch_ms);
+    let shown = at(secret_at);
+    let psnr = psmgate_e2e::psnr_rgb(&shown.3, &secret, w, h, masked);
+    eprintln!(
+        "keys page: the frame shown at {secret_at} ms (from {} ms) is {psnr:.1} dB against the browser's screenshot (masked boxes left out)",
+        shown.1
+    );
+    assert!(
+        psnr >= 20.0,
+        "the video does not show the keys page at {secret_at} ms ({psnr:.1} dB)"
+    );
+    // What was masked is not legible.
+    for (what, b) in [("#api-key", api_key), (".secret-text", secret_text)] {
+        let area = b.pixels(3);
+        assert!(
+            dark_pixels(&secret, w, area) > 20,
+            "the browser showed no text in {what}"
+        );
+        assert_eq!(
+            dark_pixels(&shown.3, w, area),
+            0,
+            "{what} is legible in the video"
+        );
+    }
+
+    let session_s = end as f64 / 1000.0;
+    eprintln!(
+        "web video rendered after the session: renderer CPU {cpu:.2} s for {session_s:.1} s of session = {:.1} CPU-s per minute of session; recording sealed {:.1} s after the session ended, {:.1} s after the browser was done ({} frames)",
+        cpu / session_s * 60.0,
+        (sealed - end) as f64 / 1000.0,
+        sealed_after.as_secs_f64(),
+        frames.len(),
+    );
+    assert!(cpu > 0.0, "no renderer CPU time measured");
+
+    // A gateway with nothing left to render stops at once.
+    let stopping = Instant::now();
+    stop(&gw);
+    while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(
+            stopping.elapsed() < Duration::from_secs(20),
+            "the gateway did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -6,7 +6,8 @@
 //
 // Creates a throw-away test CA and one leaf certificate in DIR (with the openssl CLI), then serves
 // HTTPS on three loopback addresses (ephemeral ports):
-//   127.0.0.1  the console (login, single-page app, JSON API, WebSocket echo, secret page, /__state)
+//   127.0.0.1  the console (login, single-page app, JSON API, WebSocket echo, secret page,
+//              a page with its CSP in <meta> elements, /__state)
 //   127.0.0.2  a host the proxy denies      (serves <h1>forbidden-host-content</h1> at /)
 //   127.0.0.3  a host the proxy tunnels     (serves <h1>tunnel-host-content</h1> at /)
 // When ready it prints one JSON line to stdout:
@@ -14,12 +15,13 @@
 // stdout carries nothing else; requests are logged to stderr without cookie or authorization values.
 // Node standard library only.
 
-import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import {
+  accepts, escapeHtml, exitOnSignal, listen, makeTestCertificates, printReady,
+} from './peer-common.mjs';
 
 // ---------------------------------------------------------------------------------------------
 // Command line
@@ -77,56 +79,6 @@ const BEARER = opts.bearer;
 const PASSWORD = opts.password;
 
 // ---------------------------------------------------------------------------------------------
-// Certificates: a throw-away CA and one leaf for the three loopback hosts
-
-function openssl(args) {
-  try {
-    execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (e) {
-    if (e.code === 'ENOENT') fail('the openssl command was not found (Debian package: openssl)');
-    const stderr = e.stderr ? e.stderr.toString().trim() : String(e);
-    fail(`openssl ${args[0]} failed: ${stderr}`);
-  }
-}
-
-function makeCertificates() {
-  fs.mkdirSync(dir, { recursive: true });
-  const caConf = [
-    '[req]', 'distinguished_name = dn', 'prompt = no', 'x509_extensions = ca_ext',
-    '[dn]', 'CN = psmgate test console CA', 'O = psmgate tests',
-    '[ca_ext]',
-    'basicConstraints = critical, CA:TRUE, pathlen:0',
-    'keyUsage = critical, keyCertSign, cRLSign',
-    'subjectKeyIdentifier = hash',
-    '',
-  ].join('\n');
-  const leafExt = [
-    'basicConstraints = critical, CA:FALSE',
-    'keyUsage = critical, digitalSignature',
-    'extendedKeyUsage = serverAuth',
-    'subjectAltName = IP:127.0.0.1, IP:127.0.0.2, IP:127.0.0.3, DNS:localhost',
-    'subjectKeyIdentifier = hash',
-    'authorityKeyIdentifier = keyid',
-    '',
-  ].join('\n');
-  fs.writeFileSync(path.join(dir, 'ca.cnf'), caConf);
-  fs.writeFileSync(path.join(dir, 'leaf.ext'), leafExt);
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '30', '-sha256',
-    '-config', 'ca.cnf', '-set_serial', `0x${crypto.randomBytes(12).toString('hex')}`]);
-  openssl(['req', '-new', ...ec, '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=localhost/O=psmgate tests']);
-  openssl(['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-out', 'leaf.pem',
-    '-days', '30', '-sha256', '-extfile', 'leaf.ext', '-set_serial', `0x${crypto.randomBytes(12).toString('hex')}`]);
-  fs.chmodSync(path.join(dir, 'ca.key'), 0o600);
-  fs.chmodSync(path.join(dir, 'leaf.key'), 0o600);
-  return {
-    ca: path.join(dir, 'ca.pem'),
-    key: fs.readFileSync(path.join(dir, 'leaf.key')),
-    cert: fs.readFileSync(path.join(dir, 'leaf.pem')),
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
 // What the server saw, for the tests' assertions (GET /__state)
 
 const state = { logins_ok: 0, logins_failed: 0, ws_messages: [], requests: [] };
@@ -157,31 +109,6 @@ function csp() {
   return "default-src 'self'; script-src 'self'; style-src 'self'; "
     + `connect-src 'self' wss://127.0.0.1:${ports.console}; img-src 'self'; object-src 'none'; `
     + "base-uri 'none'; frame-ancestors 'none'";
-}
-
-function escapeHtml(s) {
-  return String(s).replace(/[&<>"']/g, (c) => ({
-    '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
-  })[c]);
-}
-
-/** Whether the request's Accept-Encoding allows `coding` (q > 0, explicitly or through `*`). */
-function accepts(req, coding) {
-  const header = req.headers['accept-encoding'];
-  if (typeof header !== 'string') return false;
-  let star = null;
-  for (const part of header.split(',')) {
-    const [name, ...params] = part.trim().split(';');
-    let q = 1;
-    for (const p of params) {
-      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/i.exec(p);
-      if (m) q = Number(m[1]);
-    }
-    const n = name.trim().toLowerCase();
-    if (n === coding) return q > 0;
-    if (n === '*') star = q > 0;
-  }
-  return star === true;
 }
 
 /**
@@ -388,7 +315,41 @@ async function consoleRoute(req, res) {
     return sendHtml(site, req, res, 200, page('Keys', body), { encoding: 'gzip' });
   }
 
+  if (p === '/meta-csp' && get) return send(site, req, res, 200, HTML_HEADERS, metaCspPage(), 'gzip');
+
   return sendHtml(site, req, res, 404, page('Not found', '<h1>not found</h1>'));
+}
+
+const HTML_HEADERS = { 'Content-Type': 'text/html; charset=utf-8', 'X-Content-Type-Options': 'nosniff' };
+
+/**
+ * A page that sets its policies in <meta> elements only (no CSP header), strict enough that an
+ * unwidened policy blocks the recorder: the first, written with character references and placed
+ * before the `<head>` start tag (browsers put it in the head they imply, so a script inserted after
+ * `<head>` is parsed under it), admits scripts by this response's nonce only; the second, in the
+ * head, lets the page connect to a host of its own but not to its origin. The page's nonce script
+ * notes every CSP violation in `window.__violations` and marks the page when it ran.
+ */
+function metaCspPage() {
+  const nonce = crypto.randomBytes(16).toString('base64');
+  const scripts = `script-src 'nonce-${nonce}' 'strict-dynamic'; object-src 'none'; base-uri 'none'`;
+  const connect = "default-src 'self'; connect-src https://api.example.invalid; style-src 'self'";
+  const script = "window.__violations = [];\n"
+    + "document.addEventListener('securitypolicyviolation', (e) => {\n"
+    + "  window.__violations.push(e.effectiveDirective + ' ' + e.blockedURI);\n"
+    + '});\n'
+    + "document.addEventListener('DOMContentLoaded', () => {\n"
+    + "  document.getElementById('marker').textContent = 'page-script-ran';\n"
+    + "  document.body.dataset.ran = '1';\n"
+    + '});\n';
+  return '<!doctype html>\n<html lang="en">'
+    + `<meta http-equiv="Content-Security-Policy" content="${scripts.replace(/'/g, '&#39;')}">\n`
+    + `<script nonce="${nonce}">\n${script}</script>\n`
+    + '<head><meta charset="utf-8"><title>Meta CSP</title>'
+    + `<meta http-equiv="content-security-policy" content='${connect.replace(/'/g, '&apos;')}'>`
+    + '<link rel="stylesheet" href="/console.css"></head>\n'
+    + '<body>\n<h1>Policies in meta elements</h1>\n<p id="visible">meta-csp-visible-text</p>\n'
+    + '<p id="marker">page-script-pending</p>\n</body></html>\n';
 }
 
 function staticHost(site, heading) {
@@ -562,7 +523,16 @@ function handleUpgrade(req, socket, head) {
 // ---------------------------------------------------------------------------------------------
 // Servers
 
-const tls = makeCertificates();
+// A throw-away CA and one leaf for the three loopback hosts
+let tls;
+try {
+  tls = makeTestCertificates(dir, {
+    caName: 'psmgate test console CA',
+    subjectAltName: 'IP:127.0.0.1, IP:127.0.0.2, IP:127.0.0.3, DNS:localhost',
+  });
+} catch (e) {
+  fail(e.message);
+}
 
 function makeServer(site, handler) {
   const server = https.createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
@@ -589,16 +559,6 @@ function makeServer(site, handler) {
   return server;
 }
 
-function listen(server, host) {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      server.off('error', reject);
-      resolve(server.address().port);
-    });
-  });
-}
-
 const servers = {
   console: makeServer('console', consoleRoute),
   denied: makeServer('denied', staticHost('denied', 'forbidden-host-content')),
@@ -613,15 +573,10 @@ try {
   fail(`cannot listen: ${e.message}`);
 }
 
-function shutdown(signal) {
-  process.stderr.write(`console-server: ${signal}, exiting\n`);
+exitOnSignal('console-server', () => {
   for (const s of Object.values(servers)) {
     s.close();
     s.closeAllConnections();
   }
-  process.exit(0);
-}
-process.on('SIGTERM', () => shutdown('SIGTERM'));
-process.on('SIGINT', () => shutdown('SIGINT'));
-
-process.stdout.write(`${JSON.stringify({ ca: tls.ca, ...ports })}\n`);
+});
+printReady({ ca: tls.ca, ...ports });

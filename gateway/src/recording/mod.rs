@@ -7,6 +7,12 @@
 //! into masked video, a masked transcript and chained, signed storage. Forwarding never waits on
 //! recording. If recording fails, [`Recorder::failure`] says why so the proxy can end the session
 //! (fail-closed).
+//!
+//! Video made after the fact from what a session recorded (a web session's DOM recording
+//! replayed once the session ended) is written with [`Recorder::screen_at`] and
+//! [`Recorder::resize_at`] at the session's own times instead of the wall clock, and
+//! [`Recorder::mark_ended`] keeps the recording's end at the session's end although it is sealed
+//! later.
 
 mod recorder;
 mod settings;

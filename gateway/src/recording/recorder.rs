@@ -6,7 +6,7 @@ use psmgate_codecs::framebuffer::{Framebuffer, FramebufferError};
 use psmgate_codecs::mask::MaskSet;
 use psmgate_codecs::schedule::{Decision, FrameScheduler};
 use psmgate_codecs::transcript::{Event, EventKind, Input, Transcriber};
-use psmgate_codecs::video::{VideoError, VideoTrack};
+use psmgate_codecs::video::{VideoError, VideoOutput, VideoTrack};
 use psmgate_codecs::Rect;
 use psmgate_storage::backend::Backend;
 use psmgate_storage::index::{Index, Integrity, IntegrityStatus, SessionRow};
@@ -65,6 +65,12 @@ pub enum RecorderError {
 
 /// Most inputs/events queued before the worker takes them.
 const MAX_QUEUED: usize = 100_000;
+/// Most flushes of the video track while its clock catches up to one given time (each flush
+/// moves it forward; this only bounds an encoder that never gives its frames back).
+const MAX_CATCH_UP: usize = 64;
+/// How often a caller waiting for the worker (see [`Recorder::screen_at`]) looks whether the
+/// recording stopped meanwhile.
+const CLOCK_WAIT: Duration = Duration::from_millis(200);
 
 struct State {
     fb: Option<Framebuffer>,
@@ -73,13 +79,27 @@ struct State {
     events: Vec<Event>,
     stop: Option<(RecordingState, String)>,
     stopped: Option<String>,
+    /// The transcript time the caller asked the video to reach ([`Recorder::screen_at`],
+    /// [`Recorder::resize_at`]); `None` while the video follows the wall clock.
+    clock: Option<u64>,
+    /// The transcript time up to which the worker made every frame that was due (timed video).
+    reached: u64,
+    /// A timed change is being applied at `clock`: a frame due exactly then waits for it.
+    applying: bool,
+    /// When the session itself ended (transcript ms, wall time), when that was noted before the
+    /// recording is sealed ([`Recorder::mark_ended`]).
+    ended: Option<(u64, OffsetDateTime)>,
 }
 
 struct Shared {
     start: Instant,
     state: Mutex<State>,
     cond: Condvar,
+    /// Wakes callers waiting for the worker's timed video clock.
+    clock_cond: Condvar,
     failure: watch::Sender<Option<String>>,
+    /// Transcript time (ms) of the latest input; idle time is measured from it.
+    last_input_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -148,6 +168,7 @@ impl Recorder {
             .map_err(|e| RecorderError::Index(e.to_string()))?;
         let (failure, _) = watch::channel(None);
         let shared = Arc::new(Shared {
+            last_input_ms: std::sync::atomic::AtomicU64::new(0),
             start: Instant::now(),
             state: Mutex::new(State {
                 fb: None,
@@ -162,8 +183,13 @@ impl Recorder {
                 }],
                 stop: None,
                 stopped: None,
+                clock: None,
+                reached: 0,
+                applying: false,
+                ended: None,
             }),
             cond: Condvar::new(),
+            clock_cond: Condvar::new(),
             failure,
         });
         let sink = StorageSink::new(writer);
@@ -208,18 +234,12 @@ impl Recorder {
         let t = self.shared.now_ms();
         let mut st = self.shared.lock();
         Self::check_running(&st)?;
-        match st.fb.as_mut() {
-            Some(fb) if (fb.width(), fb.height()) == (width, height) => return Ok(()),
-            Some(fb) => fb.resize(width, height)?,
-            None => st.fb = Some(Framebuffer::new(width, height)?),
+        // Once the video follows given times, a wall-clock change happens at the latest of them.
+        let t = st.clock.unwrap_or(t);
+        if Self::apply_resize(&mut st, t, width, height)? {
+            drop(st);
+            self.shared.cond.notify_one();
         }
-        st.dirty_at.get_or_insert(t);
-        st.events.push(Event {
-            t,
-            kind: EventKind::Resize { width, height },
-        });
-        drop(st);
-        self.shared.cond.notify_one();
         Ok(())
     }
 
@@ -232,6 +252,7 @@ impl Recorder {
         let t = self.shared.now_ms();
         let mut st = self.shared.lock();
         Self::check_running(&st)?;
+        let t = st.clock.unwrap_or(t);
         let fb = st
             .fb
             .as_mut()
@@ -245,9 +266,66 @@ impl Recorder {
         Ok(r)
     }
 
+    /// Sets or changes the screen size as of transcript time `t_ms`; see
+    /// [`Recorder::screen_at`]. The transcript's `resize` event has that time.
+    pub fn resize_at(&self, t_ms: u64, width: u32, height: u32) -> Result<(), RecorderError> {
+        let (mut st, t) = self.advance(t_ms)?;
+        let r = Self::apply_resize(&mut st, t, width, height);
+        st.applying = false;
+        drop(st);
+        self.shared.cond.notify_one();
+        r.map(drop)
+    }
+
+    /// Applies pixel changes as of transcript time `t_ms` instead of now: for a video made
+    /// from what a session recorded, after the fact (a web session's DOM recording replayed
+    /// once the session ended).
+    ///
+    /// From the first call of this or [`Recorder::resize_at`] on, the video follows the times
+    /// given instead of the wall clock. They never go backwards (an earlier time counts as the
+    /// latest one given). Frames are made on that clock as they are on the wall clock — when
+    /// the screen changed, at most `max_fps` a second, each showing the newest state at its
+    /// time — and each frame's timestamp is its transcript time, so video and transcript share
+    /// one timeline. The video track's flushes happen at the times they are due on that clock.
+    /// Before the change is applied the worker makes every frame due before `t_ms` from the
+    /// screen as it was, so, unlike [`Recorder::screen`], this waits for the worker (usually
+    /// briefly; longer while it encodes): call it where blocking is fine. Wall-clock calls made
+    /// afterwards count as happening at the latest time given.
+    pub fn screen_at<R>(
+        &self,
+        t_ms: u64,
+        f: impl FnOnce(&mut Framebuffer) -> Result<R, FramebufferError>,
+    ) -> Result<R, RecorderError> {
+        let (mut st, t) = self.advance(t_ms)?;
+        let r = match st.fb.as_mut() {
+            None => Err(RecorderError::Screen(FramebufferError::BadSize(0, 0))),
+            Some(fb) => f(fb).map_err(RecorderError::from),
+        };
+        if st.fb.as_ref().is_some_and(Framebuffer::is_dirty) {
+            st.dirty_at.get_or_insert(t);
+        }
+        st.applying = false;
+        drop(st);
+        self.shared.cond.notify_one();
+        r
+    }
+
+    /// Notes that the session itself ended now, although its recording is sealed later (after
+    /// its video was made from what it recorded, see [`Recorder::screen_at`]): the transcript's
+    /// `session` `end` event and the manifest's end time are this time, and events recorded
+    /// from now on are stamped with it. The first call counts. Returns the time (ms).
+    pub fn mark_ended(&self) -> u64 {
+        let t = self.shared.now_ms();
+        let mut st = self.shared.lock();
+        st.ended.get_or_insert((t, OffsetDateTime::now_utc())).0
+    }
+
     /// Records an input event (masked by the worker per policy before it is stored).
     pub fn input(&self, input: Input) -> Result<(), RecorderError> {
         let t = self.shared.now_ms();
+        self.shared
+            .last_input_ms
+            .fetch_max(t, std::sync::atomic::Ordering::Relaxed);
         let mut st = self.shared.lock();
         Self::check_running(&st)?;
         if st.inputs.len() >= MAX_QUEUED {
@@ -255,12 +333,18 @@ impl Recorder {
             self.fail(&RecorderError::QueueOverflow);
             return Err(RecorderError::QueueOverflow);
         }
+        let t = Self::stamp(&st, t);
         st.inputs.push((t, input));
         Ok(())
     }
 
     /// Records a metadata event (title, clipboard, policy, marker, …) at the current time.
     pub fn event(&self, kind: EventKind) -> Result<(), RecorderError> {
+        self.stamped_event(kind).map(drop)
+    }
+
+    /// [`Recorder::event`], returning the transcript time the event got.
+    pub fn stamped_event(&self, kind: EventKind) -> Result<u64, RecorderError> {
         let t = self.shared.now_ms();
         let mut st = self.shared.lock();
         Self::check_running(&st)?;
@@ -269,8 +353,69 @@ impl Recorder {
             self.fail(&RecorderError::QueueOverflow);
             return Err(RecorderError::QueueOverflow);
         }
+        let t = Self::stamp(&st, t);
         st.events.push(Event { t, kind });
-        Ok(())
+        Ok(t)
+    }
+
+    /// The time an input or event at `t` gets: never after the session's end once noted.
+    fn stamp(st: &State, t: u64) -> u64 {
+        st.ended.map_or(t, |(end, _)| t.min(end))
+    }
+
+    /// Resizes the framebuffer at `t`; true when the size changed.
+    fn apply_resize(
+        st: &mut State,
+        t: u64,
+        width: u32,
+        height: u32,
+    ) -> Result<bool, RecorderError> {
+        match st.fb.as_mut() {
+            Some(fb) if (fb.width(), fb.height()) == (width, height) => return Ok(false),
+            Some(fb) => fb.resize(width, height)?,
+            None => st.fb = Some(Framebuffer::new(width, height)?),
+        }
+        st.dirty_at.get_or_insert(t);
+        st.events.push(Event {
+            t,
+            kind: EventKind::Resize { width, height },
+        });
+        Ok(true)
+    }
+
+    /// Timed video: moves the video's clock to `t` (never back) and waits until the worker made
+    /// every frame due before it. Returns the lock, with `applying` set, and the time.
+    fn advance(&self, t: u64) -> Result<(MutexGuard<'_, State>, u64), RecorderError> {
+        let mut st = self.shared.lock();
+        Self::check_running(&st)?;
+        let t = t.max(st.clock.unwrap_or(0));
+        st.clock = Some(t);
+        st.applying = true;
+        self.shared.cond.notify_one();
+        while st.reached < t {
+            if let Err(e) = Self::check_running(&st) {
+                st.applying = false;
+                return Err(e);
+            }
+            st = match self.shared.clock_cond.wait_timeout(st, CLOCK_WAIT) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        if let Err(e) = Self::check_running(&st) {
+            st.applying = false;
+            return Err(e);
+        }
+        Ok((st, t))
+    }
+
+    /// How long since the latest input (or since the session started, before any).
+    pub fn idle_for(&self) -> Duration {
+        let last = self
+            .shared
+            .last_input_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Duration::from_millis(self.shared.now_ms().saturating_sub(last))
     }
 
     /// Watches for a recording failure: `Some(reason)` once recording failed.
@@ -313,6 +458,7 @@ impl Recorder {
         drop(st);
         self.shared.failure.send_replace(Some(msg));
         self.shared.cond.notify_one();
+        self.shared.clock_cond.notify_all();
     }
 }
 
@@ -340,6 +486,8 @@ struct Worker {
     masks: MaskSet,
     pending: Vec<Event>,
     pending_since: Option<u64>,
+    /// Timed video: the time the video track's flushes were brought to.
+    video_now: u64,
 }
 
 /// What the worker needs once the recording is sealed: index it and verify it, so the index
@@ -400,6 +548,7 @@ fn run(
         masks: MaskSet::default(),
         pending: Vec::new(),
         pending_since: None,
+        video_now: 0,
     };
     let outcome = w.run(&mut sink);
     let (state, reason) = match &outcome {
@@ -411,11 +560,16 @@ fn run(
             (RecordingState::Failed, msg)
         }
     };
-    {
+    let ended = {
         let mut st = shared.lock();
         st.stopped = Some(reason.clone());
-    }
-    let sealed = sink.seal(state, &reason);
+        st.ended.map(|(_, at)| at)
+    };
+    shared.clock_cond.notify_all();
+    let sealed = match ended {
+        Some(at) => sink.seal_at(state, &reason, at),
+        None => sink.seal(state, &reason),
+    };
     match sealed {
         Ok(manifest) => {
             after_seal.record(&manifest);
@@ -444,17 +598,35 @@ impl Worker {
             let inputs = std::mem::take(&mut st.inputs);
             let events = std::mem::take(&mut st.events);
             let stop = st.stop.clone();
-            let encode = self.sched.poll(now) == Decision::EncodeNow
-                || (stop.is_some() && self.sched.dirty_since().is_some());
+            let ended = st.ended.map(|(t, _)| t);
+            let timed = st.clock.is_some();
+            // A frame at `frame_at`; then the video's clock is at `until`.
+            let (frame_at, until) = match st.clock {
+                None => {
+                    let encode = self.sched.poll(now) == Decision::EncodeNow
+                        || (stop.is_some() && self.sched.dirty_since().is_some());
+                    (encode.then_some(now), now)
+                }
+                Some(target) => {
+                    let end = stop.is_some().then(|| ended.unwrap_or(target));
+                    self.timed_step(target, st.reached, st.applying, end)
+                }
+            };
             let mut snapshot = None;
-            if encode {
+            if let Some(at) = frame_at {
                 if let Some(fb) = st.fb.as_mut() {
                     snapshot = Some(self.snapshot(fb));
                 }
-                self.sched.encoded(now);
+                self.sched.encoded(at);
             }
-            if !encode && inputs.is_empty() && events.is_empty() && stop.is_none() {
-                let wait = self.wait_ms(now);
+            let advancing = timed && st.reached < until;
+            if frame_at.is_none()
+                && !advancing
+                && inputs.is_empty()
+                && events.is_empty()
+                && stop.is_none()
+            {
+                let wait = self.wait_ms(now, timed);
                 if wait > 0 {
                     let _unused = shared
                         .cond
@@ -469,9 +641,12 @@ impl Worker {
                 self.transcriber.input(t, input, &mut self.pending);
             }
             self.pending.extend(events);
-            if let Some((size, damage)) = snapshot {
+            if let (Some((size, damage)), Some(at)) = (snapshot, frame_at) {
+                if timed {
+                    self.video_until(at, &mut outs)?;
+                }
                 self.video.frame(
-                    now,
+                    at,
                     &self.shadow,
                     size.0,
                     size.1,
@@ -480,7 +655,15 @@ impl Worker {
                     &mut outs,
                 )?;
             }
-            self.video.poll(now, &mut outs)?;
+            if timed {
+                self.video_until(until, &mut outs)?;
+                let mut st = shared.lock();
+                st.reached = st.reached.max(until);
+                drop(st);
+                shared.clock_cond.notify_all();
+            } else {
+                self.video.poll(now, &mut outs)?;
+            }
             let wrote_video = !outs.is_empty();
             for o in outs.drain(..) {
                 sink.video(o)?;
@@ -495,13 +678,15 @@ impl Worker {
             if let Some((state, reason)) = stop {
                 self.transcriber.commit(&mut self.pending);
                 self.pending.push(Event {
-                    t: now,
+                    t: ended.unwrap_or(now),
                     kind: EventKind::Session {
                         phase: "end".into(),
                         detail: Some(reason.clone()),
                     },
                 });
-                self.video.finish(now, &mut outs)?;
+                // Timed video ends at the session's end (`until`, at least the last time given).
+                self.video
+                    .finish(if timed { until } else { now }, &mut outs)?;
                 for o in outs.drain(..) {
                     sink.video(o)?;
                 }
@@ -543,19 +728,289 @@ impl Worker {
         (size, damage)
     }
 
-    /// How long the worker may sleep: until the next frame is due, the video track has a
-    /// deadline, events must be written, or at most a second (checkpoints, text commits).
-    fn wait_ms(&self, now: u64) -> u64 {
-        let mut until = now + 1000;
-        if let Decision::At(t) = self.sched.poll(now) {
-            until = until.min(t);
+    /// Timed video (see [`Recorder::screen_at`]): the frame to make now, if any, and the time
+    /// the video's clock reaches. `target` is the time asked for, `reached` the time reached so
+    /// far, `applying` whether a change at `target` is being applied; `end` is set when the
+    /// recording stops (the session's end).
+    ///
+    /// A frame due before `target` shows the screen before the change at `target`; one due
+    /// exactly then waits for that change. At the end the last change is never dropped: it is
+    /// framed when due, or at the end if that comes first.
+    fn timed_step(
+        &self,
+        target: u64,
+        reached: u64,
+        applying: bool,
+        end: Option<u64>,
+    ) -> (Option<u64>, u64) {
+        let until = end.map_or(target, |e| e.max(target));
+        let frame_at = self.sched.next_frame_at().and_then(|due| {
+            let due = due.max(reached);
+            if end.is_some() {
+                Some(due.min(until).max(reached))
+            } else if due < target || (due == target && !applying) {
+                Some(due)
+            } else {
+                None
+            }
+        });
+        (frame_at, until)
+    }
+
+    /// Timed video: flushes what the video track has due before `t`, at the times it is due
+    /// (fragments, closing an idle frame), as the wall clock would have.
+    fn video_until(&mut self, t: u64, outs: &mut Vec<VideoOutput>) -> Result<(), RecorderError> {
+        for _ in 0..MAX_CATCH_UP {
+            match self.video.next_deadline(self.video_now) {
+                Some(d) if d < t => {
+                    self.video.poll(d, outs)?;
+                    if d <= self.video_now {
+                        break;
+                    }
+                    self.video_now = d;
+                }
+                _ => break,
+            }
         }
-        if let Some(t) = self.video.next_deadline(now) {
-            until = until.min(t);
+        self.video_now = self.video_now.max(t);
+        Ok(())
+    }
+
+    /// How long the worker may sleep: until the next frame is due, the video track has a
+    /// deadline, events must be written, or at most a second (checkpoints, text commits). A
+    /// timed video's frames and deadlines are on its own clock: its caller wakes the worker.
+    fn wait_ms(&self, now: u64, timed: bool) -> u64 {
+        let mut until = now + 1000;
+        if !timed {
+            if let Decision::At(t) = self.sched.poll(now) {
+                until = until.min(t);
+            }
+            if let Some(t) = self.video.next_deadline(now) {
+                until = until.min(t);
+            }
         }
         if let Some(s) = self.pending_since {
             until = until.min(s + self.settings.events_flush_ms);
         }
         until.saturating_sub(now)
+    }
+}
+
+#[cfg(test)]
+impl Recorder {
+    /// A web session's recording in a new store in `dir` (default configuration and
+    /// settings), and the store's backend to read it back.
+    pub(crate) fn start_in_test_store(dir: &std::path::Path) -> (Recorder, Arc<dyn Backend>) {
+        let config = psmgate_policy::Config::default();
+        let store = crate::store::Store::open(&config, Some(dir)).unwrap();
+        let info = SessionInfo {
+            protocol: "web".into(),
+            ..SessionInfo::default()
+        };
+        let rec = Recorder::start(
+            store.backend.clone(),
+            store.key.clone(),
+            store.index.clone(),
+            info,
+            RecordingSettings::default(),
+        )
+        .unwrap();
+        (rec, store.backend.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use psmgate_storage::manifest::Manifest;
+
+    /// Fills the whole 64×64 screen with `color` as of `t`.
+    fn paint(rec: &Recorder, t: u64, color: u32) {
+        rec.screen_at(t, |fb| fb.fill_rect(Rect::new(0, 0, 64, 64), color))
+            .unwrap();
+    }
+
+    /// The children of one MP4 box body: (type, body).
+    fn boxes(mut b: &[u8]) -> Vec<([u8; 4], &[u8])> {
+        let mut out = Vec::new();
+        while b.len() >= 8 {
+            let size = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
+            assert!(size >= 8 && size <= b.len(), "bad box size {size}");
+            out.push((b[4..8].try_into().unwrap(), &b[8..size]));
+            b = &b[size..];
+        }
+        out
+    }
+
+    /// (start, duration) in ms of every sample of the recording's video, in order.
+    fn samples(backend: &dyn Backend, rec_dir: &str, m: &Manifest) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for seg in m.periods.iter().flat_map(|p| &p.segments) {
+            let bytes = backend.read(&format!("{rec_dir}/{}", seg.file)).unwrap();
+            for (kind, moof) in boxes(&bytes) {
+                if &kind != b"moof" {
+                    continue;
+                }
+                let traf = boxes(moof)
+                    .into_iter()
+                    .find(|(k, _)| k == b"traf")
+                    .unwrap()
+                    .1;
+                let mut t = 0;
+                for (k, body) in boxes(traf) {
+                    if &k == b"tfdt" {
+                        t = u64::from_be_bytes(body[4..12].try_into().unwrap());
+                    } else if &k == b"trun" {
+                        let n = u32::from_be_bytes(body[4..8].try_into().unwrap()) as usize;
+                        for i in 0..n {
+                            let at = 12 + i * 12;
+                            let d = u32::from_be_bytes(body[at..at + 4].try_into().unwrap());
+                            out.push((t, u64::from(d)));
+                            t += u64::from(d);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The recording's transcript events.
+    fn transcript(backend: &dyn Backend, rec_dir: &str, m: &Manifest) -> Vec<Event> {
+        m.events
+            .iter()
+            .flat_map(|f| {
+                let text = backend.read(&format!("{rec_dir}/{f}")).unwrap();
+                String::from_utf8(text)
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str::<Event>(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frames_written_after_the_fact_have_the_times_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rec, backend) = Recorder::start_in_test_store(dir.path());
+        rec.resize_at(1000, 64, 64).unwrap();
+        paint(&rec, 1000, 0x00ff_0000);
+        paint(&rec, 5000, 0x0000_ff00);
+        // 50 ms later: over the rate of 10 frames a second, framed at 5100 — as shown until
+        // the next change, which comes much later.
+        paint(&rec, 5050, 0x0000_00ff);
+        paint(&rec, 9000, 0x00ff_ffff);
+        // The session's clock is far behind the times given: they are what counts.
+        assert!(rec.now_ms() < 5000);
+        let m = rec.finish(RecordingState::Completed, "test").unwrap();
+        assert_eq!(m.periods.len(), 1);
+        let s = samples(backend.as_ref(), rec.dir(), &m);
+        let starts: Vec<u64> = s.iter().map(|x| x.0).collect();
+        // The first frame starts the video at 0, as every recording's does.
+        for t in [0, 5000, 5100, 9000] {
+            assert!(starts.contains(&t), "no frame at {t}: {s:?}");
+        }
+        assert!(
+            !starts.contains(&5050),
+            "the rate limit was not kept: {s:?}"
+        );
+        // One timeline without gaps, ending with the last time given.
+        for w in s.windows(2) {
+            assert_eq!(w[0].0 + w[0].1, w[1].0, "{s:?}");
+        }
+        let (last, d) = *s.last().unwrap();
+        assert_eq!((last, last + d), (9000, 9001), "{s:?}");
+        // Fragments were flushed while the clock moved on, as on the wall clock (the frame at
+        // 5100 was closed at 6100, long before 9000).
+        assert!(starts.iter().any(|t| (6000..9000).contains(t)), "{s:?}");
+        let resizes: Vec<u64> = transcript(backend.as_ref(), rec.dir(), &m)
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Resize { .. }))
+            .map(|e| e.t)
+            .collect();
+        assert_eq!(resizes, [1000]);
+    }
+
+    #[test]
+    fn times_given_never_go_backwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rec, backend) = Recorder::start_in_test_store(dir.path());
+        rec.resize_at(300, 64, 64).unwrap();
+        paint(&rec, 300, 0x0011_1111);
+        paint(&rec, 2000, 0x0022_2222);
+        // Earlier than the last time given: counts as that time.
+        paint(&rec, 1000, 0x0033_3333);
+        rec.resize_at(500, 32, 32).unwrap();
+        let m = rec.finish(RecordingState::Completed, "test").unwrap();
+        let s = samples(backend.as_ref(), rec.dir(), &m);
+        assert!(s.windows(2).all(|w| w[0].0 < w[1].0), "{s:?}");
+        assert!(s.iter().all(|x| x.0 <= 2003), "{s:?}");
+        assert_eq!(m.periods.len(), 2);
+        assert!(m.periods[1].start_ms >= 2000, "{:?}", m.periods);
+        let resizes: Vec<u64> = transcript(backend.as_ref(), rec.dir(), &m)
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Resize { .. }))
+            .map(|e| e.t)
+            .collect();
+        assert_eq!(resizes, [300, 2000]);
+    }
+
+    #[test]
+    fn a_session_that_ended_before_its_recording_ends_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rec, backend) = Recorder::start_in_test_store(dir.path());
+        rec.event(EventKind::Marker {
+            label: "before".into(),
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let end = rec.mark_ended();
+        assert_eq!(rec.mark_ended(), end, "the first end counts");
+        // The video made afterwards, at the session's times.
+        rec.resize_at(end / 2, 64, 64).unwrap();
+        paint(&rec, end / 2, 0x0044_4444);
+        std::thread::sleep(Duration::from_millis(300));
+        let t = rec
+            .stamped_event(EventKind::Marker {
+                label: "after".into(),
+            })
+            .unwrap();
+        assert_eq!(t, end, "events after the end are stamped at the end");
+        let m = rec.finish(RecordingState::Completed, "test").unwrap();
+        // The manifest's end is the session's, not the sealing's.
+        let duration = m.duration_ms.unwrap();
+        assert!(
+            duration + 5 >= end && duration <= end + 100,
+            "{duration} ms, ended at {end}"
+        );
+        let events = transcript(backend.as_ref(), rec.dir(), &m);
+        let last = events.iter().max_by_key(|e| e.t).unwrap();
+        assert!(
+            matches!(&last.kind, EventKind::Session { phase, .. } if phase == "end"),
+            "{events:?}"
+        );
+        assert_eq!(last.t, end);
+        assert!(events.iter().all(|e| e.t <= end), "{events:?}");
+        // The last frame lasts until the end.
+        let s = samples(backend.as_ref(), rec.dir(), &m);
+        let (start, d) = *s.last().unwrap();
+        assert_eq!(start + d, end, "{s:?}");
+    }
+
+    #[test]
+    fn a_stopped_recording_refuses_frames_after_the_fact() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rec, _backend) = Recorder::start_in_test_store(dir.path());
+        rec.resize_at(10, 64, 64).unwrap();
+        rec.finish(RecordingState::Completed, "test").unwrap();
+        assert!(matches!(
+            rec.screen_at(20, |_| Ok(())),
+            Err(RecorderError::Stopped(_))
+        ));
+        assert!(matches!(
+            rec.resize_at(20, 8, 8),
+            Err(RecorderError::Stopped(_))
+        ));
     }
 }

@@ -66,6 +66,9 @@ impl StorageSink {
 
     fn append(&mut self, file: &str, bytes: &[u8]) -> Result<(), SinkError> {
         self.writer.append(file, bytes)?;
+        crate::metrics::global()
+            .recording_bytes
+            .inc_by(bytes.len() as u64);
         self.bytes += bytes.len() as u64;
         Ok(())
     }
@@ -175,5 +178,16 @@ impl StorageSink {
     /// Seals the recording.
     pub fn seal(self, state: RecordingState, reason: &str) -> Result<Manifest, SinkError> {
         Ok(self.writer.seal(state, reason)?)
+    }
+
+    /// Seals the recording with `ended_at` as the session's end (a session that ended before its
+    /// recording was complete, see `Recorder::mark_ended`).
+    pub fn seal_at(
+        self,
+        state: RecordingState,
+        reason: &str,
+        ended_at: time::OffsetDateTime,
+    ) -> Result<Manifest, SinkError> {
+        Ok(self.writer.seal_at(state, reason, ended_at)?)
     }
 }

@@ -1,6 +1,11 @@
 //! Bodies passed through the proxy unchanged while they are measured: a [`Tap`] counts the bytes
 //! and keeps the first few (for a recorded request body), and a [`Counted`] body tells its
 //! owner once, when it ended, failed or was dropped unfinished.
+//!
+//! A body has ended when it says so or when every byte its length announced has passed. The
+//! second matters for HTTP/2 upstreams: the stream's end (`END_STREAM`) may come after the last
+//! `DATA` frame, and the browser side stops reading a response as soon as its `Content-Length`
+//! bytes are written, so the end marker is never polled.
 
 use http_body_util::combinators::BoxBody;
 use hudsucker::hyper::body::{Body as _, Bytes, Frame, SizeHint};
@@ -74,6 +79,12 @@ impl Counted {
             f(self.tap.count(), error);
         }
     }
+
+    /// Whether the inner body has nothing more to give: at its end, or all of its announced
+    /// length passed.
+    fn complete(&self) -> bool {
+        self.inner.is_end_stream() || self.inner.size_hint().exact() == Some(0)
+    }
 }
 
 impl hudsucker::hyper::body::Body for Counted {
@@ -90,7 +101,7 @@ impl hudsucker::hyper::body::Body for Counted {
                 if let Some(d) = frame.data_ref() {
                     self.tap.saw(d);
                 }
-                if self.inner.is_end_stream() {
+                if self.complete() {
                     self.end(None);
                 }
             }
@@ -115,7 +126,7 @@ impl hudsucker::hyper::body::Body for Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        if self.inner.is_end_stream() {
+        if self.complete() {
             self.end(None);
         } else {
             self.end(Some("cut short before the end of the body".into()));
@@ -159,6 +170,74 @@ mod tests {
         drop(body);
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
+        assert!(seen[0].1.as_deref().unwrap().contains("cut short"));
+    }
+
+    /// A body announcing `announced` bytes and giving `chunks`, that never says it is at its
+    /// end (as an HTTP/2 body whose `END_STREAM` has not arrived yet).
+    struct Announced {
+        chunks: std::collections::VecDeque<Bytes>,
+        remaining: u64,
+    }
+
+    impl hudsucker::hyper::body::Body for Announced {
+        type Data = Bytes;
+        type Error = hudsucker::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, hudsucker::Error>>> {
+            let next = self.chunks.pop_front();
+            if let Some(c) = &next {
+                self.remaining = self.remaining.saturating_sub(c.len() as u64);
+            }
+            Poll::Ready(next.map(|c| Ok(Frame::data(c))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            false
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.remaining)
+        }
+    }
+
+    /// Reads the first frame of a [`Counted`] over [`Announced`] and drops it; what `on_end`
+    /// was told.
+    async fn first_frame_then_drop(
+        announced: u64,
+        chunk: &'static [u8],
+    ) -> Vec<(u64, Option<String>)> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let inner = Body::from(BoxBody::new(Announced {
+            chunks: [Bytes::from_static(chunk)].into(),
+            remaining: announced,
+        }));
+        let mut body = Counted::wrap(
+            inner,
+            Arc::new(Tap::new(0)),
+            Some(Box::new(move |n, e| s2.lock().unwrap().push((n, e)))),
+        );
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), chunk);
+        drop(body);
+        let seen = seen.lock().unwrap().clone();
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_body_whose_announced_length_passed_ended_without_its_end_marker() {
+        assert_eq!(first_frame_then_drop(5, b"hello").await, vec![(5, None)]);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_announced_length_was_cut_short() {
+        let seen = first_frame_then_drop(11, b"hello").await;
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, 5);
         assert!(seen[0].1.as_deref().unwrap().contains("cut short"));
     }
 

@@ -21,10 +21,35 @@
 //! A policy that needs no change is kept byte for byte; a changed one keeps its other
 //! directives as written, in order, joined by `"; "`. Adding is idempotent.
 //!
-//! Sans-I/O: strings in, strings out; never panics, whatever the input.
+//! Policies a page sets itself with `<meta http-equiv="Content-Security-Policy" content="…">`
+//! are widened by the same rules, as the document streams ([`MetaRewriter`]): the `content`
+//! attribute is decoded (character references), rewritten and written back double-quoted and
+//! re-encoded; every other byte of the document is passed on as it came. The nonce is the one
+//! the inserted script element carries, the one the header policies admit. Such elements are
+//! looked for up to the first `<body>` (or `<frameset>`, `<plaintext>`) start tag, as browsers
+//! honour them only in the head; comments and raw text (`<script>`, `<style>`, …) are skipped.
+//! Templates are not told apart: a policy in a `<template>` is widened as well (it still admits
+//! only the recorder), and a `<body>` tag in one ends the search early (what follows is then
+//! left as written). `Content-Security-Policy-Report-Only` in a `<meta>` is ignored by browsers
+//! and left alone.
+//! What cannot be widened safely is left exactly as written and reported ([`MetaSkip`]): a
+//! `<meta …>` start tag longer than the rewriter's limit (only that much of a tag is ever held
+//! back), or a policy with non-ASCII text or a character reference this module does not
+//! decode. The page then keeps its policy whole: if that policy blocks the recorder, the
+//! recorder heartbeat ends the session (fail-closed); the policy is never weakened or dropped.
+//!
+//! Sans-I/O: strings and bytes in, strings and bytes out; never panics, whatever the input.
 
-use super::inject::{is_space, Scanner, Token};
+use super::inject::{is_space, Scanner, Token, STOP_TAGS};
 use std::ops::Range;
+
+/// The longest `<meta …>` start tag [`MetaRewriter`]s in the proxy read (16 KiB): room for a
+/// policy with a few hundred hashes, while a tag that never ends holds back no more than this.
+pub const META_TAG_LIMIT: usize = 16 * 1024;
+
+/// The shortest limit a [`MetaRewriter`] takes: `<meta` and one byte more, so that no tag is
+/// given up on before it is known to be a `<meta …>`.
+const MIN_TAG_LIMIT: usize = 6;
 
 /// What the recorder needs admitted.
 #[derive(Debug, Clone, Copy)]
@@ -78,38 +103,209 @@ pub fn admit(policy: &str, a: &Admit<'_>) -> Result<String, CspError> {
     Ok(admit_list(policy, a))
 }
 
-/// Rewrites the `content` of every `<meta http-equiv="Content-Security-Policy">` in `html`
-/// (typically the document's head) like [`admit`]: the attribute is HTML-decoded, rewritten,
-/// and written back double-quoted and re-encoded. Comments and raw text are skipped; a tag cut
-/// off at the end of `html`, or whose content holds non-ASCII text or a character reference
-/// this module does not know, is left as it is. The content is read as a policy list, as
-/// Chromium and WebKit do. Fails only when `a` does not [validate](Admit::validate).
+/// Rewrites the `content` of every `<meta http-equiv="Content-Security-Policy">` in `html`, a
+/// whole document or its start, like [`admit`]: [`MetaRewriter`] over `html` in one piece, with
+/// no limit on the length of a tag (a tag cut off at the end of `html` is left as it is). Fails
+/// only when `a` does not [validate](Admit::validate).
 pub fn admit_in_meta(html: &[u8], a: &Admit<'_>) -> Result<Vec<u8>, CspError> {
-    a.validate()?;
-    let mut scanner = Scanner::new();
-    let mut out = Vec::with_capacity(html.len());
-    let mut copied = 0;
-    for (at, &b) in html.iter().enumerate() {
-        let Some(Token::StartTag(tag)) = scanner.step(b, at) else {
-            continue;
-        };
-        if !tag.is(b"meta") {
-            continue;
+    let mut rewriter = MetaRewriter::new(a, usize::MAX)?;
+    let mut out = rewriter.feed(html);
+    out.extend(rewriter.finish());
+    Ok(out)
+}
+
+/// A `<meta http-equiv="Content-Security-Policy">` whose policy [`MetaRewriter`] left as
+/// written. Offsets count bytes of the stream the rewriter was fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MetaSkip {
+    /// A `<meta …>` start tag longer than the limit was passed on unread (it may or may not
+    /// set a policy).
+    #[error(
+        "a <meta> start tag at byte {at} is longer than {limit} bytes and was passed on unread"
+    )]
+    TooLong {
+        /// Offset of its `<`.
+        at: usize,
+        /// The rewriter's limit.
+        limit: usize,
+    },
+    /// The policy holds non-ASCII text or a character reference that is not decoded here.
+    #[error(
+        "the Content-Security-Policy <meta> at byte {at} holds text that cannot be read safely \
+         (non-ASCII, or an unknown character reference) and was passed on unchanged"
+    )]
+    Unreadable {
+        /// Offset of its `<`.
+        at: usize,
+    },
+}
+
+/// Widens the policies of `<meta http-equiv="Content-Security-Policy">` elements of an HTML
+/// document as it streams through (rules in the module docs); everything else passes as it
+/// came. Holds back only an unfinished start tag that is, or may still turn out to be, a
+/// `<meta …>`, and that only up to the limit; the output does not depend on how the document
+/// is split into chunks.
+#[derive(Debug, Clone)]
+pub struct MetaRewriter {
+    script_url: String,
+    post_url: String,
+    nonce: String,
+    /// The longest start tag read (at least [`MIN_TAG_LIMIT`]).
+    tag_limit: usize,
+    scanner: Scanner,
+    /// Bytes not yet released: an unfinished `<meta` start tag (or the start of one).
+    held: Vec<u8>,
+    /// Stream offset of `held[0]`.
+    held_start: usize,
+    /// The `<` offset of the tag given up on for its length, until it ends.
+    abandoned: Option<usize>,
+    /// Past the head (or finished): everything passes unread.
+    done: bool,
+    skips: Vec<MetaSkip>,
+}
+
+impl MetaRewriter {
+    /// A rewriter admitting what `a` names, reading `<meta …>` start tags of at most
+    /// `tag_limit` bytes ([`META_TAG_LIMIT`] in the proxy; values below 6 count as 6). Fails
+    /// only when `a` does not [validate](Admit::validate).
+    pub fn new(a: &Admit<'_>, tag_limit: usize) -> Result<Self, CspError> {
+        a.validate()?;
+        Ok(Self {
+            script_url: a.script_url.to_string(),
+            post_url: a.post_url.to_string(),
+            nonce: a.nonce.to_string(),
+            tag_limit: tag_limit.max(MIN_TAG_LIMIT),
+            scanner: Scanner::new(),
+            held: Vec::new(),
+            held_start: 0,
+            abandoned: None,
+            done: false,
+            skips: Vec::new(),
+        })
+    }
+
+    /// Feeds the next chunk; returns the bytes ready to be sent now (all of them, rewritten,
+    /// but for an unfinished `<meta …>` start tag at the end).
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.feed_owned(chunk.to_vec())
+    }
+
+    /// [`MetaRewriter::feed`] taking the chunk by value: once past the head, it is handed back
+    /// as it is.
+    pub fn feed_owned(&mut self, chunk: Vec<u8>) -> Vec<u8> {
+        if self.done {
+            return chunk;
         }
-        let Some(bytes) = html.get(tag.start..tag.end) else {
-            continue;
-        };
-        if let Some((range, value)) = rewrite_meta(bytes, a) {
-            let (from, to) = (tag.start + range.start, tag.start + range.end);
-            if let (Some(before), true) = (html.get(copied..from), to <= html.len()) {
-                out.extend_from_slice(before);
-                out.extend_from_slice(&value);
-                copied = to;
+        let from = self.held.len();
+        if self.held.is_empty() {
+            self.held = chunk;
+        } else {
+            self.held.extend_from_slice(&chunk);
+        }
+        let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+        for i in from..self.held.len() {
+            let at = self.held_start.saturating_add(i);
+            match self.scanner.step(self.held[i], at) {
+                Some(Token::StartTag(t)) if t.is(b"meta") => {
+                    if self.abandoned == Some(t.start) {
+                        self.abandoned = None;
+                    } else if let Some(edit) = self.rewrite(t.start..t.end) {
+                        edits.push(edit);
+                    }
+                }
+                Some(Token::StartTag(t)) if STOP_TAGS.iter().any(|n| t.is(n)) => {
+                    self.done = true;
+                    break;
+                }
+                _ => {}
+            }
+            if let Some(start) = self.scanner.open_start_tag(b"meta") {
+                let len = at.saturating_sub(start).saturating_add(1);
+                if self.abandoned != Some(start) && len >= self.tag_limit {
+                    self.abandoned = Some(start);
+                    self.skips.push(MetaSkip::TooLong {
+                        at: start,
+                        limit: self.tag_limit,
+                    });
+                }
             }
         }
+        let end = self.held_start.saturating_add(self.held.len());
+        let cut = match self.scanner.open_start_tag(b"meta") {
+            Some(start) if !self.done && self.abandoned != Some(start) => {
+                start.clamp(self.held_start, end)
+            }
+            _ => end,
+        };
+        self.release(cut, &edits)
     }
-    out.extend_from_slice(html.get(copied..).unwrap_or_default());
-    Ok(out)
+
+    /// The document ended: returns what was still held back (an unfinished tag, as it came).
+    /// Later calls return nothing; later chunks pass unread.
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.done = true;
+        self.held_start = self.held_start.saturating_add(self.held.len());
+        std::mem::take(&mut self.held)
+    }
+
+    /// The policies left as written since the last call.
+    pub fn take_skips(&mut self) -> Vec<MetaSkip> {
+        std::mem::take(&mut self.skips)
+    }
+
+    /// What `a` names, borrowed from this rewriter.
+    fn admit(&self) -> Admit<'_> {
+        Admit {
+            script_url: &self.script_url,
+            post_url: &self.post_url,
+            nonce: &self.nonce,
+        }
+    }
+
+    /// The edit for the complete `<meta …>` start tag at `tag` (stream offsets), if it sets a
+    /// policy that needs widening; notes a policy that cannot be read.
+    fn rewrite(&mut self, tag: Range<usize>) -> Option<(Range<usize>, Vec<u8>)> {
+        let from = tag.start.checked_sub(self.held_start)?;
+        let to = tag.end.checked_sub(self.held_start)?;
+        let bytes = self.held.get(from..to)?;
+        match rewrite_meta(bytes, &self.admit()) {
+            MetaTag::Rewrite(range, value) => {
+                Some((tag.start + range.start..tag.start + range.end, value))
+            }
+            MetaTag::Unreadable => {
+                self.skips.push(MetaSkip::Unreadable { at: tag.start });
+                None
+            }
+            MetaTag::Other => None,
+        }
+    }
+
+    /// Releases the held bytes before stream offset `cut`, with `edits` (in order, within
+    /// them, not overlapping) applied.
+    fn release(&mut self, cut: usize, edits: &[(Range<usize>, Vec<u8>)]) -> Vec<u8> {
+        let n = cut.saturating_sub(self.held_start).min(self.held.len());
+        if edits.is_empty() && n == self.held.len() {
+            self.held_start = self.held_start.saturating_add(n);
+            return std::mem::take(&mut self.held);
+        }
+        let grown: usize = edits.iter().map(|(_, v)| v.len()).sum();
+        let mut out = Vec::with_capacity(n + grown);
+        let mut copied = 0;
+        for (range, value) in edits {
+            let from = range.start.saturating_sub(self.held_start);
+            let to = range.end.saturating_sub(self.held_start);
+            if from < copied || to < from || to > n {
+                continue;
+            }
+            out.extend_from_slice(&self.held[copied..from]);
+            out.extend_from_slice(value);
+            copied = to;
+        }
+        out.extend_from_slice(&self.held[copied..n]);
+        self.held.drain(..n);
+        self.held_start = self.held_start.saturating_add(n);
+        out
+    }
 }
 
 /// [`admit`] without the validation.
@@ -347,31 +543,62 @@ fn attributes(tag: &[u8]) -> Vec<Attribute> {
     }
 }
 
-/// For a `<meta http-equiv="Content-Security-Policy" content="…">` tag whose policy needs
-/// widening: the range of the written content value in the tag and what replaces it.
-fn rewrite_meta(tag: &[u8], a: &Admit<'_>) -> Option<(Range<usize>, Vec<u8>)> {
+/// What a complete `<meta …>` start tag means for the recorder.
+enum MetaTag {
+    /// It sets a policy that needs widening: the range of its written `content` value in the
+    /// tag (quotes included) and what replaces it.
+    Rewrite(Range<usize>, Vec<u8>),
+    /// It sets a policy whose text cannot be read safely.
+    Unreadable,
+    /// It sets no policy, or one that already admits the recorder.
+    Other,
+}
+
+/// Reads a complete `<meta …>` start tag (from `<` to `>`).
+fn rewrite_meta(tag: &[u8], a: &Admit<'_>) -> MetaTag {
     if tag.last() != Some(&b'>') {
-        return None;
+        return MetaTag::Other;
     }
     let attrs = attributes(tag);
     let first = |name: &[u8]| attrs.iter().find(|at| at.name == name);
-    let equiv = first(b"http-equiv")?;
-    let equiv = decode_attribute(tag.get(equiv.value.clone())?)?;
-    if !equiv.eq_ignore_ascii_case("content-security-policy") {
-        return None;
+    let Some(equiv) = first(b"http-equiv") else {
+        return MetaTag::Other;
+    };
+    // Text that does not decode (non-ASCII, unknown references) cannot spell the keyword.
+    // Surrounding whitespace is allowed for: widening a policy a browser would ignore is
+    // harmless, missing one it honours is not.
+    let is_policy = tag
+        .get(equiv.value.clone())
+        .and_then(decode_attribute)
+        .is_some_and(|e| {
+            e.trim_matches(|c: char| c.is_ascii() && is_space(c as u8))
+                .eq_ignore_ascii_case("content-security-policy")
+        });
+    if !is_policy {
+        return MetaTag::Other;
     }
-    let content = first(b"content")?;
-    let written = content.written.clone()?;
-    let policy = decode_attribute(tag.get(content.value.clone())?)?;
+    let Some(content) = first(b"content") else {
+        return MetaTag::Other;
+    };
+    let Some(written) = content.written.clone() else {
+        return MetaTag::Other;
+    };
+    if written.end >= tag.len() {
+        // The value runs into the tag's `>`: not a value this module can replace.
+        return MetaTag::Unreadable;
+    }
+    let Some(policy) = tag.get(content.value.clone()).and_then(decode_attribute) else {
+        return MetaTag::Unreadable;
+    };
     let widened = admit_list(&policy, a);
     if widened == policy {
-        return None;
+        return MetaTag::Other;
     }
-    Some((written, encode_attribute(&widened)))
+    MetaTag::Rewrite(written, encode_attribute(&widened))
 }
 
 /// Named character references that can be decoded here: `(name, text, usable without ';')`.
-const NAMED: [(&str, &str, bool); 36] = [
+const NAMED: [(&str, &str, bool); 46] = [
     ("amp", "&", true),
     ("AMP", "&", true),
     ("lt", "<", true),
@@ -408,6 +635,16 @@ const NAMED: [(&str, &str, bool); 36] = [
     ("rcub", "}", false),
     ("verbar", "|", false),
     ("period", ".", false),
+    ("lbrack", "[", false),
+    ("rbrack", "]", false),
+    ("Hat", "^", false),
+    ("UnderBar", "_", false),
+    ("DiacriticalGrave", "`", false),
+    ("lbrace", "{", false),
+    ("rbrace", "}", false),
+    ("vert", "|", false),
+    ("VerticalLine", "|", false),
+    ("fjlig", "fj", false),
 ];
 
 /// An attribute value with its character references decoded, as the HTML tokenizer does; or
@@ -728,6 +965,230 @@ mod tests {
         assert_eq!(encode_attribute("a\"&<>'"), b"\"a&quot;&amp;&lt;&gt;'\"");
     }
 
+    /// `doc` through a [`MetaRewriter`] with `limit`, cut at `cuts` (offsets into `doc`, in
+    /// any order); the output and the skips. Checks after every chunk that what is held back
+    /// stays below the limit.
+    fn stream(doc: &[u8], cuts: &[usize], limit: usize) -> (Vec<u8>, Vec<MetaSkip>) {
+        let mut r = MetaRewriter::new(&admit_(), limit).expect("valid admit");
+        let mut points: Vec<usize> = cuts.iter().map(|&c| c.min(doc.len())).collect();
+        points.sort_unstable();
+        let mut out = Vec::new();
+        let mut from = 0;
+        for p in points.into_iter().chain([doc.len()]) {
+            out.extend(r.feed(&doc[from..p]));
+            assert!(r.held.len() < r.tag_limit, "held {} bytes", r.held.len());
+            from = p;
+        }
+        out.extend(r.finish());
+        assert!(r.finish().is_empty());
+        (out, r.take_skips())
+    }
+
+    fn stream_str(doc: &str, limit: usize) -> String {
+        String::from_utf8(stream(doc.as_bytes(), &[], limit).0).expect("UTF-8 output")
+    }
+
+    /// A head with two policies (one nonce-based, written with character references and single
+    /// quotes; one unquoted), a report-only one, and look-alikes in a comment and a script.
+    const HEAD: &str = "<!doctype html><html><head><meta charset=utf-8>\
+<meta http-equiv=\"Content-Security-Policy\" content=\"script-src &#39;nonce-cGFnZQ==&#39; &#39;strict-dynamic&#39;; connect-src https://api.example.invalid\">\
+<!-- <meta http-equiv=content-security-policy content=\"connect-src 'none'\"> -->\
+<script nonce=cGFnZQ==>document.write('<meta http-equiv=content-security-policy content=\"connect-src x\">')</script>\
+<meta http-equiv=content-security-policy-report-only content=\"default-src 'none'\">\
+<meta content=img-src&#x20;&apos;self&apos;&#59;&#x20;default-src&#x20;&quot;https://a.example/?a=1&amp;b=2&quot; http-equiv=CONTENT-SECURITY-POLICY>\
+<title>t</title></head><body><meta http-equiv=content-security-policy content=\"connect-src 'none'\"><p>x</p></body></html>";
+
+    fn head_rewritten() -> String {
+        format!(
+            "<!doctype html><html><head><meta charset=utf-8>\
+<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'nonce-cGFnZQ==' 'strict-dynamic' 'nonce-{NONCE}'; connect-src https://api.example.invalid {POST}\">\
+<!-- <meta http-equiv=content-security-policy content=\"connect-src 'none'\"> -->\
+<script nonce=cGFnZQ==>document.write('<meta http-equiv=content-security-policy content=\"connect-src x\">')</script>\
+<meta http-equiv=content-security-policy-report-only content=\"default-src 'none'\">\
+<meta content=\"img-src 'self'; default-src &quot;https://a.example/?a=1&amp;b=2&quot;; script-src &quot;https://a.example/?a=1&amp;b=2&quot; {SCRIPT}; connect-src &quot;https://a.example/?a=1&amp;b=2&quot; {POST}\" http-equiv=CONTENT-SECURITY-POLICY>\
+<title>t</title></head><body><meta http-equiv=content-security-policy content=\"connect-src 'none'\"><p>x</p></body></html>"
+        )
+    }
+
+    #[test]
+    fn every_policy_meta_of_the_head_is_widened_and_nothing_else_changes() {
+        assert_eq!(stream_str(HEAD, META_TAG_LIMIT), head_rewritten());
+        let (_, skips) = stream(HEAD.as_bytes(), &[], META_TAG_LIMIT);
+        assert!(skips.is_empty(), "{skips:?}");
+        // The one-piece form agrees, and a second pass changes nothing.
+        let once = admit_in_meta(HEAD.as_bytes(), &admit_()).unwrap();
+        assert_eq!(once, head_rewritten().as_bytes());
+        assert_eq!(stream_str(&head_rewritten(), usize::MAX), head_rewritten());
+    }
+
+    #[test]
+    fn every_split_of_the_head_gives_the_same_output() {
+        let doc = HEAD.as_bytes();
+        let whole = head_rewritten().into_bytes();
+        for a in 0..=doc.len() {
+            assert_eq!(stream(doc, &[a], META_TAG_LIMIT).0, whole, "cut at {a}");
+        }
+        for a in (0..=doc.len()).step_by(7) {
+            for b in (a..=doc.len()).step_by(5) {
+                assert_eq!(stream(doc, &[a, b], 200).0, whole, "cuts at {a}, {b}");
+            }
+        }
+        // Byte by byte.
+        let all: Vec<usize> = (0..doc.len()).collect();
+        assert_eq!(stream(doc, &all, 200).0, whole);
+    }
+
+    #[test]
+    fn only_an_unfinished_meta_tag_is_held_back() {
+        let mut r = MetaRewriter::new(&admit_(), 1000).unwrap();
+        assert_eq!(
+            r.feed(b"<head><title>a<b</title><link rel=x"),
+            b"<head><title>a<b</title><link rel=x"
+        );
+        assert_eq!(r.feed(b"><me"), b">");
+        assert_eq!(r.feed(b"tadata x>"), b"<metadata x>");
+        assert_eq!(
+            r.feed(b"<meta http-equiv=content-security-policy content='connect-src"),
+            b""
+        );
+        assert_eq!(
+            String::from_utf8(r.feed(b" a.example'><p>")).unwrap(),
+            format!("<meta http-equiv=content-security-policy content=\"connect-src a.example {POST}\"><p>")
+        );
+        assert_eq!(r.feed(b"<meta x"), b"");
+        // After the body starts, everything passes unread.
+        assert_eq!(r.feed(b"><body><meta"), b"<meta x><body><meta");
+        assert_eq!(
+            r.feed(b" http-equiv=content-security-policy content='connect-src a'>"),
+            b" http-equiv=content-security-policy content='connect-src a'>"
+        );
+        assert!(r.finish().is_empty());
+        assert!(r.take_skips().is_empty());
+        // An unfinished tag at the end is passed on as it came.
+        let mut r = MetaRewriter::new(&admit_(), 1000).unwrap();
+        assert!(r
+            .feed(b"<meta http-equiv=content-security-policy content='x")
+            .is_empty());
+        assert_eq!(
+            r.finish(),
+            b"<meta http-equiv=content-security-policy content='x"
+        );
+        assert_eq!(r.feed(b"'>"), b"'>");
+    }
+
+    #[test]
+    fn a_meta_tag_longer_than_the_limit_is_passed_on_unread_and_reported() {
+        let prefix = "<head><meta http-equiv=content-security-policy content=\"connect-src ";
+        let tag = format!(
+            "<meta http-equiv=content-security-policy content=\"connect-src {}\">",
+            "a.example ".repeat(20)
+        );
+        let doc = format!("<head>{tag}<p>");
+        // A tag of exactly the limit is read.
+        let (out, skips) = stream(doc.as_bytes(), &[], tag.len());
+        assert!(String::from_utf8(out).unwrap().contains(POST));
+        assert!(skips.is_empty());
+        // One byte longer than the limit: passed on as it came, reported, whatever the chunks.
+        for cuts in [vec![], vec![prefix.len()], vec![10, 70, 71, 200]] {
+            let (out, skips) = stream(doc.as_bytes(), &cuts, tag.len() - 1);
+            assert_eq!(out, doc.as_bytes(), "{cuts:?}");
+            assert_eq!(
+                skips,
+                [MetaSkip::TooLong {
+                    at: 6,
+                    limit: tag.len() - 1
+                }]
+            );
+        }
+        // A tag that never ends holds back no more than the limit, and the next one is read.
+        let mut r = MetaRewriter::new(&admit_(), 100).unwrap();
+        let mut out = r.feed(b"<meta content='");
+        for _ in 0..100 {
+            out.extend(r.feed(b"xxxxxxxxxx"));
+            assert!(r.held.len() < 100);
+        }
+        out.extend(
+            r.feed(b"'><meta http-equiv=content-security-policy content=\"connect-src 'none'\">"),
+        );
+        out.extend(r.finish());
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.ends_with(&format!("content=\"connect-src {POST}\">")),
+            "{out}"
+        );
+        assert_eq!(r.take_skips().len(), 1);
+    }
+
+    #[test]
+    fn unreadable_policies_are_left_as_written_and_reported() {
+        for doc in [
+            "<meta http-equiv=content-security-policy content=\"default-src &hellip;\">",
+            "<meta http-equiv=content-security-policy content=\"default-src 'self' h\u{e9}.example\">",
+            "<meta http-equiv=content-security-policy content=\"default-src &ampx\">",
+        ] {
+            let (out, skips) = stream(doc.as_bytes(), &[], META_TAG_LIMIT);
+            assert_eq!(out, doc.as_bytes());
+            assert_eq!(skips, [MetaSkip::Unreadable { at: 0 }], "{doc}");
+        }
+        // A meta that is no policy is not reported, whatever its text.
+        for doc in [
+            "<meta name=description content=\"caf\u{e9} &hellip;\">",
+            "<meta http-equiv=content-security-policy&hellip; content=\"default-src 'none'\">",
+            "<meta http-equiv=Content-Security-Policy-Report-Only content=\"default-src 'none'\">",
+            "<meta http-equiv=content-security-policy content>",
+            "<meta http-equiv=content-security-policy>",
+        ] {
+            assert_eq!(
+                stream(doc.as_bytes(), &[], META_TAG_LIMIT),
+                (doc.as_bytes().to_vec(), vec![])
+            );
+        }
+    }
+
+    #[test]
+    fn the_keyword_may_have_surrounding_space_and_any_case() {
+        assert_eq!(
+            stream_str("<meta http-equiv=' Content-SECURITY-policy\n' content=\"connect-src 'self'\">", 500),
+            format!("<meta http-equiv=' Content-SECURITY-policy\n' content=\"connect-src 'self' {POST}\">")
+        );
+        // A nonce-based policy gets the same nonce as the header, re-encoded where needed.
+        assert_eq!(
+            stream_str("<meta http-equiv=content-security-policy content='script-src &apos;strict-dynamic&apos; \"x\"'>", 500),
+            format!("<meta http-equiv=content-security-policy content=\"script-src 'strict-dynamic' &quot;x&quot; 'nonce-{NONCE}'\">")
+        );
+    }
+
+    /// Pieces of HTML around `<meta>` policies.
+    fn html_fragment() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"<!doctype html><html><head>".to_vec()),
+            Just(b"<meta charset=utf-8>".to_vec()),
+            Just(b"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self'\">".to_vec()),
+            Just(b"<META HTTP-EQUIV='content-security-policy' CONTENT='script-src &#39;nonce-YQ&#39; &#39;strict-dynamic&#39;; connect-src a.example'>".to_vec()),
+            Just(b"<meta content=connect-src&#x20;&#39;none&#39; http-equiv=content-security-policy>".to_vec()),
+            Just(b"<meta http-equiv=content-security-policy content=\"img-src &quot;x&quot; a&amp;b; script-src 'self'\"/>".to_vec()),
+            Just(b"<meta http-equiv=content-security-policy-report-only content=\"default-src 'none'\">".to_vec()),
+            Just(b"<meta http-equiv=content-security-policy content=\"default-src &hellip;\">".to_vec()),
+            Just(b"<!-- <meta http-equiv=content-security-policy content=\"default-src 'none'\"> -->".to_vec()),
+            Just(b"<script>'<meta http-equiv=content-security-policy content=\"default-src x\">'</script>".to_vec()),
+            Just(b"<template><meta http-equiv=content-security-policy content=\"connect-src 'none'\"></template>".to_vec()),
+            Just(b"<body>".to_vec()),
+            Just(b"<meta".to_vec()),
+            Just(b"<me".to_vec()),
+            Just(b" http-equiv=content-security-policy".to_vec()),
+            Just(b" content='connect-src x'".to_vec()),
+            Just(b"<".to_vec()),
+            Just(b">".to_vec()),
+            Just(b"'\"=/ ".to_vec()),
+            "[a-z <>/!='\"&;#-]{0,12}".prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 0..8),
+        ]
+    }
+
+    fn html_document() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(html_fragment(), 0..20).prop_map(|f| f.concat())
+    }
+
     /// The directives of each policy of a list: `(name, sources)`.
     fn parsed(list: &str) -> Vec<Vec<(String, Vec<String>)>> {
         list.split(',')
@@ -820,6 +1281,49 @@ mod tests {
                 }
             }
             prop_assert_eq!(rewrite(&out), out);
+        }
+
+        #[test]
+        fn chunking_never_changes_the_output(
+            doc in html_document(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+            limit in prop_oneof![1usize..160, Just(usize::MAX)],
+        ) {
+            let cuts: Vec<usize> = cuts.iter().map(|c| c.index(doc.len() + 1)).collect();
+            let whole = stream(&doc, &[], limit);
+            prop_assert_eq!(stream(&doc, &cuts, limit), whole.clone());
+            // Only `<meta …>` tags are ever reported.
+            for skip in &whole.1 {
+                let (MetaSkip::TooLong { at, .. } | MetaSkip::Unreadable { at }) = *skip;
+                prop_assert!(
+                    doc.get(at..at + 5).is_some_and(|t| t.eq_ignore_ascii_case(b"<meta")),
+                    "{:?}", skip
+                );
+            }
+            if limit == usize::MAX {
+                prop_assert_eq!(admit_in_meta(&doc, &admit_()).unwrap(), whole.0.clone());
+                // Once widened, widened: a second pass changes nothing.
+                prop_assert_eq!(stream(&whole.0, &[], limit).0, whole.0);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_in_the_stream(
+            doc in prop::collection::vec(any::<u8>(), 0..600),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            limit in 0usize..64,
+        ) {
+            let mut r = MetaRewriter::new(&admit_(), limit).expect("valid admit");
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(doc.len() + 1)).collect();
+            points.sort_unstable();
+            let mut from = 0;
+            for p in points.into_iter().chain([doc.len()]) {
+                let _ = r.feed(&doc[from..p]);
+                prop_assert!(r.held.len() < r.tag_limit);
+                from = p;
+            }
+            let _ = r.finish();
+            let _ = r.take_skips();
         }
 
         #[test]

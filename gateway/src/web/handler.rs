@@ -117,7 +117,7 @@ impl Handler {
         let host = authority.host().to_string();
         let decision = self
             .gw
-            .config
+            .config()
             .web_decision(&session.user, &session.target, &host);
         if decision.action == WebAction::Tunnel {
             let e = HttpExchange {
@@ -168,7 +168,7 @@ impl Handler {
                 };
                 let decision = self
                     .gw
-                    .config
+                    .config()
                     .web_decision(&session.user, &session.target, &host);
                 (session, decision, host)
             }
@@ -200,7 +200,8 @@ impl Handler {
         if let Some(response) = self.enforce_recorder(&session, &host) {
             return response.into();
         }
-        let web = &self.gw.config.web;
+        let config = self.gw.config();
+        let web = &config.web;
         let secret = |n: &str| web.field_is_redacted(n);
         let url = redact::url(&req.uri().to_string(), &secret);
         let mut event = HttpExchange {
@@ -208,7 +209,7 @@ impl Handler {
             url: url.clone(),
             action: action_name(decision.action).into(),
             rule: decision.rule_id.clone(),
-            request_headers: redact::headers(req.headers(), &self.gw.redacted_headers),
+            request_headers: redact::headers(req.headers(), &web.redacted_headers()),
             ..HttpExchange::default()
         };
         if decision.action == WebAction::Deny {
@@ -294,10 +295,11 @@ impl Handler {
     /// session is ended here).
     fn enforce_recorder(&self, session: &Arc<WebSession>, host: &str) -> Option<Response<Body>> {
         if session.terminated().is_none() {
-            let timeout = self.gw.config.web.heartbeat_timeout.get();
+            let timeout = self.gw.config().web.heartbeat_timeout.get();
             let silent = session.recorders().silent(timeout);
             if let Some(why) = silent {
-                session.terminate(&why);
+                session.terminate(RECORDER_RULE, &why);
+                crate::metrics::enforced(RECORDER_RULE);
                 let _ = session.event(EventKind::Policy {
                     rule: RECORDER_RULE.into(),
                     action: "terminated".into(),
@@ -317,8 +319,8 @@ impl Handler {
             }
         }
         session
-            .terminated()
-            .map(|_| pages::blocked(RECORDER_RULE, host, &session.user))
+            .termination_rule()
+            .map(|rule| pages::blocked(&rule, host, &session.user))
     }
 }
 
@@ -363,7 +365,8 @@ fn finish(
     p.event.resp_bytes = resp_bytes;
     p.event.error = error;
     if p.record_bodies && p.event.req_bytes > 0 {
-        let web = &gw.config.web;
+        let config = gw.config();
+        let web = &config.web;
         let secret = |n: &str| web.field_is_redacted(n);
         p.event.body = Some(redact::body(
             p.request_type.as_deref(),
@@ -404,7 +407,8 @@ impl HttpHandler for Handler {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        p.event.response_headers = redact::headers(res.headers(), &self.gw.redacted_headers);
+        p.event.response_headers =
+            redact::headers(res.headers(), &self.gw.config().web.redacted_headers());
         let mut res = res;
         if p.inject && page::is_html(&res) {
             let id = page::new_page_id();

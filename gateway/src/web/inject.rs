@@ -17,11 +17,19 @@
 //! (`<script>`, `<style>`, `<title>`, …) are skipped, never searched for tags. The result does
 //! not depend on how the body is split into chunks.
 //!
+//! Given a [`MetaRewriter`] ([`Injector::with_meta_csp`]), the injector's output also passes
+//! through it, so that a policy the page sets in a `<meta http-equiv="Content-Security-Policy">`
+//! admits the inserted script and the recorder's endpoint like the header policies do (same
+//! nonce, same URLs). It holds back at most one unfinished `<meta …>` start tag, up to its
+//! limit, never the document.
+//!
 //! [`charset_allows_injection`] tells whether inserting ASCII markup into a body is safe at
 //! all: not for UTF-16 or UTF-32 bodies, or ones in a stateful 7-bit encoding such as
 //! ISO-2022-KR.
 //!
 //! Sans-I/O: bytes in, bytes out; never panics, whatever the input.
+
+use super::csp::{MetaRewriter, MetaSkip};
 
 /// Room for the longest element name the scanner tells apart (`plaintext`), plus one.
 const NAME_CAP: usize = 10;
@@ -30,7 +38,7 @@ const NAME_CAP: usize = 10;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Start tags that end the search for `<head`: the head can no longer be opened after them.
-const STOP_TAGS: [&[u8]; 3] = [b"body", b"frameset", b"plaintext"];
+pub(crate) const STOP_TAGS: [&[u8]; 3] = [b"body", b"frameset", b"plaintext"];
 
 /// Elements whose contents are text up to their end tag (raw text and escapable raw text).
 const RAW_TEXT: [&[u8]; 9] = [
@@ -63,6 +71,8 @@ pub struct Injector {
     doctype_end: Option<usize>,
     /// Whether the tag has been inserted.
     inserted: bool,
+    /// Rewrites the page's `<meta>` policies in what the injector releases.
+    meta: Option<MetaRewriter>,
 }
 
 impl Injector {
@@ -78,13 +88,60 @@ impl Injector {
             html_end: None,
             doctype_end: None,
             inserted: false,
+            meta: None,
         }
+    }
+
+    /// This injector with every byte it releases passed through `meta` as well, which widens
+    /// the page's `<meta http-equiv="Content-Security-Policy">` policies (see
+    /// [`MetaRewriter`]).
+    pub fn with_meta_csp(mut self, meta: MetaRewriter) -> Self {
+        self.meta = Some(meta);
+        self
     }
 
     /// Feeds the next chunk of the body; returns the bytes ready to be sent now, which is empty
     /// while the insertion point is still undecided (the bytes are held back, at most
-    /// `scan_limit` of them).
+    /// `scan_limit` of them). With a [`MetaRewriter`], an unfinished `<meta …>` start tag at
+    /// the end of what is released is held back too, up to the rewriter's limit.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let out = self.insert(chunk);
+        match &mut self.meta {
+            Some(meta) => meta.feed_owned(out),
+            None => out,
+        }
+    }
+
+    /// The body ended: returns the bytes still held back, with the tag inserted by the fallback
+    /// rules if it has not been yet (an empty body becomes just the tag). Later calls return
+    /// nothing.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let out = if self.inserted {
+            Vec::new()
+        } else {
+            self.insert_at(self.fallback())
+        };
+        match &mut self.meta {
+            Some(meta) => {
+                let mut out = meta.feed_owned(out);
+                out.extend(meta.finish());
+                out
+            }
+            None => out,
+        }
+    }
+
+    /// The `<meta>` policies the [`MetaRewriter`] had to leave as they were since the last
+    /// call (empty without one).
+    pub fn take_meta_skips(&mut self) -> Vec<MetaSkip> {
+        self.meta
+            .as_mut()
+            .map(MetaRewriter::take_skips)
+            .unwrap_or_default()
+    }
+
+    /// [`Injector::feed`] without the `<meta>` rewriting.
+    fn insert(&mut self, chunk: &[u8]) -> Vec<u8> {
         if self.inserted {
             return chunk.to_vec();
         }
@@ -112,16 +169,6 @@ impl Injector {
             return self.insert_at(self.fallback());
         }
         Vec::new()
-    }
-
-    /// The body ended: returns the bytes still held back, with the tag inserted by the fallback
-    /// rules if it has not been yet (an empty body becomes just the tag). Later calls return
-    /// nothing.
-    pub fn finish(&mut self) -> Vec<u8> {
-        if self.inserted {
-            return Vec::new();
-        }
-        self.insert_at(self.fallback())
     }
 
     /// Whether the tag has been inserted.
@@ -440,6 +487,23 @@ impl Scanner {
         None
     }
 
+    /// The offset of the `<` of the start tag being read when that tag is, or may still turn out
+    /// to be, a `name` element (`name` in lowercase); `None` outside start tags.
+    pub(crate) fn open_start_tag(&self, name: &[u8]) -> Option<usize> {
+        use State::*;
+        let so_far = self.name.get(..self.name_len);
+        let open = match self.state {
+            TagOpen => true,
+            TagName => !self.end_tag && so_far.is_some_and(|n| name.starts_with(n)),
+            BeforeAttrName | AttrName | AfterAttrName | BeforeAttrValue | AttrValueDouble
+            | AttrValueSingle | AttrValueUnquoted | AfterAttrValueQuoted => {
+                !self.end_tag && so_far == Some(name)
+            }
+            _ => false,
+        };
+        open.then_some(self.tag_start)
+    }
+
     /// A `<` in data: a tag may start here.
     fn open(&mut self, at: usize) {
         self.tag_start = at;
@@ -695,6 +759,67 @@ mod tests {
         ));
     }
 
+    fn meta_rewriter() -> MetaRewriter {
+        let admit = crate::web::csp::Admit {
+            script_url: "https://h.example/__psmgate/recorder.js",
+            post_url: "https://h.example/__psmgate/events",
+            nonce: "bm9uY2U=",
+        };
+        MetaRewriter::new(&admit, 128).expect("valid admit")
+    }
+
+    /// `doc` through an injector with a meta rewriter, cut at `cuts` (sorted offsets).
+    fn with_meta(doc: &[u8], cuts: &[usize], limit: usize) -> Vec<u8> {
+        let mut i = Injector::new(TAG.to_vec(), limit).with_meta_csp(meta_rewriter());
+        let mut out = Vec::new();
+        let mut from = 0;
+        for &p in cuts.iter().chain([&doc.len()]) {
+            out.extend(i.feed(&doc[from..p]));
+            from = p;
+        }
+        out.extend(i.finish());
+        assert!(i.finish().is_empty());
+        out
+    }
+
+    #[test]
+    fn meta_policies_before_and_after_the_insertion_point_are_widened() {
+        let doc = "<!doctype html><meta http-equiv=content-security-policy content=\"script-src 'nonce-YQ'\">\
+<head><meta http-equiv=Content-Security-Policy content='connect-src &apos;self&apos;'></head><body>x";
+        let expected = [
+            "<!doctype html><meta http-equiv=content-security-policy content=\"script-src 'nonce-YQ' 'nonce-bm9uY2U='\">\
+<head>",
+            std::str::from_utf8(TAG).unwrap(),
+            "<meta http-equiv=Content-Security-Policy content=\"connect-src 'self' https://h.example/__psmgate/events\"></head><body>x",
+        ]
+        .concat();
+        for cut in 0..=doc.len() {
+            let out = with_meta(doc.as_bytes(), &[cut], 1000);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "cut at {cut}");
+        }
+        let mut i = Injector::new(TAG.to_vec(), 1000).with_meta_csp(meta_rewriter());
+        let _ = i.feed(doc.as_bytes());
+        let _ = i.finish();
+        assert!(i.take_meta_skips().is_empty());
+        // Without a rewriter nothing but the tag is added.
+        assert_eq!(once(doc.as_bytes(), 1000), after(doc, "<head>"));
+    }
+
+    #[test]
+    fn meta_skips_are_reported_through_the_injector() {
+        let long = format!(
+            "<head><meta http-equiv=content-security-policy content=\"connect-src {}\">",
+            "x".repeat(200)
+        );
+        let mut i = Injector::new(TAG.to_vec(), 1000).with_meta_csp(meta_rewriter());
+        let mut out = i.feed(long.as_bytes());
+        out.extend(i.finish());
+        assert_eq!(out, after(&long, "<head>"));
+        assert_eq!(i.take_meta_skips().len(), 1);
+        assert!(i.take_meta_skips().is_empty());
+        assert!(Injector::new(TAG.to_vec(), 10).take_meta_skips().is_empty());
+    }
+
     /// Pieces of HTML that exercise the scanner's states.
     fn fragment() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
@@ -752,6 +877,27 @@ mod tests {
             }
             out.extend(i.finish());
             prop_assert_eq!(out, whole);
+        }
+
+        #[test]
+        fn chunking_never_changes_the_result_with_meta_policies(
+            doc in document(),
+            metas in prop::collection::vec(prop_oneof![
+                Just("<meta http-equiv=content-security-policy content=\"connect-src 'self'\">"),
+                Just("<META HTTP-EQUIV='Content-Security-Policy' CONTENT='script-src &#39;strict-dynamic&#39;'>"),
+                Just("<meta http-equiv=content-security-policy content=connect-src&#x20;a.example>"),
+                Just("<meta http-equiv=content-security-policy-report-only content=\"connect-src 'none'\">"),
+            ], 0..4),
+            at in any::<prop::sample::Index>(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+            limit in 0usize..400,
+        ) {
+            let at = at.index(doc.len() + 1);
+            let doc = [&doc[..at], metas.concat().as_bytes(), &doc[at..]].concat();
+            let whole = with_meta(&doc, &[], limit);
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(doc.len() + 1)).collect();
+            points.sort_unstable();
+            prop_assert_eq!(with_meta(&doc, &points, limit), whole);
         }
 
         #[test]

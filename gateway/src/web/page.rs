@@ -1,7 +1,8 @@
 //! Intercepted HTML documents get the in-page recorder: the body is decompressed (gzip, deflate,
 //! brotli, zstd), a `<script>` loading [`super::recorder::SCRIPT_PATH`] is inserted as it streams
-//! through ([`super::inject::Injector`]), and each Content-Security-Policy is rewritten to admit
-//! exactly that script and the recorder's endpoint ([`super::csp`]).
+//! through ([`super::inject::Injector`]), and each Content-Security-Policy, in the headers and in
+//! the page's `<meta http-equiv>` elements, is rewritten to admit exactly that script and the
+//! recorder's endpoint ([`super::csp`]).
 
 use super::csp;
 use super::inject::{charset_allows_injection, Injector};
@@ -104,9 +105,16 @@ pub fn inject(
         }
     }
     let tag = format!("<script src=\"{SCRIPT_PATH}?page={page}\" nonce=\"{nonce}\"></script>");
+    let mut injector = Injector::new(tag.into_bytes(), SCAN_LIMIT);
+    // The page's own <meta> policies admit the same script and endpoint, by the same nonce.
+    if let Ok(meta) = csp::MetaRewriter::new(&admit, csp::META_TAG_LIMIT) {
+        injector = injector.with_meta_csp(meta);
+    }
     let body = Body::from(BoxBody::new(Injecting {
         inner: body,
-        injector: Injector::new(tag.into_bytes(), SCAN_LIMIT),
+        injector,
+        origin: origin.to_string(),
+        page: page.to_string(),
         done: false,
     }));
     Ok(Response::from_parts(parts, body))
@@ -116,7 +124,25 @@ pub fn inject(
 struct Injecting {
     inner: Body,
     injector: Injector,
+    /// The document's origin and page id, for the log.
+    origin: String,
+    page: String,
     done: bool,
+}
+
+impl Injecting {
+    /// Logs the `<meta>` policies that were left as written: if one blocks the recorder, the
+    /// heartbeat check ends the session.
+    fn warn_meta_skips(&mut self) {
+        for skip in self.injector.take_meta_skips() {
+            tracing::warn!(
+                origin = %self.origin,
+                page = %self.page,
+                reason = %skip,
+                "a <meta> element was left as the page wrote it; if it sets a policy that blocks the recorder, the heartbeat check ends the session"
+            );
+        }
+    }
 }
 
 impl hudsucker::hyper::body::Body for Injecting {
@@ -140,6 +166,7 @@ impl hudsucker::hyper::body::Body for Injecting {
                         continue;
                     };
                     let out = self.injector.feed(&data);
+                    self.warn_meta_skips();
                     // Never an empty chunk: in chunked encoding it would end the body.
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
@@ -148,6 +175,7 @@ impl hudsucker::hyper::body::Body for Injecting {
                 Poll::Ready(None) => {
                     self.done = true;
                     let out = self.injector.finish();
+                    self.warn_meta_skips();
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                     }

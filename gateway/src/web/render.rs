@@ -1,6 +1,9 @@
-//! The video of a web session: its DOM recording replayed live in a headless Chromium, and
+//! The video of a web session: its DOM recording replayed in a headless Chromium, and
 //! screenshots of the replay written into the session's recorder, which masks screen regions and
-//! encodes AV1 as for VNC and RDP.
+//! encodes AV1 as for VNC and RDP. `web.video` says when: `"live"`, while the session runs, or
+//! `"after"`, once it ended (see [After the session](#after-the-session)).
+//!
+//! # Live
 //!
 //! One [`Renderer`] per web session. [`Renderer::start`] starts Chromium ([`chromium`]) on a
 //! thread of its own (with its own single-threaded runtime: screenshots are decoded there, never
@@ -23,17 +26,53 @@
 //! the session code calls it before sealing the recording. The DOM recording is the evidence and
 //! the video is derived from it: when Chromium is missing, does not start or fails later, the
 //! session goes on without video and a warning is logged (see [`unavailable`]).
+//!
+//! Frames are stamped with the wall clock when they are written (`Recorder::screen`), a little
+//! after the DOM events they show (the in-page recorder sends a batch a second).
+//!
+//! # After the session
+//!
+//! Nothing is rendered while the session runs. The session keeps the masked events of each
+//! `dom` event it stores, with the event's transcript time, in a [`spool::Spool`] (64 MiB per
+//! session; the first batch over that ends the video there: a warning and a `marker` event say
+//! so, and the DOM recording goes on as usual). When the session ends, the proxy forgets it at
+//! once (the user-visible end does not wait) and hands the spool to [`pool::AfterRenders`],
+//! which renders at most `web.render_workers` sessions at a time; the others wait with their
+//! recordings open. [`Renderer::replay`] runs the same Chromium and replay page as live
+//! rendering and replays the spooled batches in *virtual time*: in transcript order, as fast as
+//! Chromium goes, with the session's clock read from the batches. A `codecs` frame scheduler on
+//! that clock decides when frames are due (when something visible changed, at most
+//! `recording.max_fps` a second); a frame due before a batch shows the page before that batch.
+//! Each screenshot is written with `Recorder::screen_at` at its transcript time, so frame
+//! timestamps are the session's own (the first frame starts the video at 0, as in every
+//! recording). The recording's end was noted when the session ended
+//! (`Recorder::mark_ended`), so its transcript and manifest end then, not when the video is
+//! done; the last frame lasts until that end.
+//!
+//! Limits, each sealing the recording with the video rendered so far and a `marker` event:
+//! 10 minutes per session from its end ([`pool::RENDER_LIMIT`], its wait included); and the
+//! gateway stopping, which seals sessions still waiting (and those still live) at once without
+//! video and gives the renders under way [`pool::SHUTDOWN_GRACE`] to finish. A gateway that is
+//! killed leaves the waiting recordings unsealed: the next start recovers them as
+//! `interrupted`, with their DOM recording and without video. Rendering after the session costs
+//! about the CPU of live rendering for the same frames (one Chromium start, one screenshot per
+//! frame), but in one burst per session and bounded by `web.render_workers`, and idle time
+//! costs nothing.
 
 pub mod cdp;
 pub mod chromium;
 pub mod frame;
+pub mod pool;
 pub mod queue;
+pub mod spool;
 
 use crate::recording::Recorder;
 use chromium::{BrowserError, Chromium};
+use psmgate_codecs::schedule::FrameScheduler;
 use psmgate_policy::WebConfig;
 use queue::{FeedQueue, QueuedBatch, QueuedEvent};
 use serde_json::{json, Value};
+use spool::SpooledBatch;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -144,6 +183,14 @@ pub fn find_chromium(configured: Option<&Path>) -> Result<PathBuf, RenderError> 
         })
 }
 
+/// Whether this gateway can render video: a Chromium executable (see [`find_chromium`]) and
+/// rrweb's replayer bundle. Returns the executable.
+pub fn available(configured: Option<&Path>) -> Result<PathBuf, RenderError> {
+    let exe = find_chromium(configured)?;
+    super::recorder::RRWEB_REPLAY.ok_or(RenderError::NoReplayer)?;
+    Ok(exe)
+}
+
 /// Logs that web sessions get no video, as a warning the first time a reason is seen (and
 /// whenever it changes), at debug level after that: an operator without Chromium gets one
 /// warning, not one per session.
@@ -167,6 +214,8 @@ struct Shared {
     pgid: AtomicU32,
     /// Frames written into the recorder.
     frames: AtomicU64,
+    /// Replaying after the session: transcript time of the last batch replayed.
+    rendered_to: AtomicU64,
 }
 
 struct QueueState {
@@ -185,6 +234,18 @@ impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// What a renderer replays.
+enum Source {
+    /// Batches fed as the session records them ([`Renderer::feed`]).
+    Live,
+    /// A session's spooled batches, in transcript order, replayed on the session's clock;
+    /// `end_ms`: when the session ended.
+    Spooled {
+        batches: Vec<SpooledBatch>,
+        end_ms: u64,
+    },
 }
 
 /// The video renderer of one web session.
@@ -208,6 +269,29 @@ impl Renderer {
     /// runs; its replay page loads meanwhile (batches fed before are queued). Fails when there
     /// is no Chromium or no replayer bundle, or the process cannot be started.
     pub async fn start(rec: Arc<Recorder>, opts: RenderOptions) -> anyhow::Result<Renderer> {
+        Self::launch(rec, opts, Source::Live).await
+    }
+
+    /// Starts Chromium to replay a web session's spooled batches after the session (see
+    /// [After the session](self#after-the-session)): frames are written at the batches'
+    /// transcript times, the last one lasting until `end_ms`. Returns once the browser process
+    /// runs; [`Renderer::wait`] waits for the end of the replay. Fails like [`Renderer::start`].
+    pub async fn replay(
+        rec: Arc<Recorder>,
+        batches: Vec<SpooledBatch>,
+        end_ms: u64,
+        opts: RenderOptions,
+    ) -> anyhow::Result<Renderer> {
+        let r = Self::launch(rec, opts, Source::Spooled { batches, end_ms }).await?;
+        r.shared.lock().closed = true;
+        Ok(r)
+    }
+
+    async fn launch(
+        rec: Arc<Recorder>,
+        opts: RenderOptions,
+        source: Source,
+    ) -> anyhow::Result<Renderer> {
         let exe = find_chromium(opts.chromium.as_deref())?;
         let bundle = super::recorder::RRWEB_REPLAY.ok_or(RenderError::NoReplayer)?;
         let shared = Arc::new(Shared {
@@ -222,6 +306,7 @@ impl Renderer {
             notify: Notify::new(),
             pgid: AtomicU32::new(0),
             frames: AtomicU64::new(0),
+            rendered_to: AtomicU64::new(0),
         });
         let span = tracing::info_span!("web_video", session = %rec.session_id());
         let (launched_tx, launched_rx) = oneshot::channel();
@@ -246,7 +331,7 @@ impl Renderer {
                         return;
                     }
                 };
-                rt.block_on(worker.run(exe, launched_tx));
+                rt.block_on(worker.run(exe, launched_tx, source));
                 let _ = done_tx.send(());
             })
             .map_err(|e| RenderError::Thread(e.to_string()))?;
@@ -301,6 +386,26 @@ impl Renderer {
     /// Frames written into the session's recorder so far.
     pub fn frames(&self) -> u64 {
         self.shared.frames.load(Ordering::Relaxed)
+    }
+
+    /// Replaying after the session: the transcript time (ms) of the last batch replayed.
+    pub fn rendered_to(&self) -> u64 {
+        self.shared.rendered_to.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the renderer's thread ended (everything rendered, stopped or failed) and
+    /// Chromium is closed. Cancel-safe: waiting again after a cancelled wait goes on waiting.
+    pub async fn wait(&mut self) {
+        if let Some(done) = self.done.as_mut() {
+            let _ = done.await;
+            self.done = None;
+        }
+    }
+
+    /// Stops rendering now, without rendering the rest: Chromium is killed. [`Renderer::wait`]
+    /// then returns as soon as the thread noticed.
+    pub fn stop(&self) {
+        self.abandon();
     }
 
     /// Renders what is queued, then stops Chromium; within the finish timeout, after which
@@ -397,7 +502,12 @@ impl From<BrowserError> for Stop {
 }
 
 impl Worker {
-    async fn run(self, exe: PathBuf, launched: oneshot::Sender<Result<(), RenderError>>) {
+    async fn run(
+        self,
+        exe: PathBuf,
+        launched: oneshot::Sender<Result<(), RenderError>>,
+        source: Source,
+    ) {
         let _g = self.span.clone().entered();
         let mut browser = match Chromium::launch(&exe, &self.opts.tmp_dir) {
             Ok(b) => b,
@@ -412,7 +522,12 @@ impl Worker {
         let outcome = match setup.await {
             Ok(Ok(session)) => {
                 tracing::debug!(chromium = %exe.display(), "web video renderer ready");
-                self.render(&mut browser, &session).await
+                match source {
+                    Source::Live => self.render(&mut browser, &session).await,
+                    Source::Spooled { batches, end_ms } => {
+                        self.replay(&mut browser, &session, batches, end_ms).await
+                    }
+                }
             }
             Ok(Err(e)) => {
                 // Not a failure when the session was given up meanwhile (Chromium was killed).
@@ -430,7 +545,10 @@ impl Worker {
             }
         };
         if let Err(Stop::Failed(e)) = &outcome {
-            tracing::warn!(error = %e, "the web video renderer failed; the rest of the session is recorded without video");
+            // A renderer that was stopped fails as its browser is killed: that was said already.
+            if !self.shared.lock().abandoned {
+                tracing::warn!(error = %e, "the web video renderer failed; the rest of the session is recorded without video");
+            }
         }
         {
             let mut st = self.shared.lock();
@@ -573,7 +691,7 @@ impl Worker {
                         self.viewport(b, session, (s.width, s.height)).await?;
                         viewport = (s.width, s.height);
                     }
-                    self.frame(b, session).await?;
+                    self.frame(b, session, None).await?;
                     last_frame = Some(Instant::now());
                     framed = Some(s.page.clone());
                 }
@@ -595,6 +713,79 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Replays a session's spooled batches on the session's clock (see
+    /// [After the session](self#after-the-session)), frames written at their transcript times.
+    async fn replay(
+        &self,
+        b: &mut Chromium,
+        session: &str,
+        batches: Vec<SpooledBatch>,
+        end_ms: u64,
+    ) -> Result<(), Stop> {
+        let mut sched = FrameScheduler::new(self.opts.max_fps);
+        let mut viewport = INITIAL_VIEWPORT;
+        let mut shown: Option<Shown> = None;
+        // The page of the last frame: another page on screen needs a frame.
+        let mut framed: Option<String> = None;
+        for batch in batches {
+            if self.shared.lock().abandoned {
+                return Ok(());
+            }
+            let t = batch.t.min(end_ms);
+            // A frame due before this batch shows the page as it was before it.
+            if let Some(at) = sched.next_frame_at().filter(|at| *at < t) {
+                self.frame_at(b, session, shown.as_ref(), &mut viewport, at)
+                    .await?;
+                framed = shown.as_ref().map(|s| s.page.clone()).or(framed);
+                sched.encoded(at);
+            }
+            let batch = QueuedBatch {
+                page: batch.page,
+                events: batch.events,
+            };
+            if let Some(s) = self.feed(b, session, &batch).await? {
+                shown = Some(s);
+            }
+            let switched = shown
+                .as_ref()
+                .is_some_and(|s| framed.as_deref() != Some(s.page.as_str()));
+            if switched || batch.events.iter().any(|e| e.visible) {
+                sched.changed(t);
+            }
+            self.shared.rendered_to.store(t, Ordering::Relaxed);
+        }
+        if self.shared.lock().abandoned {
+            return Ok(());
+        }
+        // The last change, when due, or at the session's end if that comes first.
+        if let Some(at) = sched.next_frame_at() {
+            self.frame_at(b, session, shown.as_ref(), &mut viewport, at.min(end_ms))
+                .await?;
+        }
+        self.shared.rendered_to.store(end_ms, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Replaying after the session: a frame of what the page shows (`shown`, at its size) at
+    /// transcript time `at`. Nothing before the first page.
+    async fn frame_at(
+        &self,
+        b: &mut Chromium,
+        session: &str,
+        shown: Option<&Shown>,
+        viewport: &mut (u32, u32),
+        at: u64,
+    ) -> Result<(), Stop> {
+        let Some(s) = shown else {
+            return Ok(());
+        };
+        if (s.width, s.height) != *viewport {
+            self.viewport(b, session, (s.width, s.height)).await?;
+            *viewport = (s.width, s.height);
+        }
+        self.frame(b, session, Some(at)).await
     }
 
     /// Sends one batch to the replay page; what it shows afterwards.
@@ -634,8 +825,9 @@ impl Worker {
         Ok(shown)
     }
 
-    /// Takes a screenshot and makes it the session's screen.
-    async fn frame(&self, b: &mut Chromium, session: &str) -> Result<(), Stop> {
+    /// Takes a screenshot and makes it the session's screen, now or (after the session) as of
+    /// transcript time `at`.
+    async fn frame(&self, b: &mut Chromium, session: &str, at: Option<u64>) -> Result<(), Stop> {
         let shot = self
             .call(
                 b,
@@ -651,7 +843,13 @@ impl Worker {
             .map_err(|e| Stop::Failed(RenderError::Frame(format!("not base64: {e}"))))?;
         let pic = frame::decode_png(&png, MAX_SIDE)
             .map_err(|e| Stop::Failed(RenderError::Frame(e.to_string())))?;
-        match frame::show(&self.rec, &pic) {
+        // After the session the recorder's worker is waited for (briefly) on this thread, which
+        // runs nothing else meanwhile: the next screenshot waits until this frame is taken.
+        let shown = match at {
+            None => frame::show(&self.rec, &pic),
+            Some(t) => frame::show_at(&self.rec, t, &pic),
+        };
+        match shown {
             Ok(()) => {
                 self.shared.frames.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -665,38 +863,76 @@ impl Worker {
     }
 }
 
+/// What the tests of rendering share.
 #[cfg(test)]
-mod tests {
+mod testing {
     use super::*;
-    use crate::recording::{RecordingSettings, SessionInfo};
-    use psmgate_storage::manifest::RecordingState;
+    use psmgate_storage::backend::Backend;
 
-    /// A recording in a temporary store.
-    fn recorder(dir: &Path) -> Arc<Recorder> {
-        let config = psmgate_policy::Config::default();
-        let store = crate::store::Store::open(&config, Some(dir)).unwrap();
-        let info = SessionInfo {
-            protocol: "web".into(),
-            ..SessionInfo::default()
-        };
-        Arc::new(
-            Recorder::start(
-                store.backend.clone(),
-                store.key.clone(),
-                store.index.clone(),
-                info,
-                RecordingSettings::default(),
-            )
-            .unwrap(),
-        )
+    /// A web session's recording in a new store in `dir`, and the store's backend to read it
+    /// back.
+    pub(super) fn recorder(dir: &Path) -> (Arc<Recorder>, Arc<dyn Backend>) {
+        let (rec, backend) = Recorder::start_in_test_store(dir);
+        (Arc::new(rec), backend)
     }
 
-    fn rt() -> tokio::runtime::Runtime {
+    /// `available`, which CI requires.
+    fn required_in_ci(available: bool) -> bool {
+        assert!(
+            available || std::env::var_os("CI").is_none(),
+            "CI renders web video: install Chromium and run npm ci in web-recorder"
+        );
+        available
+    }
+
+    /// Whether this build holds the replayer bundle (refused before any Chromium runs without
+    /// it); CI builds must.
+    pub(super) fn replayer_built() -> bool {
+        required_in_ci(crate::web::recorder::RRWEB_REPLAY.is_some())
+    }
+
+    /// Whether web video can be rendered here: Chromium is found and the replayer bundle
+    /// built; CI must be able to.
+    pub(super) fn can_render() -> bool {
+        required_in_ci(find_chromium(None).is_ok() && crate::web::recorder::RRWEB_REPLAY.is_some())
+    }
+
+    /// The Chromium profile folders (`psmgate-render-…`) left in `dir`.
+    pub(super) fn profiles_left(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("psmgate-render-")
+            })
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// A Tokio runtime with two worker threads.
+    pub(super) fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{can_render, profiles_left, rt};
+    use super::*;
+    use psmgate_storage::manifest::RecordingState;
+
+    /// A web session's recording in a new store in `dir`, and render options that keep their
+    /// temporary files there.
+    fn recorder_and_options(dir: &Path) -> (Arc<Recorder>, RenderOptions) {
+        let mut opts = RenderOptions::new(&WebConfig::default(), 10);
+        opts.tmp_dir = dir.to_path_buf();
+        (super::testing::recorder(dir).0, opts)
     }
 
     /// A page of 320x200: a black box and masked text.
@@ -723,17 +959,11 @@ mod tests {
 
     #[test]
     fn a_replayed_page_becomes_the_sessions_screen() {
-        let (Ok(_), Some(_)) = (find_chromium(None), super::super::recorder::RRWEB_REPLAY) else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI renders web video: install Chromium and run npm ci in web-recorder"
-            );
+        if !can_render() {
             return;
-        };
+        }
         let dir = tempfile::tempdir().unwrap();
-        let rec = recorder(dir.path());
-        let mut opts = RenderOptions::new(&WebConfig::default(), 10);
-        opts.tmp_dir = dir.path().to_path_buf();
+        let (rec, opts) = recorder_and_options(dir.path());
         // The replayed page refers to a server on loopback, which it must never reach.
         let origin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         origin.set_nonblocking(true).unwrap();
@@ -758,15 +988,7 @@ mod tests {
         assert_eq!((m.periods[0].width, m.periods[0].height), (320, 200));
         assert!(!m.periods[0].segments.is_empty());
         // Chromium's profile folder is gone.
-        let left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("psmgate-render-")
-            })
-            .collect();
+        let left = profiles_left(dir.path());
         assert!(left.is_empty(), "{left:?}");
     }
 
@@ -795,17 +1017,11 @@ mod tests {
 
     #[test]
     fn the_page_whose_events_came_last_is_on_screen() {
-        let (Ok(_), Some(_)) = (find_chromium(None), super::super::recorder::RRWEB_REPLAY) else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI renders web video: install Chromium and run npm ci in web-recorder"
-            );
+        if !can_render() {
             return;
-        };
+        }
         let dir = tempfile::tempdir().unwrap();
-        let rec = recorder(dir.path());
-        let mut opts = RenderOptions::new(&WebConfig::default(), 10);
-        opts.tmp_dir = dir.path().to_path_buf();
+        let (rec, opts) = recorder_and_options(dir.path());
         rt().block_on(async {
             let r = Renderer::start(rec.clone(), opts).await.unwrap();
             r.feed("tab-a", page_events());
@@ -833,6 +1049,66 @@ mod tests {
         assert_eq!(sizes, [(320, 200), (200, 100), (320, 200)]);
     }
 
+    /// `events` of `page` spooled at `t`.
+    fn spooled(t: u64, page: &str, events: Vec<Value>) -> SpooledBatch {
+        SpooledBatch {
+            t,
+            page: page.into(),
+            events: events.iter().map(QueuedEvent::new).collect(),
+        }
+    }
+
+    #[test]
+    fn a_session_is_replayed_after_it_ended_on_its_own_clock() {
+        if !can_render() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (rec, opts) = recorder_and_options(dir.path());
+        let batches = vec![
+            spooled(2000, "tab-a", page_events()),
+            spooled(6000, "tab-b", other_page_events()),
+            // 20 ms later, back to the first tab: framed at 6100 (10 frames a second).
+            spooled(
+                6020,
+                "tab-a",
+                vec![json!({"type": 3, "timestamp": 7, "data": {"source": 0,
+                    "texts": [{"id": 7, "value": "hello"}], "attributes": [], "removes": [], "adds": []}})],
+            ),
+            // Mouse moves change nothing drawn.
+            spooled(
+                7000,
+                "tab-a",
+                vec![
+                    json!({"type": 3, "timestamp": 8, "data": {"source": 1, "positions": [{"x": 1, "y": 1, "id": 4, "timeOffset": 0}]}}),
+                ],
+            ),
+        ];
+        let started = Instant::now();
+        let frames = rt().block_on(async {
+            let mut r = Renderer::replay(rec.clone(), batches, 9000, opts)
+                .await
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(60), r.wait())
+                .await
+                .expect("the replay did not end");
+            assert_eq!(r.rendered_to(), 9000);
+            r.frames()
+        });
+        assert_eq!(frames, 3);
+        // Virtual time: 9 s of session in much less.
+        assert!(started.elapsed() < Duration::from_secs(9));
+        let m = rec.finish(RecordingState::Completed, "test").unwrap();
+        let periods: Vec<(u32, u32, u64)> = m
+            .periods
+            .iter()
+            .map(|p| (p.width, p.height, p.start_ms))
+            .collect();
+        // The first frame starts the video at 0 (as every recording's does); the others are at
+        // the session's times, not when they were rendered.
+        assert_eq!(periods, [(320, 200, 0), (200, 100, 6000), (320, 200, 6100)]);
+    }
+
     #[test]
     fn a_browser_that_dies_leaves_the_session_without_video() {
         use std::os::unix::fs::PermissionsExt;
@@ -846,10 +1122,8 @@ exit 1
         )
         .unwrap();
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let rec = recorder(dir.path());
-        let mut opts = RenderOptions::new(&WebConfig::default(), 10);
+        let (rec, mut opts) = recorder_and_options(dir.path());
         opts.chromium = Some(exe);
-        opts.tmp_dir = dir.path().to_path_buf();
         let started = Instant::now();
         rt().block_on(async {
             let Ok(r) = Renderer::start(rec.clone(), opts).await else {

@@ -85,7 +85,7 @@ pub async fn answer(
 
 /// The recorder's heartbeat: a third of the timeout, so two may be lost.
 fn heartbeat_ms(gw: &WebGateway) -> u64 {
-    (gw.config.web.heartbeat_timeout.as_millis() / 3).max(500)
+    (gw.config().web.heartbeat_timeout.as_millis() / 3).max(500)
 }
 
 async fn events(
@@ -109,7 +109,8 @@ async fn events(
     // masked against its state in order (two at once would each see part of the page's nodes)
     // and stored in that order.
     let page_hint = peek_page(&bytes);
-    let secret = |n: &str| gw.config.web.field_is_redacted(n);
+    let config = gw.config();
+    let secret = |n: &str| config.web.field_is_redacted(n);
     let mut w = session.recorders();
     // Without a readable page id the batch is refused below (as malformed).
     if !page_hint.as_deref().is_none_or(|p| w.knows(p)) {

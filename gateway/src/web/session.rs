@@ -6,14 +6,19 @@
 //! recording; later requests with the same credentials join that session. The session ends —
 //! and its recording is sealed — after `web.idle_timeout` without requests, when the grant
 //! expires, or when the gateway stops. A later request with the same token then fails like any
-//! used or expired token.
+//! used or expired token. With `web.video = "after"` the session ends then too, but its
+//! recording stays open until its video is rendered (see `render`'s module docs).
 //!
 //! The user name names the target like an RDP sign-in: `alice@aws-console` or
 //! `AWS-CONSOLE\alice`; the password is the token.
 
+use super::render::pool::AfterJob;
+use super::render::queue::QueuedEvent;
+use super::render::spool::{Spool, Spooled, MAX_SPOOL_BYTES};
 use super::render::{RenderOptions, Renderer};
 use super::WebGateway;
 use crate::access::AccessError;
+use crate::live::{LiveHandle, SessionLimits, StopRequest};
 use crate::rdp_gateway::login::Login;
 use crate::recording::{Recorder, SessionInfo};
 use anyhow::{bail, Result};
@@ -100,13 +105,61 @@ pub struct WebSession {
     pub span: tracing::Span,
     /// The in-page recorders of this session's pages.
     pub recorders: Mutex<RecorderWatch>,
-    /// Why policy ended the session (further requests get the block page).
-    terminated: Mutex<Option<String>>,
+    /// The rule that ended the session and why (further requests get the block page).
+    terminated: Mutex<Option<(String, String)>>,
     /// Set once the recording is being sealed.
     sealing: std::sync::atomic::AtomicBool,
     /// The video renderer (`web.video = "live"` with Chromium available), until the session
     /// ends.
     renderer: Mutex<Option<Renderer>>,
+    /// What the video is rendered from once the session ended (`web.video = "after"` with
+    /// Chromium available), until the session ends.
+    spool: Mutex<Option<Spool>>,
+    /// How the video is rendered.
+    render_options: RenderOptions,
+    /// Its place among the live sessions, until its recording is sealed (or handed to the
+    /// video renders).
+    live: Mutex<Option<LiveHandle>>,
+}
+
+/// Ends `session` by policy when it is stopped from outside (an operator's terminate) or its
+/// deadline (`max_session`, grant expiry) passes: the transcript gets the `policy` event, every
+/// further request the block page, and the next reap seals the recording. The watching task
+/// ends with the session's live handle.
+fn watch_stop(
+    session: &Arc<WebSession>,
+    mut stop: tokio::sync::watch::Receiver<Option<StopRequest>>,
+    deadline: Option<(tokio::time::Instant, StopRequest)>,
+) {
+    let weak = Arc::downgrade(session);
+    tokio::spawn(async move {
+        let at_deadline = async {
+            match deadline {
+                Some((at, req)) => {
+                    tokio::time::sleep_until(at).await;
+                    req
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let req = tokio::select! {
+            r = stop.wait_for(Option::is_some) => match r {
+                Ok(r) => r.clone(),
+                Err(_) => None,
+            },
+            req = at_deadline => Some(req),
+        };
+        let (Some(req), Some(s)) = (req, weak.upgrade()) else {
+            return;
+        };
+        if s.terminated().is_none() && !s.sealing.load(std::sync::atomic::Ordering::SeqCst) {
+            s.span.in_scope(|| {
+                tracing::warn!(actor = %req.actor, rule = %req.rule, reason = %req.reason, "web session stopped")
+            });
+            crate::supervisor::record_stop(&s.rec, &req);
+            s.terminate(&req.rule, &req.describe());
+        }
+    });
 }
 
 /// Most pages tracked per session (injected but not yet reporting, or reporting).
@@ -215,11 +268,12 @@ impl std::fmt::Debug for WebSession {
 }
 
 impl WebSession {
-    /// Ends the session by policy: every further request gets the block page.
-    pub fn terminate(&self, why: &str) {
+    /// Ends the session by policy `rule`: every further request gets the block page naming it.
+    /// The first reason given is kept.
+    pub fn terminate(&self, rule: &str, why: &str) {
         let mut t = self.terminated.lock().unwrap_or_else(|p| p.into_inner());
         if t.is_none() {
-            *t = Some(why.to_string());
+            *t = Some((rule.to_string(), why.to_string()));
         }
     }
 
@@ -228,7 +282,17 @@ impl WebSession {
         self.terminated
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|(_, why)| why.clone())
+    }
+
+    /// The rule that ended the session, if one did.
+    pub fn termination_rule(&self) -> Option<String> {
+        self.terminated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(rule, _)| rule.clone())
     }
 
     /// The recorder watch.
@@ -249,7 +313,9 @@ impl WebSession {
             .elapsed()
     }
 
-    /// Whether the session's DOM recording is also rendered as video.
+    /// Whether the session's DOM batches are to be fed to a live video renderer
+    /// ([`WebSession::feed_video`]). A video rendered after the session keeps the batches
+    /// itself, from [`WebSession::event`].
     pub fn renders_video(&self) -> bool {
         self.renderer
             .lock()
@@ -271,11 +337,59 @@ impl WebSession {
     }
 
     /// Records `kind`; a failed recording ends the session (fail-closed) and the caller refuses
-    /// the request.
+    /// the request. A `dom` event's masked events are also kept, as stored and with the
+    /// event's time, for a video rendered after the session.
     pub fn event(&self, kind: EventKind) -> Result<()> {
-        self.rec
-            .event(kind)
-            .map_err(|e| anyhow::anyhow!("recording failed: {e}"))
+        let spooled = match &kind {
+            EventKind::Dom { page, events, .. } if !events.is_empty() && self.spools() => Some((
+                page.clone(),
+                events.iter().map(QueuedEvent::new).collect::<Vec<_>>(),
+            )),
+            _ => None,
+        };
+        let t = self
+            .rec
+            .stamped_event(kind)
+            .map_err(|e| anyhow::anyhow!("recording failed: {e}"))?;
+        if let Some((page, events)) = spooled {
+            self.spool(t, &page, events);
+        }
+        Ok(())
+    }
+
+    /// Whether `dom` events are kept for a video after the session (and there is room).
+    fn spools(&self) -> bool {
+        self.spool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|s| !s.is_closed())
+    }
+
+    /// Keeps a `dom` event's events, recorded at `t`, for the video after the session.
+    fn spool(&self, t: u64, page: &str, events: Vec<QueuedEvent>) {
+        let pushed = match self
+            .spool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            Some(s) => s.push(t, page, events),
+            None => return,
+        };
+        if pushed == Spooled::Full {
+            let _g = self.span.enter();
+            let mib = MAX_SPOOL_BYTES / (1024 * 1024);
+            tracing::warn!(
+                "the DOM recording passed the {mib} MiB kept for the video rendered after the session: the video ends here (the DOM recording goes on)"
+            );
+            let label = format!(
+                "video incomplete: the DOM recording passed the {mib} MiB kept for the video; the video ends here (the DOM recording goes on)"
+            );
+            if let Err(e) = self.rec.event(EventKind::Marker { label }) {
+                tracing::debug!(error = %e, "the video marker could not be recorded");
+            }
+        }
     }
 }
 
@@ -369,7 +483,7 @@ impl Sessions {
         creds: &ProxyCredentials,
         client: IpAddr,
     ) -> Result<Arc<WebSession>, Refusal> {
-        let config = &gw.config;
+        let config = &gw.config();
         let target = creds
             .login
             .resolve_target(
@@ -410,23 +524,34 @@ impl Sessions {
             client_addr: client.to_string(),
             policy_version: config.policy_version(),
         };
-        let rec = crate::supervisor::start_recording(&gw.store, info, settings)
+        let rec = crate::supervisor::start_recording(&gw.store, info.clone(), settings)
             .await
             .map_err(Refusal::Failed)?;
+        let limits = SessionLimits::for_grant(config, &grant);
+        let deadline = limits.deadline.clone();
+        let live = crate::supervisor::go_live(&gw.store, &rec, &info, limits);
+        let stop = live.stop_signal();
         let span = tracing::info_span!("web_session", session = %rec.session_id(), user = %user, target = %target);
         span.in_scope(|| tracing::info!(client = %client, "web session started; recording"));
         // The video is derived from the DOM recording: without it the session goes on.
-        let renderer = match config.web.video {
-            WebVideo::Off => None,
-            WebVideo::Live => {
-                match Renderer::start(rec.clone(), RenderOptions::new(&config.web, max_fps)).await {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        span.in_scope(|| super::render::unavailable(&e));
-                        None
-                    }
+        let render_options = RenderOptions::new(&config.web, max_fps);
+        let (renderer, spool) = match config.web.video {
+            WebVideo::Off => (None, None),
+            WebVideo::Live => match Renderer::start(rec.clone(), render_options.clone()).await {
+                Ok(r) => (Some(r), None),
+                Err(e) => {
+                    span.in_scope(|| super::render::unavailable(&e));
+                    (None, None)
                 }
-            }
+            },
+            // Checked now: without Chromium nothing is kept for a video that cannot be made.
+            WebVideo::After => match super::render::available(config.web.chromium.as_deref()) {
+                Ok(_) => (None, Some(Spool::new(MAX_SPOOL_BYTES))),
+                Err(e) => {
+                    span.in_scope(|| super::render::unavailable(&e));
+                    (None, None)
+                }
+            },
         };
         gw.audit(
             "web_session_start",
@@ -436,7 +561,7 @@ impl Sessions {
                 rec.session_id()
             ),
         );
-        Ok(Arc::new(WebSession {
+        let session = Arc::new(WebSession {
             grant_id: grant.id,
             user,
             target,
@@ -448,11 +573,18 @@ impl Sessions {
             terminated: Mutex::new(None),
             sealing: std::sync::atomic::AtomicBool::new(false),
             renderer: Mutex::new(renderer),
-        }))
+            spool: Mutex::new(spool),
+            render_options,
+            live: Mutex::new(Some(live)),
+        });
+        watch_stop(&session, stop, deadline);
+        Ok(session)
     }
 
     /// Ends the sessions idle for `idle` or past their grant's expiry (all of them when
-    /// `everything`), sealing their recordings. Returns how many ended.
+    /// `everything`), sealing their recordings. Returns how many ended. A session whose video
+    /// is rendered after it ends is handed to the gateway's renders instead, which seal its
+    /// recording once the video is done; this does not wait for that.
     pub async fn reap(&self, gw: &WebGateway, idle: Duration, everything: bool) -> usize {
         let ending: Vec<(Arc<WebSession>, String)> = {
             let mut live = self.live.lock().await;
@@ -501,13 +633,38 @@ impl Sessions {
         }
         while finishing.join_next().await.is_some() {}
         for (s, why) in ending {
+            // No longer live: off the list before its recording is sealed or its video made.
+            drop(s.live.lock().unwrap_or_else(|p| p.into_inner()).take());
             let failed = why.starts_with("recording failed");
             let outcome = if failed {
                 Err(anyhow::anyhow!(why.clone()))
             } else {
                 Ok(why.clone())
             };
-            crate::supervisor::seal(&s.rec, &outcome).await;
+            let spool = s.spool.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match spool {
+                Some(spool) => {
+                    // The session ends now; its recording is sealed once its video is done.
+                    let end_ms = s.rec.mark_ended();
+                    s.span.in_scope(|| {
+                        tracing::info!(
+                            batches = spool.len(),
+                            spooled_bytes = spool.bytes(),
+                            reason = %why,
+                            "web session ended; its video is rendered before the recording is sealed"
+                        )
+                    });
+                    gw.renders.submit(AfterJob {
+                        rec: s.rec.clone(),
+                        spool,
+                        end_ms,
+                        options: s.render_options.clone(),
+                        outcome,
+                        span: s.span.clone(),
+                    });
+                }
+                None => crate::supervisor::seal(&s.rec, &outcome).await,
+            }
             gw.audit(
                 "web_session_end",
                 &format!(

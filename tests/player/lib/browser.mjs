@@ -60,13 +60,28 @@ export async function frameAt(page, t) {
     const seeked = new Promise((r) => v.addEventListener('seeked', r, { once: true }));
     window.PSM.seek(t);
     await seeked;
+    // On a loaded machine the decoder may present the sought frame some time
+    // after 'seeked': wait for a presented frame, and give a frame that still
+    // reads as black a few more chances before reporting it.
+    const presented = () => new Promise((r) => {
+      if (v.requestVideoFrameCallback) v.requestVideoFrameCallback(() => r());
+      setTimeout(r, 1000);
+    });
+    if (v.readyState < 2) await presented();
     await new Promise((r) => setTimeout(r, 150));
     const c = document.createElement('canvas');
     c.width = 64; c.height = 36;
     const g = c.getContext('2d');
-    g.drawImage(v, 0, 0, c.width, c.height);
-    const px = g.getImageData(0, 0, c.width, c.height).data;
+    let px;
     let sum = 0;
+    for (let tries = 0; tries < 20; tries++) {
+      g.drawImage(v, 0, 0, c.width, c.height);
+      px = g.getImageData(0, 0, c.width, c.height).data;
+      sum = 0;
+      for (let i = 0; i < px.length; i += 4) sum += px[i] + px[i + 1] + px[i + 2];
+      if (sum > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const grid = [];
     for (let y = 0; y < 8; y++) {
       for (let x = 0; x < 8; x++) {
@@ -74,7 +89,6 @@ export async function frameAt(page, t) {
         grid.push(Math.round((px[i] * 0.3 + px[i + 1] * 0.59 + px[i + 2] * 0.11) / 16));
       }
     }
-    for (let i = 0; i < px.length; i += 4) sum += px[i] + px[i + 1] + px[i + 2];
     return { t: v.currentTime, sum, grid };
   }, t);
 }

@@ -35,6 +35,8 @@ pub struct Gateway {
     mount: Option<Tmpfs>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// The admin listener (web UI, player and admin API; plain HTTP: `serve --no-tls`).
+    pub admin_port: u16,
     pub vnc_port: u16,
     /// The RDP listener (serving only when the configuration has RDP targets).
     pub rdp_port: u16,
@@ -57,7 +59,15 @@ impl Gateway {
     /// [`Gateway::start`] with more options.
     pub fn start_with(target_port: u16, opts: Options<'_>) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
-        Self::launch(dir, None, target_port, opts)
+        Self::launch(dir, None, target_port, opts, None)
+    }
+
+    /// [`Gateway::start_with`] whose users and rules are `users_and_rules` (TOML `[users.…]`,
+    /// `[roles.…]` and `[[rules]]`) instead of the default: alice, an admin, allowed on every
+    /// target without approval.
+    pub fn start_with_users(target_port: u16, opts: Options<'_>, users_and_rules: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        Self::launch(dir, None, target_port, opts, Some(users_and_rules))
     }
 
     /// A gateway whose data folder is a tmpfs of `size`; `None` where tmpfs cannot be mounted
@@ -71,7 +81,7 @@ impl Gateway {
             );
             return None;
         };
-        Some(Self::launch(dir, Some(mount), target_port, opts))
+        Some(Self::launch(dir, Some(mount), target_port, opts, None))
     }
 
     fn launch(
@@ -79,6 +89,7 @@ impl Gateway {
         mount: Option<Tmpfs>,
         target_port: u16,
         opts: Options<'_>,
+        users_and_rules: Option<&str>,
     ) -> Gateway {
         let (admin_port, vnc_port, rdp_port, web_port) = (
             free_port().unwrap(),
@@ -98,13 +109,18 @@ impl Gateway {
             &config,
             format!(
                 "[gateway]\ndata_dir = \"data\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
-                 vnc_listen = \"127.0.0.1:{vnc_port}\"\nrdp_listen = \"127.0.0.1:{rdp_port}\"\nweb_listen = \"127.0.0.1:{web_port}\"\n\n[users.alice]\nroles = [\"admin\"]\n\n\
+                 vnc_listen = \"127.0.0.1:{vnc_port}\"\nrdp_listen = \"127.0.0.1:{rdp_port}\"\nweb_listen = \"127.0.0.1:{web_port}\"\n\n{}\n\
                  [targets.lab-vnc]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{target_port}\"\n{password}\
                  masks = [{{ id = \"top-right\", x = \"75%\", y = 0, width = \"25%\", height = \"20%\" }}]\n{}\n\n\
-                 [targets.down-vnc]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{}\"\n\n\
-                 [[rules]]\nid = \"alice-lab\"\nusers = [\"alice\"]\ntargets = \"*\"\n\n{}\n",
+                 [targets.down-vnc]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{}\"\n\n{}\n\n{}\n",
+                users_and_rules.unwrap_or("[users.alice]\nroles = [\"admin\"]\n"),
                 opts.lab_extra,
                 free_port().unwrap(),
+                if users_and_rules.is_some() {
+                    ""
+                } else {
+                    "[[rules]]\nid = \"alice-lab\"\nusers = [\"alice\"]\ntargets = \"*\""
+                },
                 opts.extra_config
             ),
         )
@@ -115,6 +131,7 @@ impl Gateway {
             mount,
             dir,
             config,
+            admin_port,
             vnc_port,
             rdp_port,
             web_port,

@@ -3,6 +3,7 @@
 
 use crate::recording::{Recorder, RecorderError};
 use image::ImageDecoder;
+use psmgate_codecs::framebuffer::{Framebuffer, FramebufferError};
 use psmgate_codecs::Rect;
 
 /// Why a screenshot did not become a frame.
@@ -59,14 +60,25 @@ pub fn decode_png(png: &[u8], max_side: u32) -> Result<Picture, FrameError> {
 /// framebuffer compares row by row and damages only the tiles whose pixels changed).
 pub fn show(rec: &Recorder, pic: &Picture) -> Result<(), FrameError> {
     rec.resize(pic.width, pic.height)?;
-    rec.screen(|fb| {
-        fb.put_rect(
-            Rect::new(0, 0, pic.width, pic.height),
-            &pic.pixels,
-            pic.width as usize,
-        )
-    })?;
+    rec.screen(|fb| put_whole(fb, pic))?;
     Ok(())
+}
+
+/// [`show`] as of transcript time `t_ms` (a video rendered after the session): waits until the
+/// recorder made the frames due before `t_ms` (see `Recorder::screen_at`).
+pub fn show_at(rec: &Recorder, t_ms: u64, pic: &Picture) -> Result<(), FrameError> {
+    rec.resize_at(t_ms, pic.width, pic.height)?;
+    rec.screen_at(t_ms, |fb| put_whole(fb, pic))?;
+    Ok(())
+}
+
+/// Writes `pic` into `fb` from the top left corner, whole.
+fn put_whole(fb: &mut Framebuffer, pic: &Picture) -> Result<(), FramebufferError> {
+    fb.put_rect(
+        Rect::new(0, 0, pic.width, pic.height),
+        &pic.pixels,
+        pic.width as usize,
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,424 @@
+//! The admin API against a real `psmgate serve`: the authorization matrix — every role of the
+//! policy × every API operation, allowed or 403 — generated from the policy's roles and the
+//! gateway's operation table, not listed by hand; scoped roles; the OpenAPI document served.
+
+use psmgate::admin::ops::{Access, OPERATIONS};
+use psmgate_e2e::peers::free_port;
+use psmgate_e2e::psmgate_bin;
+use psmgate_policy::Config;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `psmgate serve` with plain-HTTP admin listener; killed on drop.
+struct Serve {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// One HTTP/1.1 request; returns the status and the body.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let mut tcp = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        if let Some(t) = bearer {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        if method == "POST" {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        tcp.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn json(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let (s, b) = self.call(method, path, bearer, body);
+        (s, serde_json::from_str(&b).unwrap_or(Value::Null))
+    }
+
+    fn login(&self, user: &str) -> String {
+        let (s, v) = self.json(
+            "POST",
+            "/api/login",
+            None,
+            Some(&format!(r#"{{"user":"{user}","password":"pw-{user}"}}"#)),
+        );
+        assert_eq!(s, 200, "login {user}: {v}");
+        v["token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn hash(password: &str) -> String {
+    psmgate_e2e::hash_password(password)
+}
+
+/// Users named after the roles they hold (one role each), plus `scoped` (approver on group g1
+/// only) and `requester` (user).
+fn config_text(dir: &Path, roles: &[&str]) -> String {
+    let admin = free_port().unwrap();
+    let dead = free_port().unwrap();
+    let mut users = String::new();
+    let mut names = Vec::new();
+    for role in roles {
+        let name = format!("u-{role}");
+        users.push_str(&format!(
+            "[users.{name}]\nroles = [\"{role}\"]\npassword_hash = \"{}\"\n\n",
+            hash(&format!("pw-{name}"))
+        ));
+        names.push(name);
+    }
+    for (name, role) in [("scoped", "approver@g1"), ("requester", "user")] {
+        users.push_str(&format!(
+            "[users.{name}]\nroles = [\"{role}\"]\npassword_hash = \"{}\"\n\n",
+            hash(&format!("pw-{name}"))
+        ));
+        names.push(name.to_owned());
+    }
+    let _ = dir;
+    format!(
+        "[gateway]\ndata_dir = \"data\"\nadmin_listen = \"127.0.0.1:{admin}\"\nadmin_tls = false\n\
+         vnc_listen = \"127.0.0.1:{}\"\n\n{users}\
+         [roles.observer]\npermissions = [\"watch_live\", \"view_recordings\"]\n\n\
+         [targets.synthetic-desktop]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{dead}\"\n\n\
+         [targets.t2]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{dead}\"\n\n\
+         [target_groups]\ng1 = [\"synthetic-desktop\"]\ng2 = [\"t2\"]\n\n\
+         [[rules]]\nid = \"everyone\"\nusers = [{}]\ntargets = \"*\"\napproval = \"required\"\n",
+        free_port().unwrap(),
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+fn start(roles: &[&str]) -> (Serve, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("psmgate.toml");
+    std::fs::write(&config_path, config_text(dir.path(), roles)).unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let port = config.gateway.admin_listen.port();
+    // A recording of target `synthetic-desktop` (the demo's) to read.
+    let demo = Command::new(psmgate_bin())
+        .arg("--config")
+        .arg(&config_path)
+        .args(["demo", "--seconds", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let child = Command::new(psmgate_bin())
+        .arg("--config")
+        .arg(&config_path)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .env("NO_COLOR", "1")
+        .spawn()
+        .unwrap();
+    let serve = Serve { child, port, dir };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not listen: {}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (serve, config)
+}
+
+fn admin_token(serve: &Serve) -> String {
+    std::fs::read_to_string(serve.dir.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// A concrete request path for an operation's template.
+fn concrete(path: &str, recording: &str, request: i64) -> String {
+    path.replace(
+        "/api/recordings/{id}",
+        &format!("/api/recordings/{recording}"),
+    )
+    .replace("{path*}", "manifest.partial.json")
+    .replace(
+        "/api/sessions/live/{id}",
+        "/api/sessions/live/no-such-session",
+    )
+    .replace(
+        "/api/access-requests/{id}",
+        &format!("/api/access-requests/{request}"),
+    )
+}
+
+fn body_for(op: &str) -> Option<&'static str> {
+    match op {
+        "login" => None, // built per user
+        "createAccessRequest" => Some(r#"{"target":"t2","reason":"matrix","duration":"30m"}"#),
+        "terminateSession" => Some(r#"{"reason":"matrix"}"#),
+        _ => Some("{}"),
+    }
+}
+
+#[test]
+fn every_role_times_every_operation_is_allowed_or_forbidden_as_the_policy_says() {
+    let builtin = ["admin", "approver", "reviewer", "auditor", "user"];
+    let mut roles: Vec<&str> = builtin.to_vec();
+    roles.push("observer");
+    let (serve, config) = start(&roles);
+    // The roles under test are the policy's own: every one it defines is covered.
+    let mut defined = config.roles();
+    defined.sort();
+    let mut tested: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+    tested.sort();
+    assert_eq!(defined, tested, "a role of the policy is not covered");
+
+    let recording = {
+        let (s, v) = serve.json("GET", "/api/recordings", Some(&admin_token(&serve)), None);
+        assert_eq!(s, 200, "{v}");
+        v[0]["id"]
+            .as_str()
+            .expect("the demo recording is listed")
+            .to_owned()
+    };
+    // A pending request on t2 to decide (made by `requester`).
+    let req_token = serve.login("requester");
+    let (s, v) = serve.json(
+        "POST",
+        "/api/access-requests",
+        Some(&req_token),
+        Some(r#"{"target":"t2","reason":"to be decided","duration":"15m"}"#),
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["status"], "pending", "{v}");
+    assert!(v.get("credential").is_none());
+    let request = v["id"].as_i64().unwrap();
+
+    let mut checked = 0;
+    let mut table = String::new();
+    for role in &roles {
+        let user = format!("u-{role}");
+        let token = serve.login(&user);
+        let perms = config.role_permissions(role).unwrap();
+        // Logout last: it ends the session the other calls use.
+        let mut ops: Vec<_> = OPERATIONS.iter().collect();
+        ops.sort_by_key(|o| o.id == "logout");
+        for op in ops {
+            let path = concrete(op.path, &recording, request);
+            let (status, body) = if op.id == "login" {
+                serve.call(
+                    "POST",
+                    &path,
+                    None,
+                    Some(&format!(r#"{{"user":"{user}","password":"pw-{user}"}}"#)),
+                )
+            } else {
+                serve.call(op.method, &path, Some(&token), body_for(op.id))
+            };
+            let expected_allowed = match op.access {
+                Access::Public | Access::SignedIn => true,
+                Access::Global(p) | Access::Target(p) => perms.contains(&p),
+            };
+            assert_ne!(status, 401, "{role} {} {path}: {body}", op.method);
+            if expected_allowed {
+                assert_ne!(
+                    status, 403,
+                    "{role} may {} ({} {path}): {body}",
+                    op.id, op.method
+                );
+            } else {
+                assert_eq!(
+                    status, 403,
+                    "{role} may not {} ({} {path}): {body}",
+                    op.id, op.method
+                );
+            }
+            table.push_str(&format!("{role:>9} {:<22} {status}\n", op.id));
+            checked += 1;
+        }
+        // After logout the token no longer works.
+        let (s, _) = serve.call("GET", "/api/me", Some(&token), None);
+        assert_eq!(s, 401, "{role}: a token works after logout");
+    }
+    println!("{table}");
+    assert_eq!(checked, roles.len() * OPERATIONS.len());
+    // The break-glass admin token may do everything.
+    let admin = admin_token(&serve);
+    for op in OPERATIONS
+        .iter()
+        .filter(|o| o.id != "logout" && o.id != "login")
+    {
+        let (status, body) = serve.call(
+            op.method,
+            &concrete(op.path, &recording, request),
+            Some(&admin),
+            body_for(op.id),
+        );
+        if op.id == "createAccessRequest" {
+            // Access is requested by a user, whom the break-glass token is not.
+            assert!(
+                status == 403 && body.contains("not_a_user"),
+                "{status} {body}"
+            );
+        } else {
+            assert!(
+                status != 401 && status != 403,
+                "admin token {}: {status} {body}",
+                op.id
+            );
+        }
+    }
+}
+
+#[test]
+fn scoped_roles_act_only_on_their_group_and_reads_need_a_token() {
+    let (serve, _config) = start(&["admin"]);
+    let requester = serve.login("requester");
+    let scoped = serve.login("scoped");
+    let ask = |target: &str| {
+        let (s, v) = serve.json(
+            "POST",
+            "/api/access-requests",
+            Some(&requester),
+            Some(&format!(
+                r#"{{"target":"{target}","reason":"scoped test"}}"#
+            )),
+        );
+        assert_eq!(s, 201, "{v}");
+        v["id"].as_i64().unwrap()
+    };
+    let in_group = ask("synthetic-desktop");
+    let outside = ask("t2");
+    // The scoped approver sees only the request in its group.
+    let (_, list) = serve.json("GET", "/api/access-requests", Some(&scoped), None);
+    let ids: Vec<i64> = list["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![in_group], "{list}");
+    let (s, v) = serve.json(
+        "POST",
+        &format!("/api/access-requests/{outside}/approve"),
+        Some(&scoped),
+        Some("{}"),
+    );
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = serve.json(
+        "POST",
+        &format!("/api/access-requests/{in_group}/approve"),
+        Some(&scoped),
+        Some(r#"{"note":"ok"}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "approved");
+    assert_eq!(v["decided_by"], "scoped");
+    assert!(
+        v.get("credential").is_none(),
+        "the approver sees no credential: {v}"
+    );
+    // The requester does, once.
+    let (_, mine) = serve.json(
+        "GET",
+        &format!("/api/access-requests/{in_group}"),
+        Some(&requester),
+        None,
+    );
+    let token = mine["credential"]["token"].as_str().expect("credential");
+    assert!(!token.is_empty());
+    // Nothing without credentials; the OpenAPI document is public.
+    let (s, _) = serve.call("GET", "/api/recordings", None, None);
+    assert_eq!(s, 401);
+    let (s, doc) = serve.json("GET", "/api/openapi.json", None, None);
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Unknown paths and methods are JSON errors.
+    let (s, v) = serve.json("GET", "/api/nope", Some(&requester), None);
+    assert_eq!((s, v["error"].as_str()), (404, Some("not_found")));
+    let (s, v) = serve.json("DELETE", "/api/me", Some(&requester), None);
+    assert_eq!((s, v["error"].as_str()), (405, Some("method_not_allowed")));
+    // The signed audit log verifies and names the approver.
+    let (s, audit) = serve.json("GET", "/api/audit", Some(&admin_token(&serve)), None);
+    assert_eq!(s, 200, "{audit}");
+    assert_eq!(audit["integrity"]["ok"], true, "{audit}");
+    assert_eq!(audit["integrity"]["unsigned"], 0, "{audit}");
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["action"] == "access_approved"
+        && e["actor"] == "scoped"
+        && e["target"] == "synthetic-desktop"));
+    assert!(
+        entries.iter().all(|e| !e.to_string().contains(token)),
+        "a credential reached the audit log"
+    );
+    // The metrics count what happened (2 requests, 1 approved, 2 sign-ins) and the index.
+    let (s, text) = serve.call("GET", "/metrics", Some(&admin_token(&serve)), None);
+    assert_eq!(s, 200, "{text}");
+    for line in [
+        "psmgate_access_requests_total{outcome=\"requested\"} 2",
+        "psmgate_access_requests_total{outcome=\"approved\"} 1",
+        "psmgate_access_approval_seconds_count 1",
+        "psmgate_logins_total{outcome=\"ok\"} 2",
+        "psmgate_recordings{integrity=",
+        "psmgate_session_coverage_ratio 1",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    let (s, _) = serve.call("GET", "/metrics", Some(&requester), None);
+    assert_eq!(s, 403, "metrics need view_audit");
+    // No password reached the log.
+    assert!(!serve.log().contains("pw-requester"));
+}
