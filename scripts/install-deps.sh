@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing psmgate needs on Debian 12 (run as root, or with sudo).
-#   scripts/install-deps.sh          build deps + test peers (ffmpeg, chromium, playwright-core)
+#   scripts/install-deps.sh          build deps + test peers (ffmpeg, chromium, playwright-core,
+#                                    rsyslog with GnuTLS as the SIEM receiver, oidc-provider as
+#                                    the OpenID provider)
 #   scripts/install-deps.sh --build  build deps only (nasm for rav1e, SVT-AV1, pkg-config, the web
 #                                    recorder's npm package)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_pkgs=(nasm libsvtav1enc-dev pkg-config)
-test_pkgs=(ffmpeg chromium fonts-liberation libnss3-tools curl)
+test_pkgs=(ffmpeg chromium fonts-liberation libnss3-tools curl rsyslog rsyslog-gnutls)
 pkgs=("${build_pkgs[@]}")
 [[ "${1:-}" == "--build" ]] || pkgs+=("${test_pkgs[@]}")
 
@@ -34,4 +36,5 @@ if [[ "${1:-}" != "--build" ]]; then
   scripts/install-peers.sh
   (cd tests/player && npm install --no-audit --no-fund --silent)
   (cd tests/web && npm install --no-audit --no-fund --silent)
+  (cd tests/oidc && npm install --no-audit --no-fund --silent)
 fi

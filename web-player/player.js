@@ -10,8 +10,11 @@
  * Both expose the same "source": manifest, chain text, getFile(path) -> bytes. Playback, timeline,
  * transcript and the integrity check only use that, so what is verified is exactly what is played.
  *
- * Video: MediaSource in both modes (init segment, then media segments in order, per period with a
- * timestampOffset that puts the period at its start_ms). From disk, <video src=blob:recording.mp4>
+ * Video: MediaSource in both modes (video.js: a period's init segment, then its media segments, with a
+ * timestampOffset that puts the period at its start_ms). A sealed recording loads progressively: the
+ * first frame needs the manifest, the chain, the first period's init segment and the first media
+ * segment (and the transcript); the other segments stream in the background, the segment of a seek
+ * first. From disk, <video src=blob:recording.mp4>
  * also plays and seeks accurately in Chromium (both were compared frame by frame), but a single
  * MP4 cannot carry several periods (screen-size changes) and would be a second code path; MSE takes
  * a new init segment per period and is what served mode needs anyway. The blob path remains as a
@@ -33,11 +36,14 @@
   var $ = function (id) { return document.getElementById(id); };
   var IDLE_GAP = 3; // seconds without a screen change or event that count as idle
   var RATES = [1, 2, 4, 8, 16];
+  var V = PSM.video;
+  var PRIO = V.PRIO;
+  var REFRESH_MS = 200; // at most this often, the timeline takes newly loaded segments
 
   // State visible to tests and to the console (read-only by convention).
   var state = (PSM.state = {
     mode: null, videoMode: null, manifest: null, events: [], changes: [], idle: [], duration: 0,
-    integrity: null, ready: false, error: null, view: 'video', markers: [], filter: 'all',
+    integrity: null, ready: false, loaded: false, segments: { total: 0, loaded: 0 }, error: null, view: 'video', markers: [], filter: 'all',
     dom: { status: 'none' },
     live: { active: false, following: false, sealed: false, edge: 0, lag: null, polls: 0 }
   });
@@ -153,8 +159,23 @@
     var mBytes = await get(base + '/manifest');
     if (!mBytes) throw new Error('Recording ' + id + ' was not found');
     var manifest = JSON.parse(decode(mBytes));
-    var chainBytes = await get(base + '/files/chain.jsonl');
-    var cache = Object.create(null);
+    // Each file is fetched once, the most urgent first (video.js); the integrity check's reads are
+    // the least urgent.
+    var files = new V.FileQueue(function (path) {
+      return get(fileUrl(path)).then(function (b) {
+        // the sealed manifest: fall back to the manifest endpoint's bytes
+        if (!b && path === 'manifest.json') return mBytes;
+        return b;
+      });
+    });
+    // Show the sealed manifest.json if there is one (that is what the chain covers). The manifest
+    // endpoint prefers it, so a partial one ("recording") means there was none.
+    var got = await Promise.all([
+      get(base + '/files/chain.jsonl'),
+      manifest.state === 'recording' ? mBytes : files.get('manifest.json', PRIO.now).catch(function () { return null; })
+    ]);
+    var chainBytes = got[0];
+    var sealed = got[1];
     var src = {
       mode: 'served',
       manifest: manifest,
@@ -162,21 +183,11 @@
       chainText: chainBytes ? new TextDecoder().decode(chainBytes) : '',
       trustedKey: new URLSearchParams(location.search).get('key'),
       describe: 'Served by the gateway',
-      getFile: function (path) {
+      getFile: function (path, prio) {
         if (path === 'chain.jsonl') return Promise.resolve(chainBytes);
-        if (!cache[path]) {
-          cache[path] = get(fileUrl(path)).then(function (b) {
-            // the sealed manifest: fall back to the manifest endpoint's bytes
-            if (!b && path === 'manifest.json') return mBytes;
-            return b;
-          });
-        }
-        return cache[path];
+        return files.get(path, prio);
       }
     };
-    // Show the sealed manifest.json if there is one (that is what the chain covers). The manifest
-    // endpoint prefers it, so a partial one ("recording") means there was none.
-    var sealed = manifest.state === 'recording' ? mBytes : await src.getFile('manifest.json').catch(function () { return null; });
     if (sealed && sealed !== mBytes) {
       try { src.manifest = src.shownManifest = JSON.parse(decode(sealed)); } catch (e) { /* reported by verify */ }
     } else if (manifest.state === 'recording' && canFollow()) {
@@ -203,148 +214,40 @@
     src.describe = 'Served by the gateway, recording in progress';
   }
 
-  // ------------------------------------------------------------------ video model
-  /**
-   * Read every period's init and segments, parse their sample times, and compute where each
-   * period sits on the session timeline.
-   */
-  async function buildVideoModel(src, manifest, prev) {
-    var periods = Array.isArray(manifest.periods) ? manifest.periods : [];
-    var out = [];
-    var changes = [];
-    var warnings = [];
-    var parsed = Object.create(null); // file -> {bytes, info|frags}: reused while the bytes do not grow
-    var old = prev ? prev.parsed : Object.create(null);
-    for (var p = 0; p < periods.length; p++) {
-      var per = periods[p];
-      var init = await src.getFile(per.init);
-      if (!init) { warnings.push(per.init + ' is not available; period ' + (p + 1) + ' cannot be played'); continue; }
-      var info;
-      if (old[per.init] && old[per.init].bytes.length === init.length) info = old[per.init].info;
-      else {
-        try { info = PSM.mp4.parseInit(init); } catch (e) { warnings.push(per.init + ': ' + e.message); continue; }
-      }
-      parsed[per.init] = { bytes: init, info: info };
-      var segs = [];
-      var firstBase = null;
-      var segList = Array.isArray(per.segments) ? per.segments : [];
-      for (var s = 0; s < segList.length; s++) {
-        var seg = await readSegment(src, segList[s].file, info, old, warnings);
-        if (!seg) continue;
-        parsed[seg.file] = seg;
-        if (firstBase === null && seg.frags.length) firstBase = seg.frags[0].baseTime;
-        segs.push(seg);
-      }
-      var startSec = (typeof per.start_ms === 'number' ? per.start_ms : 0) / 1000;
-      var offset = startSec - (firstBase || 0) / info.timescale;
-      var end = startSec;
-      segs.forEach(function (sg) {
-        sg.frags.forEach(function (f) {
-          f.samples.forEach(function (t) { changes.push(t / info.timescale + offset); });
-          end = Math.max(end, (f.baseTime + f.duration) / info.timescale + offset);
-        });
-      });
-      out.push({ index: p, period: per, init: init, info: info, segments: segs, offset: offset, start: startSec, end: end, firstBase: firstBase });
-    }
-    changes.sort(function (a, b) { return a - b; });
-    return { periods: out, changes: changes, warnings: warnings, parsed: parsed };
+  // ------------------------------------------------------------------ video
+  /** MediaSource unless it is missing, the codec is unknown or `?video=blob` asks for the fallback. */
+  function useMse(m) {
+    return !!(root.MediaSource && m.codec) && new URLSearchParams(location.search).get('video') !== 'blob';
   }
 
-  /** A media segment's bytes and fragment times (parsed again only when the file grew). */
-  async function readSegment(src, file, info, old, warnings) {
-    var bytes = await src.getFile(file);
-    if (!bytes) { warnings.push(file + ' is not available'); return null; }
-    if (old[file] && old[file].bytes.length === bytes.length && old[file].info === info) return old[file];
-    var frags = [];
-    try { frags = PSM.mp4.parseSegment(bytes, info); } catch (e) { warnings.push(file + ': ' + e.message); }
-    return { file: file, bytes: bytes, frags: frags, info: info };
+  /** Whether a period of the model can be played (its init segment was read and parsed). */
+  function playable(model) {
+    return model.periods.some(function (p) { return !!p.init; });
   }
 
-  function appendBuffer(sb, bytes) {
-    return new Promise(function (resolve, reject) {
-      function done() { sb.removeEventListener('error', fail); resolve(); }
-      function fail() { sb.removeEventListener('updateend', done); reject(new Error('the browser rejected the video data')); }
-      sb.addEventListener('updateend', done, { once: true });
-      sb.addEventListener('error', fail, { once: true });
-      try { sb.appendBuffer(bytes); } catch (e) {
-        sb.removeEventListener('updateend', done);
-        sb.removeEventListener('error', fail);
-        reject(e);
-      }
-    });
-  }
-
-  /** A MediaSource on the video element with one SourceBuffer; a live one has no duration yet. */
-  async function openMse(video, codec, live) {
-    var mime = 'video/mp4; codecs="' + codec + '"';
-    if (!MediaSource.isTypeSupported(mime)) throw new Error('This browser cannot play ' + mime);
-    var ms = new MediaSource();
-    video.src = URL.createObjectURL(ms);
-    await new Promise(function (r) { ms.addEventListener('sourceopen', r, { once: true }); });
-    var sb = ms.addSourceBuffer(mime);
-    if (live) ms.duration = Infinity;
-    // fed: file -> bytes already appended; period: index of the init segment appended last
-    return { ms: ms, sb: sb, fed: Object.create(null), period: -1, full: false };
-  }
-
-  /**
-   * Append what the SourceBuffer does not have yet, in order: a period's init segment (with its
-   * timestampOffset) before its media, then each segment's new bytes. While live, a period waits
-   * for its first fragment (its offset depends on it).
-   */
-  async function feedMse(mse, model, live) {
-    for (var p = 0; p < model.periods.length && !mse.full; p++) {
-      var per = model.periods[p];
-      if (live && per.firstBase === null) break;
-      for (var s = 0; s < per.segments.length && !mse.full; s++) {
-        var seg = per.segments[s];
-        var done = mse.fed[seg.file] || 0;
-        if (seg.bytes.length <= done) continue;
-        if (mse.period !== per.index) {
-          mse.sb.timestampOffset = per.offset;
-          await appendBuffer(mse.sb, per.init);
-          mse.period = per.index;
-        }
-        await appendSegment(mse, per, seg, done);
-      }
-    }
-  }
-
-  async function appendSegment(mse, per, seg, done) {
-    try {
-      await appendBuffer(mse.sb, seg.bytes.subarray(done));
-      mse.fed[seg.file] = seg.bytes.length;
-    } catch (e) {
-      if (!e || e.name !== 'QuotaExceededError') throw new Error(seg.file + ': ' + (e && e.message));
-      mse.full = true;
-      showError('The recording is larger than the browser\'s video buffer; playback stops at ' + PSM.fmtTime(seg.frags.length ? seg.frags[0].baseTime / per.info.timescale + per.offset : per.start) + '.');
-    }
-  }
-
-  /** The whole recording is appended: fix the duration and end the stream. */
-  function finishMse(mse, duration) {
-    if (mse.ms.readyState !== 'open' || mse.sb.updating) return;
-    mse.ms.duration = Math.max(duration, bufferedEnd({ buffered: mse.sb.buffered }), 0.1);
-    mse.ms.endOfStream();
-  }
-
-  /** Fallback without MediaSource: period 1 as one fragmented MP4 blob. */
-  function attachBlob(video, model) {
-    var per = model.periods[0];
-    var parts = [per.init].concat(per.segments.map(function (s) { return s.bytes; }));
-    video.src = URL.createObjectURL(new Blob(parts, { type: 'video/mp4' }));
-    return 'blob';
+  /** The SourceBuffer is full: say from when on the video is missing. */
+  function bufferFull(t) {
+    showError('The recording is larger than the browser\'s video buffer; video from ' + PSM.fmtTime(t) + ' on that is not buffered yet cannot be played.');
   }
 
   // ------------------------------------------------------------------ idle stretches
-  function computeIdle(changes, events, duration) {
+  /**
+   * Stretches longer than IDLE_GAP without a screen change or an event. `unknown` spans (video not
+   * loaded yet: its screen changes are not known) are never idle.
+   */
+  function computeIdle(changes, events, duration, unknown) {
     var times = changes.slice();
     events.forEach(function (e) { times.push(e.t / 1000); });
     times.push(0, duration);
+    (unknown || []).forEach(function (u) { times.push(u[0], u[1]); });
     times.sort(function (a, b) { return a - b; });
     var idle = [];
     for (var i = 1; i < times.length; i++) {
-      if (times[i] - times[i - 1] > IDLE_GAP) idle.push([times[i - 1], times[i]]);
+      var a = times[i - 1];
+      var b = times[i];
+      if (b - a <= IDLE_GAP) continue;
+      var inUnknown = (unknown || []).some(function (u) { return a >= u[0] && b <= u[1]; });
+      if (!inUnknown) idle.push([a, b]);
     }
     return idle;
   }
@@ -445,7 +348,9 @@
     var ctx = {
       src: src, video: video, manifest: m, events: [], evSeen: Object.create(null), model: null, mse: null, ui: null, duration: 0, verifyGen: 0,
       dom: null, // web sessions: PSM.dom.DomModel of the transcript's dom batches
-      clock: null // web sessions without video: the PSM.Clock that stands in for the video element
+      clock: null, // web sessions without video: the PSM.Clock that stands in for the video element
+      loader: null, // sealed recordings played through MediaSource: the progressive loader (video.js)
+      refreshTimer: null
     };
     var web = m.protocol === 'web';
     if (web) {
@@ -453,14 +358,35 @@
       document.body.setAttribute('data-web', '1');
     }
 
-    // Integrity check runs alongside everything else.
+    // Integrity check runs alongside everything else (and reads every file).
     var integrityDone = runVerify(ctx, true);
 
+    // A sealed recording shows its first segment as soon as it is here (at the same time as the
+    // transcript); the rest follows in the background. The blob fallback and live recordings read
+    // all the video there is first.
+    var hasPeriods = Array.isArray(m.periods) && m.periods.length > 0;
+    var firstShown = null;
+    if (hasPeriods && !src.live && useMse(m)) {
+      ctx.loader = new V.Loader({ manifest: m, getFile: src.getFile, video: video, onChange: function () { loaderChanged(ctx); } });
+      ctx.loader.onFull = bufferFull;
+      firstShown = ctx.loader.first().then(function () {
+        ctx.mse = ctx.loader.mse;
+        state.videoMode = 'mse';
+      }, function (e) {
+        showError('Video cannot be played: ' + (e.message || e));
+      });
+    }
     ctx.events = withDerived(ctx, await readEvents(src, m, ctx.evSeen));
-    ctx.model = await buildVideoModel(src, m, null);
-    ctx.model.warnings.forEach(function (w) { console.warn(w); });
+    if (firstShown) {
+      await firstShown;
+      ctx.model = ctx.loader.model;
+    } else {
+      ctx.model = V.layout(m, hasPeriods ? await V.readAll(src.getFile, m) : Object.create(null), null);
+      ctx.model.warnings.forEach(function (w) { console.warn(w); });
+    }
     ctx.duration = sessionDuration(m, ctx.model, ctx.events);
-    if (web && !(Array.isArray(m.periods) && m.periods.length)) ctx.clock = new PSM.Clock({ duration: ctx.duration, live: !!src.live });
+    if (ctx.loader) await ctx.loader.setDuration(ctx.duration);
+    if (web && !hasPeriods) ctx.clock = new PSM.Clock({ duration: ctx.duration, live: !!src.live });
     publish(ctx);
     renderMeta(m, ctx.model, ctx.events);
 
@@ -468,7 +394,7 @@
     if (ctx.clock) {
       state.videoMode = 'none';
       $('video-status').textContent = '';
-    } else await attachVideo(ctx);
+    } else if (!ctx.loader) await attachVideo(ctx);
     if (ctx.domView) await ctx.domView.start();
     var nothingYet = !ctx.clock && (!video.getAttribute('src') || (ctx.mse && ctx.mse.period < 0)); // live, no fragment yet
     await new Promise(function (r) {
@@ -482,26 +408,67 @@
     ui.refresh();
     state.ready = true;
     document.body.setAttribute('data-ready', '1');
+    if (ctx.loader && ctx.mse) streamVideo(ctx);
+    else markLoaded();
     if (src.live) followLive(ctx);
     await integrityDone;
   }
 
-  /** Put the loaded video on the element: MediaSource, or the blob fallback. */
+  /** Every segment is in the SourceBuffer (or all there is, for a live recording). */
+  function markLoaded() {
+    state.loaded = true;
+    document.body.setAttribute('data-loaded', '1');
+  }
+
+  /**
+   * The rest of a sealed recording's video, in the background; a seek to a segment not loaded yet
+   * loads that one first.
+   */
+  function streamVideo(ctx) {
+    function failed(e) { showError('Video cannot be played: ' + (e.message || e)); }
+    ctx.video.addEventListener('seeking', function () { ctx.loader.seek(ctx.video.currentTime).catch(failed); });
+    ctx.loader.stream().then(function () {
+      refreshLoaded(ctx);
+      if (ctx.model.warnings.length) showError('Some video could not be loaded: ' + ctx.model.warnings.join('; '));
+      return ctx.loader.end(ctx.duration);
+    }).catch(failed).then(markLoaded);
+  }
+
+  /** The loader took a segment: update duration, timeline and idle stretches (at most every REFRESH_MS). */
+  function loaderChanged(ctx) {
+    if (ctx.refreshTimer) return;
+    ctx.refreshTimer = setTimeout(function () { refreshLoaded(ctx); }, REFRESH_MS);
+  }
+
+  function refreshLoaded(ctx) {
+    clearTimeout(ctx.refreshTimer);
+    ctx.refreshTimer = null;
+    ctx.model = ctx.loader.model;
+    ctx.duration = sessionDuration(ctx.manifest, ctx.model, ctx.events);
+    ctx.loader.setDuration(ctx.duration);
+    publish(ctx);
+    if (ctx.ui) ctx.ui.update([]);
+  }
+
+  /**
+   * Put video that is read already on the element: MediaSource (a live recording), or the blob
+   * fallback. (Sealed recordings through MediaSource load progressively instead: streamVideo.)
+   */
   async function attachVideo(ctx) {
     var m = ctx.manifest;
     var model = ctx.model;
     try {
-      if (!model.periods.length) {
+      if (!playable(model)) {
         if (ctx.src.live) return; // the first period is still to come
         throw new Error('The recording has no playable video' + (model.warnings.length ? ': ' + model.warnings[0] : ''));
       }
-      var forceBlob = new URLSearchParams(location.search).get('video') === 'blob'; // diagnostics
-      if (root.MediaSource && m.codec && !forceBlob) {
-        ctx.mse = await openMse(ctx.video, m.codec, !!ctx.src.live);
-        await feedMse(ctx.mse, model, !!ctx.src.live);
-        if (!ctx.src.live) finishMse(ctx.mse, ctx.duration);
+      if (useMse(m)) {
+        ctx.mse = await V.openMse(ctx.video, m.codec, !!ctx.src.live);
+        ctx.mse.onFull = bufferFull;
+        await V.feedMse(ctx.mse, model, !!ctx.src.live);
+        if (!ctx.src.live) V.finishMse(ctx.mse, ctx.duration);
         state.videoMode = 'mse';
-      } else state.videoMode = attachBlob(ctx.video, model);
+      } else state.videoMode = V.attachBlob(ctx.video, model);
       if (model.warnings.length && !ctx.src.live) showError('Some video could not be loaded: ' + model.warnings.join('; '));
     } catch (e) {
       showError('Video cannot be played: ' + (e.message || e));
@@ -523,12 +490,16 @@
   }
 
   // ------------------------------------------------------------------ transcript and timing
-  /** Events of the transcript files past what was read already (`seen`: file -> bytes read). */
+  /**
+   * Events of the transcript files past what was read already (`seen`: file -> bytes read). The
+   * files are fetched at the same time, ahead of the video in the background.
+   */
   async function readEvents(src, m, seen) {
     var files = [];
-    var list = Array.isArray(m.events) ? m.events : [];
+    var list = (Array.isArray(m.events) ? m.events : []).filter(function (f) { return typeof f === 'string'; });
+    var got = await Promise.all(list.map(function (f) { return src.getFile(f, PRIO.now); }));
     for (var i = 0; i < list.length; i++) {
-      var b = await src.getFile(list[i]);
+      var b = got[i];
       var from = seen[list[i]] || 0;
       if (!b || b.length <= from) continue;
       files.push({ file: list[i], text: decode(b.subarray(from)) });
@@ -559,7 +530,8 @@
     var changes = ctx.model.changes;
     if (ctx.dom && ctx.dom.changes.length) changes = changes.concat(ctx.dom.changes).sort(function (a, b) { return a - b; });
     state.changes = changes;
-    state.idle = computeIdle(changes, ctx.events, ctx.duration);
+    state.idle = computeIdle(changes, ctx.events, ctx.duration, ctx.model.unknown);
+    state.segments = { total: ctx.model.segments, loaded: ctx.model.loaded };
     state.markers = markersOf(ctx.events);
   }
 
@@ -613,10 +585,10 @@
   async function liveRefresh(ctx, manifestChanged) {
     var fresh = withDerived(ctx, await readEvents(ctx.src, ctx.manifest, ctx.evSeen));
     if (fresh.length) ctx.events = ctx.events.concat(fresh).sort(function (a, b) { return a.t - b.t; });
-    ctx.model = await buildVideoModel(ctx.src, ctx.manifest, ctx.model);
+    ctx.model = V.layout(ctx.manifest, await V.readAll(ctx.src.getFile, ctx.manifest), ctx.model);
     // (a session shown without video keeps its clock: video arriving later is not played)
-    if (!ctx.clock && !ctx.mse && ctx.model.periods.length && ctx.manifest.codec) await attachVideo(ctx);
-    else if (ctx.mse) await feedMse(ctx.mse, ctx.model, !ctx.src.live.sealed);
+    if (!ctx.clock && !ctx.mse && playable(ctx.model) && ctx.manifest.codec) await attachVideo(ctx);
+    else if (ctx.mse) await V.feedMse(ctx.mse, ctx.model, !ctx.src.live.sealed);
     if (ctx.mse && ctx.mse.period >= 0) $('video-status').textContent = '';
     ctx.duration = sessionDuration(ctx.manifest, ctx.model, ctx.events);
     if (ctx.clock) ctx.clock.setLimit(ctx.duration, !ctx.src.live.sealed);
@@ -637,7 +609,7 @@
     ctx.src.describe = 'Served by the gateway';
     $('source').textContent = ctx.src.describe + ' · ' + (ctx.manifest.session_id || '');
     await liveRefresh(ctx, true);
-    if (ctx.mse) finishMse(ctx.mse, ctx.duration);
+    if (ctx.mse) V.finishMse(ctx.mse, ctx.duration);
     ctx.ui.live.end();
     await runVerify(ctx, true);
   }

@@ -157,6 +157,9 @@ pub enum StopError {
 struct Entry {
     info: LiveSession,
     stop: watch::Sender<Option<StopRequest>>,
+    /// The session's recorder, for thumbnails (weak: the registry never keeps a session's
+    /// recording alive).
+    recorder: std::sync::Weak<crate::recording::Recorder>,
 }
 
 /// The registry of running sessions (one per gateway process, shared by all protocols).
@@ -186,10 +189,22 @@ impl LiveSessions {
 
     /// Lists `info`'s session until the returned handle is dropped; `limits` are enforced by
     /// [`crate::supervisor::until_end`].
-    pub fn register(self: &Arc<Self>, info: LiveSession, limits: SessionLimits) -> LiveHandle {
+    pub fn register(
+        self: &Arc<Self>,
+        info: LiveSession,
+        limits: SessionLimits,
+        recorder: std::sync::Weak<crate::recording::Recorder>,
+    ) -> LiveHandle {
         let (tx, rx) = watch::channel(None);
         let id = info.session_id.clone();
-        self.lock().insert(id.clone(), Entry { info, stop: tx });
+        self.lock().insert(
+            id.clone(),
+            Entry {
+                info,
+                stop: tx,
+                recorder,
+            },
+        );
         LiveHandle {
             registry: self.clone(),
             id,
@@ -208,6 +223,13 @@ impl LiveSessions {
     /// The running session `id`, if any.
     pub fn get(&self, id: &str) -> Option<LiveSession> {
         self.lock().get(id).map(|e| e.info.clone())
+    }
+
+    /// A masked thumbnail of session `id`'s screen now, at most `max_width` wide (`None`: no
+    /// such session, or no screen yet).
+    pub fn thumbnail(&self, id: &str, max_width: u32) -> Option<crate::recording::Thumbnail> {
+        let rec = self.lock().get(id)?.recorder.upgrade()?;
+        rec.thumbnail(max_width)
     }
 
     /// Asks session `id` to end. Returns once the request is delivered; the session then ends
@@ -305,8 +327,16 @@ mod tests {
     #[test]
     fn listed_while_the_handle_lives() {
         let reg = LiveSessions::new();
-        let b = reg.register(info("b", 2), SessionLimits::default());
-        let a = reg.register(info("a", 1), SessionLimits::default());
+        let b = reg.register(
+            info("b", 2),
+            SessionLimits::default(),
+            std::sync::Weak::new(),
+        );
+        let a = reg.register(
+            info("a", 1),
+            SessionLimits::default(),
+            std::sync::Weak::new(),
+        );
         let ids: Vec<_> = reg.list().into_iter().map(|s| s.session_id).collect();
         assert_eq!(ids, ["a", "b"]);
         drop(a);
@@ -319,7 +349,11 @@ mod tests {
     #[tokio::test]
     async fn a_stop_reaches_the_session_even_before_it_waits() {
         let reg = LiveSessions::new();
-        let mut h = reg.register(info("a", 1), SessionLimits::default());
+        let mut h = reg.register(
+            info("a", 1),
+            SessionLimits::default(),
+            std::sync::Weak::new(),
+        );
         let req = StopRequest::terminate("carol", "suspicious command");
         reg.stop("a", req.clone()).unwrap();
         assert_eq!(h.stopped().await, req);
@@ -372,7 +406,11 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_session_wakes_on_stop() {
         let reg = LiveSessions::new();
-        let mut h = reg.register(info("a", 1), SessionLimits::default());
+        let mut h = reg.register(
+            info("a", 1),
+            SessionLimits::default(),
+            std::sync::Weak::new(),
+        );
         let reg2 = reg.clone();
         let t = tokio::spawn(async move { h.stopped().await });
         tokio::task::yield_now().await;

@@ -117,7 +117,9 @@ impl Store {
                         "made recordings searchable"
                     ),
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not list recordings to make searchable"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not list recordings to make searchable")
+                    }
                 }
             });
         if let Err(e) = backfill {

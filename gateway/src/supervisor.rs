@@ -237,7 +237,7 @@ async fn index_text(backend: Arc<dyn Backend>, index: Arc<dyn Index>, id: String
 /// (keep it until the recording is sealed).
 pub fn go_live(
     store: &Store,
-    rec: &Recorder,
+    rec: &Arc<Recorder>,
     info: &SessionInfo,
     limits: SessionLimits,
 ) -> LiveHandle {
@@ -252,6 +252,7 @@ pub fn go_live(
             dir: rec.dir().to_owned(),
         },
         limits,
+        Arc::downgrade(rec),
     )
 }
 

@@ -64,6 +64,7 @@ function show(view) {
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.view === view);
   clearInterval(liveTimer);
   liveTimer = null;
+  if (typeof dashboardShow === 'function') dashboardShow(view); // dashboard.js: overview, on call
   if (view === 'live') { loadLive(); liveTimer = setInterval(loadLive, 2000); }
   if (view === 'access') loadAccess();
   if (view === 'recordings') loadRecordings();
@@ -73,8 +74,9 @@ function show(view) {
 function route() {
   if (!me) { show('login'); return; }
   const view = (location.hash.replace(/^#\//, '') || '').split('?')[0];
-  const views = ['live', 'access', 'recordings', 'audit'];
-  show(views.includes(view) ? view : (can('watch_live') ? 'live' : 'access'));
+  const views = ['overview', 'oncall', 'live', 'access', 'recordings', 'audit'];
+  const home = can('view_recordings') ? 'overview' : (can('watch_live') ? 'live' : 'access');
+  show(views.includes(view) ? view : home);
 }
 
 async function loadMe() {
@@ -87,7 +89,9 @@ async function loadMe() {
   $('logout').hidden = !me;
   $('who').textContent = me ? `${me.user} (${me.roles.join(', ')})` : '';
   for (const a of document.querySelectorAll('#nav a')) {
-    const need = { live: 'watch_live', recordings: 'view_recordings', audit: 'view_audit' }[a.dataset.view];
+    const need = {
+      overview: 'view_recordings', oncall: 'watch_live', live: 'watch_live', recordings: 'view_recordings', audit: 'view_audit',
+    }[a.dataset.view];
     a.hidden = need ? !can(need) : false;
   }
   route();
@@ -273,7 +277,19 @@ async function loadAudit() {
   }
 }
 
+// Offers "Sign in with <provider>" when the gateway has OpenID Connect sign-in configured.
+async function loadOidc() {
+  try {
+    const s = await api('GET', '/api/oidc');
+    $('oidc').hidden = !s.enabled;
+    if (s.enabled) $('oidc-login').textContent = `Sign in with ${s.label}`;
+  } catch (e) {
+    $('oidc').hidden = true;
+  }
+}
+
 document.addEventListener('DOMContentLoaded', () => {
+  loadOidc();
   $('login-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     try {

@@ -32,6 +32,9 @@ pub(crate) fn check(c: &Config, out: &mut Issues) {
     target_groups(c, out);
     rules(c, out);
     web_rules(c, out);
+    if let Some(o) = &c.oidc {
+        oidc(o, out);
+    }
     siem(&c.siem, out);
     for (path, secret) in secret_refs(c) {
         secret_ref(&path, secret, out);
@@ -56,6 +59,9 @@ pub(crate) fn secret_refs(c: &Config) -> Vec<(String, &SecretRef)> {
         if let Some(s) = &t.password {
             v.push((key_path(&key_path("targets", name), "password"), s));
         }
+    }
+    if let Some(s) = c.oidc.as_ref().and_then(|o| o.client_secret.as_ref()) {
+        v.push(("oidc.client_secret".to_owned(), s));
     }
     v
 }
@@ -703,6 +709,117 @@ fn web(w: &WebConfig, out: &mut Issues) {
     }
 }
 
+/// Longest `oidc.client_id` and `oidc.user_claim`, in bytes.
+const MAX_OIDC_NAME: usize = 255;
+
+/// `[oidc]`: URLs the browser and the gateway can use safely, the callback path, `openid` among
+/// well-formed scopes, names without control characters, a short label.
+fn oidc(o: &OidcConfig, out: &mut Issues) {
+    use crate::oidc::{
+        endpoint_url_problem, is_scope_token, parse_http_url, MAX_OIDC_BUTTON_LABEL,
+        OIDC_CALLBACK_PATH,
+    };
+    // A missing key was reported when loading; an empty value changed in code is reported here.
+    if !o.issuer.is_empty() {
+        if let Some(p) = endpoint_url_problem(&o.issuer) {
+            out.push("oidc.issuer", p);
+        } else if parse_http_url(&o.issuer).is_ok_and(|u| u.has_query()) {
+            out.push(
+                "oidc.issuer",
+                format!(
+                    "{:?} must not have a ?query (an issuer is a URL without one)",
+                    o.issuer
+                ),
+            );
+        }
+    }
+    if !o.redirect_url.is_empty() {
+        if let Some(p) = endpoint_url_problem(&o.redirect_url) {
+            out.push("oidc.redirect_url", p);
+        } else if parse_http_url(&o.redirect_url)
+            .is_ok_and(|u| u.has_query() || !u.path().ends_with(OIDC_CALLBACK_PATH))
+        {
+            out.push(
+                "oidc.redirect_url",
+                format!(
+                    "{:?} must be the gateway's callback as the browser reaches it, ending in {OIDC_CALLBACK_PATH} (without a ?query)",
+                    o.redirect_url
+                ),
+            );
+        }
+    }
+    if o.token_endpoint_auth_method.is_some() && o.client_secret.is_none() {
+        out.push(
+            "oidc.token_endpoint_auth_method",
+            "names how the client secret is sent, but there is no client_secret",
+        );
+    }
+    for (key, value) in [("client_id", &o.client_id), ("user_claim", &o.user_claim)] {
+        let path = key_path("oidc", key);
+        if value.trim().is_empty() {
+            out.push(path, "must not be empty");
+        } else if value.len() > MAX_OIDC_NAME {
+            out.push(path, format!("is longer than {MAX_OIDC_NAME} bytes"));
+        } else if value.chars().any(char::is_control) {
+            out.push(path, format!("{value:?} contains a control character"));
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for (i, s) in o.scopes.iter().enumerate() {
+        let p = index_path("oidc.scopes", i);
+        if !is_scope_token(s) {
+            out.push(
+                p,
+                format!(
+                    "{s:?} is not a scope (printable ASCII without spaces, quotes or backslashes)"
+                ),
+            );
+        } else if let Some(first) = seen.insert(s.as_str(), i) {
+            out.push(
+                p,
+                format!("scope {s:?} is already listed at scopes[{first}]"),
+            );
+        }
+    }
+    if !o.scopes.iter().any(|s| s == "openid") {
+        out.push(
+            "oidc.scopes",
+            "must include \"openid\" (without it the provider issues no ID token)",
+        );
+    }
+    let label = o.button_label.trim();
+    if label.is_empty() {
+        out.push("oidc.button_label", "must not be empty");
+    } else if o.button_label.chars().count() > MAX_OIDC_BUTTON_LABEL {
+        out.push(
+            "oidc.button_label",
+            format!("is longer than {MAX_OIDC_BUTTON_LABEL} characters"),
+        );
+    } else if o.button_label.chars().any(char::is_control) {
+        out.push("oidc.button_label", "contains a control character");
+    }
+    if o.extra_roots.len() != o.extra_roots_as_written.len() {
+        out.push(
+            "oidc.extra_roots",
+            format!(
+                "{} resolved paths but {} as written; change extra_roots and extra_roots_as_written together",
+                o.extra_roots.len(),
+                o.extra_roots_as_written.len()
+            ),
+        );
+    }
+    let blank =
+        |p: Option<&PathBuf>| p.is_some_and(|p| p.to_str().is_some_and(|s| s.trim().is_empty()));
+    for i in 0..o.extra_roots.len().max(o.extra_roots_as_written.len()) {
+        if blank(o.extra_roots_as_written.get(i)) || blank(o.extra_roots.get(i)) {
+            out.push(
+                index_path("oidc.extra_roots", i),
+                "must not be empty: name a PEM file of CA certificates",
+            );
+        }
+    }
+}
+
 /// Smallest `siem[].alert_delay`.
 const MIN_SIEM_ALERT_DELAY: Duration = Duration::from_secs(1);
 
@@ -748,12 +865,19 @@ fn siem(sinks: &[SiemSink], out: &mut Issues) {
                 p("path"),
                 "missing: the file the entries are appended to (transport = \"file\")",
             ),
-            (Some(f), false) if f.as_os_str().is_empty() || f.to_string_lossy().trim().is_empty() => {
-                out.push(p("path"), "must not be empty: name the file the entries are appended to")
+            (Some(f), false)
+                if f.as_os_str().is_empty() || f.to_string_lossy().trim().is_empty() =>
+            {
+                out.push(
+                    p("path"),
+                    "must not be empty: name the file the entries are appended to",
+                )
             }
             (Some(_), true) => out.push(
                 p("path"),
-                format!("only valid with transport = \"file\" (this sink's transport is {transport:?})"),
+                format!(
+                    "only valid with transport = \"file\" (this sink's transport is {transport:?})"
+                ),
             ),
             _ => {}
         }

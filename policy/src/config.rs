@@ -45,6 +45,10 @@ pub struct Config {
     pub web: WebConfig,
     /// `[[web_rules]]`, in file order (see [`Config::web_decision`]).
     pub web_rules: Vec<WebRule>,
+    /// `[oidc]`: OpenID Connect sign-in; `None` (and left out of the canonical form) when the
+    /// section is absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcConfig>,
     /// `[[siem]]`: where the audit log is forwarded, in file order. Left out of the canonical
     /// form when empty, so that configurations without it keep their policy version.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -69,6 +73,7 @@ impl Default for Config {
             rules: Vec::new(),
             web: WebConfig::default(),
             web_rules: Vec::new(),
+            oidc: None,
             siem: Vec::new(),
             source: Arc::new(Source::unlocated("<defaults>", PathBuf::from("."))),
         }
@@ -115,6 +120,7 @@ impl Config {
             rules: l.rules,
             web: l.web,
             web_rules: l.web_rules,
+            oidc: l.oidc,
             siem: l.siem,
             source: Arc::new(source),
         };

@@ -10,6 +10,7 @@ pub mod hours;
 mod lower;
 pub mod mask;
 mod model;
+pub mod oidc;
 mod page_mask;
 pub mod password;
 pub mod rbac;
@@ -31,11 +32,12 @@ pub use hours::TimeWindow;
 pub use mask::{Dim, MaskRegion};
 pub use model::{
     Approval, ClipboardAccess, ClipboardLog, ClipboardPolicy, Encoder, GatewayConfig, IndexBackend,
-    KeystrokeMode, Protocol, RecordingConfig, RetentionConfig, Rule, S3Config, StorageBackend,
-    StorageConfig, Target, TargetAddress, TargetSelector, User, VncTls, WebConfig, WebRule,
-    WebVideo, ALWAYS_REDACTED_HEADERS, DEFAULT_MAX_DURATION, DEFAULT_RDP_CHANNELS,
-    DEFAULT_RDP_DYNAMIC_CHANNELS, DEFAULT_REDACT_FIELDS, GROUP_PREFIX, MAX_RDP_CHANNELS,
-    MAX_RDP_CHANNEL_NAME, MAX_RDP_DYNAMIC_CHANNEL_NAME, RDP_GRAPHICS_DYNAMIC_CHANNEL,
+    KeystrokeMode, OidcConfig, Protocol, RecordingConfig, RetentionConfig, Rule, S3Config,
+    StorageBackend, StorageConfig, Target, TargetAddress, TargetSelector, TokenEndpointAuthMethod,
+    User, VncTls, WebConfig, WebRule, WebVideo, ALWAYS_REDACTED_HEADERS, DEFAULT_MAX_DURATION,
+    DEFAULT_RDP_CHANNELS, DEFAULT_RDP_DYNAMIC_CHANNELS, DEFAULT_REDACT_FIELDS, GROUP_PREFIX,
+    MAX_RDP_CHANNELS, MAX_RDP_CHANNEL_NAME, MAX_RDP_DYNAMIC_CHANNEL_NAME,
+    RDP_GRAPHICS_DYNAMIC_CHANNEL,
 };
 pub use page_mask::{MAX_MASK_PATTERN, MAX_MASK_SELECTOR};
 pub use rbac::{Permission, RoleDef};

@@ -44,6 +44,7 @@ pub(crate) struct RawFile {
     web: RawWeb,
     #[serde(default)]
     web_rules: Vec<RawWebRule>,
+    oidc: Option<RawOidc>,
     #[serde(default)]
     siem: Vec<RawSiem>,
 }
@@ -115,6 +116,20 @@ struct RawWeb {
     video: Option<WebVideo>,
     chromium: Option<String>,
     render_workers: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<Value>,
+    token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
+    redirect_url: Option<String>,
+    scopes: Option<Vec<String>>,
+    user_claim: Option<String>,
+    extra_roots: Option<Vec<String>>,
+    button_label: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +252,7 @@ pub(crate) struct Lowered {
     pub rules: Vec<Rule>,
     pub web: WebConfig,
     pub web_rules: Vec<WebRule>,
+    pub oidc: Option<OidcConfig>,
     pub siem: Vec<SiemSink>,
 }
 
@@ -287,6 +303,7 @@ pub(crate) fn lower(raw: RawFile, base_dir: &Path, issues: &mut Issues) -> Lower
             .enumerate()
             .map(|(i, r)| cx.web_rule(&index_path("web_rules", i), r))
             .collect(),
+        oidc: raw.oidc.map(|o| cx.oidc(o)),
         siem: raw
             .siem
             .into_iter()
@@ -904,6 +921,56 @@ impl Ctx<'_> {
 }
 
 impl Ctx<'_> {
+    /// `[oidc]`: defaults filled in, paths resolved, the secret reference parsed; the values
+    /// themselves are checked on the typed section.
+    fn oidc(&mut self, o: RawOidc) -> OidcConfig {
+        let mut required = |key: &str, v: Option<String>, example: &str| {
+            v.unwrap_or_else(|| {
+                self.issues.push(
+                    key_path("oidc", key),
+                    format!("missing: write {key} = {example:?}"),
+                );
+                String::new()
+            })
+        };
+        let issuer = required("issuer", o.issuer, "https://idp.example.com/realms/main");
+        let client_id = required("client_id", o.client_id, "psmgate");
+        let redirect_url = required(
+            "redirect_url",
+            o.redirect_url,
+            "https://psmgate.example.com:8443/api/oidc/callback",
+        );
+        let written: Vec<PathBuf> = o
+            .extra_roots
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        OidcConfig {
+            issuer,
+            client_id,
+            client_secret: o
+                .client_secret
+                .and_then(|v| self.secret("oidc.client_secret", v)),
+            token_endpoint_auth_method: o.token_endpoint_auth_method,
+            redirect_url,
+            scopes: o.scopes.unwrap_or_else(|| {
+                crate::oidc::DEFAULT_OIDC_SCOPES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            }),
+            user_claim: o
+                .user_claim
+                .unwrap_or_else(|| crate::oidc::DEFAULT_OIDC_USER_CLAIM.to_owned()),
+            extra_roots: written.iter().map(|p| self.base_dir.join(p)).collect(),
+            extra_roots_as_written: written,
+            button_label: o
+                .button_label
+                .unwrap_or_else(|| crate::oidc::DEFAULT_OIDC_BUTTON_LABEL.to_owned()),
+        }
+    }
+
     /// `[[siem]]`: defaults filled in, paths resolved; whether keys fit the transport is checked
     /// on the typed value.
     fn siem(&mut self, path: &str, s: RawSiem) -> SiemSink {

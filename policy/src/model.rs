@@ -742,3 +742,51 @@ impl WebRule {
             .any(|d| crate::web::domain_matches(d, host))
     }
 }
+
+/// `[oidc]`: sign-in to the web UI and admin API with an OpenID provider (authorization code
+/// flow with PKCE). Only users configured under `[users.<name>]` may sign in this way: the
+/// provider's [`OidcConfig::user_claim`] names the user, whose roles come from the policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OidcConfig {
+    /// The provider's issuer identifier (an `https://` URL; `http://` only on a loopback
+    /// address). Its discovery document is `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The client identifier registered at the provider.
+    pub client_id: String,
+    /// The client secret (a file or environment variable, never a value in the file); `None`
+    /// for a public client, which then relies on PKCE alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
+    /// How the gateway authenticates to the token endpoint with the secret; `None`: HTTP Basic
+    /// unless the provider lists only `client_secret_post`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
+    /// The gateway's callback as the browser reaches it (`https://<gateway>/api/oidc/callback`),
+    /// registered at the provider as a redirect URI.
+    pub redirect_url: String,
+    /// Scopes asked for; `openid` among them.
+    pub scopes: Vec<String>,
+    /// The claim (of the ID token, else of the userinfo answer) whose value is the psmgate
+    /// user name.
+    pub user_claim: String,
+    /// PEM files of CA certificates trusted for the provider's TLS besides the system roots,
+    /// resolved against [`crate::Config::base_dir`] (absolute paths stay as they are).
+    #[serde(skip)]
+    pub extra_roots: Vec<PathBuf>,
+    /// `extra_roots` as written (what the canonical form holds).
+    #[serde(rename = "extra_roots", skip_serializing_if = "Vec::is_empty")]
+    pub extra_roots_as_written: Vec<PathBuf>,
+    /// The sign-in button reads "Sign in with <button_label>".
+    pub button_label: String,
+}
+
+/// `oidc.token_endpoint_auth_method`: how the client secret is sent to the token endpoint (the
+/// method the client is registered with at the provider).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuthMethod {
+    /// HTTP Basic authentication with the client id and secret.
+    ClientSecretBasic,
+    /// The client id and secret in the request's form.
+    ClientSecretPost,
+}

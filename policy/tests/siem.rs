@@ -51,8 +51,14 @@ fn defaults_per_transport() {
     assert_eq!(tcp.alert_backlog, DEFAULT_SIEM_ALERT_BACKLOG);
     assert_eq!(tcp.alert_delay, Duration::from_secs(3600));
     assert_eq!(file.format, SiemFormat::Json);
-    assert_eq!(file.path, Some(PathBuf::from("/etc/psmgate/siem/audit.jsonl")));
-    assert_eq!(file.path_as_written, Some(PathBuf::from("siem/audit.jsonl")));
+    assert_eq!(
+        file.path,
+        Some(PathBuf::from("/etc/psmgate/siem/audit.jsonl"))
+    );
+    assert_eq!(
+        file.path_as_written,
+        Some(PathBuf::from("siem/audit.jsonl"))
+    );
     assert_eq!(file.host_port(), None);
 }
 
@@ -148,7 +154,9 @@ fn bad_values_are_reported_at_their_key() {
     }
     // Each problem is reported once, on the line that holds it.
     assert_eq!(d.len(), 13, "{d:#?}");
-    assert!(d.iter().any(|m| m.starts_with("/etc/psmgate/psmgate.toml:4:")));
+    assert!(d
+        .iter()
+        .any(|m| m.starts_with("/etc/psmgate/psmgate.toml:4:")));
 }
 
 #[test]

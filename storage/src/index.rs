@@ -232,6 +232,13 @@ CREATE VIRTUAL TABLE session_fts USING fts5(
     contentless_delete = 1,
     tokenize = 'unicode61 remove_diacritics 2'
 );
+-- Listing one user's, target's or protocol's sessions newest first, and counting them, without
+-- sorting or reading the table.
+DROP INDEX sessions_user;
+DROP INDEX sessions_target;
+CREATE INDEX sessions_user ON sessions (user, started_at);
+CREATE INDEX sessions_target ON sessions (target, started_at);
+CREATE INDEX sessions_protocol ON sessions (protocol, started_at);
 "#,
 ];
 
@@ -258,6 +265,9 @@ fn doc_of(nanos: i64) -> i64 {
     nanos.div_euclid(1_000_000)
 }
 
+/// Page cache of the index connection, KiB.
+const CACHE_KIB: i64 = 32 * 1024;
+
 /// The embedded SQLite index (WAL mode, versioned schema).
 #[derive(Debug)]
 pub struct SqliteIndex {
@@ -281,6 +291,9 @@ impl SqliteIndex {
 
     fn init(mut conn: Connection) -> Result<Self, IndexError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Text searches read a word's list of documents; SQLite's default page cache (2 MiB)
+        // would read most of those pages again on every search.
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         migrate(&mut conn)?;
         Ok(SqliteIndex {
             conn: Mutex::new(conn),
@@ -662,7 +675,7 @@ impl Conditions {
             c.all.push("started_at < ?");
             c.values.push(Value::Integer(until));
         }
-        Ok(c)
+        c
     }
 
     /// ` WHERE …` of all conditions, or nothing.
@@ -783,7 +796,7 @@ fn matches_among_filtered(
         })?
         .filter(|c| c.as_ref().map_or(true, |(doc, _)| matches.contains(doc)))
         .collect::<rusqlite::Result<_>>()?;
-    found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
     let skip = filter.offset.map_or(0, |o| o as usize);
     let take = filter.limit.map_or(usize::MAX, |l| l as usize);
     let mut stmt = tx.prepare(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?;
@@ -1092,6 +1105,29 @@ mod tests {
     }
 
     #[test]
+    fn time_bounds_beyond_the_storable_range_filter_as_they_say() {
+        let idx = indexed();
+        let far_future = datetime!(2999-01-01 0:00 UTC);
+        let far_past = datetime!(1000-01-01 0:00 UTC);
+        let f = |since, until, words: Option<&str>| {
+            search(
+                &idx,
+                ListFilter {
+                    since,
+                    until,
+                    text: words.map(str::to_owned),
+                    ..Default::default()
+                },
+            )
+        };
+        for words in [None, Some("systemctl")] {
+            assert!(f(Some(far_future), None, words).is_empty());
+            assert!(f(None, Some(far_past), words).is_empty());
+            assert!(!f(Some(far_past), Some(far_future), words).is_empty());
+        }
+    }
+
+    #[test]
     fn sealed_sessions_without_text_are_listed_for_indexing() {
         let idx = SqliteIndex::open_in_memory().unwrap();
         idx.upsert(&row("a", "u", "t", "vnc", 0)).unwrap();
@@ -1217,7 +1253,7 @@ mod tests {
                     expected.push((minute, id));
                 }
             }
-            expected.sort_by(|a, b| b.0.cmp(&a.0));
+            expected.sort_by_key(|e| std::cmp::Reverse(e.0));
             let expected: Vec<String> = expected
                 .into_iter()
                 .map(|(_, id)| id)

@@ -6,10 +6,13 @@
 //   node bench-ttff.mjs                                  # record 60 min with `psmgate bench`, then measure
 //   node bench-ttff.mjs --recording /tmp/b/svt-av1/2026/11/22/<id>   # reuse a recording (or a bench --out folder)
 //   node bench-ttff.mjs --runs 10 --json-out ttff.json   # more runs, keep the JSON
+//   node bench-ttff.mjs --recording DIR --throttle-mbit 10 --runs 3 --skip-live   # a 10 Mbit/s link
 //
 // Options: --psmgate BIN (default $PSMGATE_BIN, else ../../target/release/psmgate, built with
-// `--features svt-av1`), --recording DIR, --minutes 60, --runs 5, --seek-min 45, --live-seconds 30,
-// --demo-seconds 60, --skip-ttff, --skip-live, --json-out FILE. CHROMIUM overrides /usr/bin/chromium;
+// `--features svt-av1`), --recording DIR, --minutes 60, --runs 5, --seek-min 45, --early-seek-min 30,
+// --throttle-mbit MBIT and --latency-ms MS (Chromium's network emulation, both directions),
+// --live-seconds 30, --demo-seconds 60, --skip-ttff, --skip-live, --json-out FILE. CHROMIUM overrides
+// /usr/bin/chromium;
 // KEEP_BENCH_TMP=1 keeps the temporary folders (a recording made here, to reuse with --recording).
 // Runs take about a minute with --recording; making the 60-minute recording takes ~6.5 min more on
 // 2 cores (`psmgate bench` also decodes 360 frames with ffmpeg to measure quality).
@@ -23,13 +26,19 @@
 //    viewer signs in (/login?token=…), opens the UI's Recordings view, and the measured step starts
 //    at the navigation to /player/?id=<id> that clicking its row would make (same page, same cookie).
 //    If the row is listed (an index that has it), the row's link is clicked instead.
-// 2. Each run uses a new browser context (empty cache, new page). Measured from the navigation:
+// 2. Each run uses a new browser context (empty cache, new page), with --throttle-mbit applied to
+//    the page before it signs in. Measured from the navigation:
 //    - first frame: the video's first requestVideoFrameCallback, and readyState >= 2 with
 //      getVideoPlaybackQuality().totalVideoFrames > 0 (both recorded; the first, if it fired, is
 //      the headline);
-//    - the player ready (<body data-ready="1">: every segment appended to the SourceBuffer) and the
-//      integrity badge settled (the whole chain, every byte and signature checked);
-//    - seek to --seek-min (once ready and settled): until `seeked`, and until the frame is presented;
+//    - early seek: right after the first frame, seek to --early-seek-min: until `seeked`, and until
+//      the frame is presented (the segment there may not be loaded yet);
+//    - the player ready (<body data-ready="1">), every segment in the SourceBuffer (<body
+//      data-loaded="1">; a player without that attribute appends everything before it is ready, so
+//      its data-ready stands for both) and the integrity badge settled (the whole chain, every byte
+//      and signature checked);
+//    - seek to --seek-min (once everything is loaded and the badge settled): until `seeked`, and
+//      until the frame is presented;
 //    - bytes: response bodies + headers of every request (Playwright request events) that finished
 //      before the first frame, and in total until the badge settled.
 //    p50 and max over the runs are printed as a table, then everything as JSON.
@@ -52,8 +61,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 function parseArgs(argv) {
   const o = {
     psmgate: process.env.PSMGATE_BIN || path.resolve(HERE, '../../target/release/psmgate'),
-    recording: null, minutes: 60, runs: 5, seekMin: 45, liveSeconds: 30, demoSeconds: 60,
-    skipTtff: false, skipLive: false, jsonOut: null,
+    recording: null, minutes: 60, runs: 5, seekMin: 45, earlySeekMin: 30, throttleMbit: null, latencyMs: 0,
+    liveSeconds: 30, demoSeconds: 60, skipTtff: false, skipLive: false, jsonOut: null,
   };
   const num = (name, v) => {
     const n = Number(v);
@@ -72,6 +81,9 @@ function parseArgs(argv) {
       case '--minutes': o.minutes = num(a, next()); break;
       case '--runs': o.runs = Math.round(num(a, next())); break;
       case '--seek-min': o.seekMin = num(a, next()); break;
+      case '--early-seek-min': o.earlySeekMin = num(a, next()); break;
+      case '--throttle-mbit': o.throttleMbit = num(a, next()); break;
+      case '--latency-ms': o.latencyMs = num(a, next()); break;
       case '--live-seconds': o.liveSeconds = Math.round(num(a, next())); break;
       case '--demo-seconds': o.demoSeconds = Math.round(num(a, next())); break;
       case '--skip-ttff': o.skipTtff = true; break;
@@ -105,10 +117,11 @@ function freePort() {
   });
 }
 
+/** Poll `fn` until it returns a truthy value; an error marked `fatal` ends the wait. */
 async function until(fn, what, timeout = 60000) {
   const deadline = Date.now() + timeout;
   for (;;) {
-    const v = await fn().catch(() => null);
+    const v = await fn().catch((e) => { if (e && e.fatal) throw e; return null; });
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(200);
@@ -254,7 +267,8 @@ function instrument() {
       const s = document.body.dataset.integrity;
       if (s && s !== 'pending') { mark('integrity'); marks.integrity = s; }
       if (document.body.dataset.ready === '1') mark('ready');
-    }).observe(document.body, { attributes: true, attributeFilter: ['data-integrity', 'data-ready'] });
+      if (document.body.dataset.loaded === '1') mark('loaded');
+    }).observe(document.body, { attributes: true, attributeFilter: ['data-integrity', 'data-ready', 'data-loaded'] });
   });
 }
 
@@ -280,7 +294,15 @@ function seekInPage(t) {
   });
 }
 
-async function ttffRun(browser, base, token, rec, seekS, run) {
+/** Chromium's network emulation on `page` (download and upload at `mbit` Mbit/s, `latencyMs`). */
+async function throttle(context, page, mbit, latencyMs) {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  const bytesPerS = (mbit * 1e6) / 8;
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: latencyMs, downloadThroughput: bytesPerS, uploadThroughput: bytesPerS });
+}
+
+async function ttffRun(browser, base, token, rec, seekS, earlySeekS, net, run) {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   const requests = [];
   const pending = [];
@@ -297,6 +319,7 @@ async function ttffRun(browser, base, token, rec, seekS, run) {
   try {
     await context.addInitScript(instrument);
     const page = await context.newPage();
+    if (net.mbit) await throttle(context, page, net.mbit, net.latencyMs);
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
     // Sign in with the admin token (the cookie) and open the Recordings view.
@@ -312,12 +335,19 @@ async function ttffRun(browser, base, token, rec, seekS, run) {
     if (inList) await link.first().click();
     else await page.evaluate((url) => { location.assign(url); }, `/player/?id=${encodeURIComponent(rec.id)}`);
     await page.waitForURL(/\/player\//, { timeout: 15000 });
-    await page.waitForFunction(() => window.__bench && (window.__bench.marks.rvfc || window.__bench.marks.decoded) || document.body.dataset.ready === 'error',
+    await page.waitForFunction(() => (window.__bench && (window.__bench.marks.rvfc || window.__bench.marks.decoded)) || document.body.dataset.ready === 'error',
       null, { timeout: 600000, polling: 50 });
-    // The seek waits until the player is ready (every segment appended: the clock knows the whole
-    // duration) and the badge settled, so it is timed on its own.
-    await page.waitForFunction(() => (window.__bench.marks.integrity && window.__bench.marks.ready) || document.body.dataset.ready === 'error',
-      null, { timeout: 600000, polling: 100 });
+    // Early seek: as soon as the first frame is shown (and the player takes seeks: data-ready).
+    await page.waitForFunction(() => document.body.dataset.ready === '1' || document.body.dataset.ready === 'error', null, { timeout: 600000, polling: 20 });
+    const early = await page.evaluate(() => document.body.dataset.ready) === '1' ? await page.evaluate(seekInPage, earlySeekS) : null;
+    if (early && Math.abs(early.currentTime - earlySeekS) > 0.5) throw new Error(`run ${run}: the early seek to ${earlySeekS} s ended at ${early.currentTime} s`);
+    // The other seek waits until every segment is in the SourceBuffer and the badge settled, so it
+    // times decoding alone.
+    await page.waitForFunction(() => {
+      const m = window.__bench.marks;
+      const loaded = m.loaded || (m.ready && !('loaded' in window.PSM.state));
+      return (m.integrity && loaded) || document.body.dataset.ready === 'error';
+    }, null, { timeout: 600000, polling: 100 });
     const shown = await page.evaluate(() => {
       const v = document.getElementById('video');
       const b = v.buffered;
@@ -341,7 +371,8 @@ async function ttffRun(browser, base, token, rec, seekS, run) {
     return {
       run, inList,
       firstFrameMs: rel(firstAt), rvfcMs: rel(shown.marks.rvfc), decodedMs: rel(shown.marks.decoded),
-      readyMs: rel(shown.marks.ready), verifiedMs: rel(shown.marks.integrity),
+      readyMs: rel(shown.marks.ready), loadedMs: rel(shown.marks.loaded ?? shown.marks.ready), verifiedMs: rel(shown.marks.integrity),
+      earlySeekedMs: early && early.seekedMs, earlySeekFrameMs: early && early.frameMs, early,
       seekedMs: seek.seekedMs, seekFrameMs: seek.frameMs, seek,
       bytesBeforeFirstFrame: sum(beforeFirst), requestsBeforeFirstFrame: beforeFirst.length,
       bytesUntilVerified: sum(beforeVerified), requestsUntilVerified: beforeVerified.length,
@@ -367,6 +398,8 @@ async function benchTtff(opts, browser) {
   console.log(`recording ${rec.id} (${rec.folder}): ${(rec.durationS / 60).toFixed(1)} min, ${rec.segments} segments, ${rec.chainRecords} chain records, ${(rec.bytes / 1e6).toFixed(1)} MB in ${rec.files} files`);
   if (rec.manifest.state !== 'completed') console.log(`note: the recording's state is ${rec.manifest.state}`);
   const seekS = Math.min(opts.seekMin * 60, Math.max(0, rec.durationS - 1));
+  const earlySeekS = Math.min(opts.earlySeekMin * 60, Math.max(0, rec.durationS - 1));
+  const net = { mbit: opts.throttleMbit, latencyMs: opts.latencyMs };
   const { data } = stageData(rec);
   const srv = await startServe(opts.psmgate, data);
   const runs = [];
@@ -377,9 +410,9 @@ async function benchTtff(opts, browser) {
     if (!byId.ok) throw new Error(`psmgate serve does not find ${rec.id}: HTTP ${byId.status}`);
     console.log(`served at ${srv.base}; in the index (UI list): ${indexed ? 'yes' : 'no — measured from the navigation to /player/?id= out of the UI page'}`);
     for (let i = 1; i <= opts.runs; i++) {
-      const r = await ttffRun(browser, srv.base, srv.token, rec, seekS, i);
+      const r = await ttffRun(browser, srv.base, srv.token, rec, seekS, earlySeekS, net, i);
       runs.push(r);
-      console.log(`run ${i}: first frame ${fmtMs(r.firstFrameMs)} (rVFC ${fmtMs(r.rvfcMs)}, decoded ${fmtMs(r.decodedMs)}), ready ${fmtMs(r.readyMs)}, verified ${fmtMs(r.verifiedMs)}, seek to ${fmtClock(seekS)} ${fmtMs(r.seekFrameMs)} (seeked ${fmtMs(r.seekedMs)}, frame at ${r.seek.frameMediaTime?.toFixed(2)} s), ${fmtMB(r.bytesBeforeFirstFrame)} in ${r.requestsBeforeFirstFrame} responses before the first frame; ${r.integrity}: ${r.badge}`);
+      console.log(`run ${i}: first frame ${fmtMs(r.firstFrameMs)} (rVFC ${fmtMs(r.rvfcMs)}, decoded ${fmtMs(r.decodedMs)}), ready ${fmtMs(r.readyMs)}, early seek to ${fmtClock(earlySeekS)} ${fmtMs(r.earlySeekFrameMs)} (seeked ${fmtMs(r.earlySeekedMs)}), loaded ${fmtMs(r.loadedMs)}, verified ${fmtMs(r.verifiedMs)}, seek to ${fmtClock(seekS)} ${fmtMs(r.seekFrameMs)} (seeked ${fmtMs(r.seekedMs)}, frame at ${r.seek.frameMediaTime?.toFixed(2)} s), ${fmtMB(r.bytesBeforeFirstFrame)} in ${r.requestsBeforeFirstFrame} responses before the first frame; ${r.integrity}: ${r.badge}`);
     }
   } finally {
     await srv.stop();
@@ -387,7 +420,7 @@ async function benchTtff(opts, browser) {
   return {
     recording: { id: rec.id, durationS: rec.durationS, segments: rec.segments, chainRecords: rec.chainRecords, bytes: rec.bytes, files: rec.files, encoder: rec.manifest.encoder, folder: rec.folder },
     bench: bench && { wallS: bench.wallS, frames: bench.result.frames, bytes: bench.result.bytes, cpuSeconds: bench.result.cpu_seconds },
-    seekS, runs,
+    seekS, earlySeekS, net, runs,
   };
 }
 
@@ -458,15 +491,19 @@ function summarize(ttff, live) {
     const row = (name, k, fmt) => [name, fmt(quantile(col(k), 0.5)), fmt(maxOf(col(k)))];
     out.ttff = {
       runs: ttff.runs.length,
-      measures: Object.fromEntries(['firstFrameMs', 'rvfcMs', 'decodedMs', 'readyMs', 'verifiedMs', 'seekedMs', 'seekFrameMs', 'bytesBeforeFirstFrame', 'requestsBeforeFirstFrame', 'bytesUntilVerified']
+      measures: Object.fromEntries(['firstFrameMs', 'rvfcMs', 'decodedMs', 'readyMs', 'earlySeekedMs', 'earlySeekFrameMs', 'loadedMs', 'verifiedMs', 'seekedMs', 'seekFrameMs', 'bytesBeforeFirstFrame', 'requestsBeforeFirstFrame', 'bytesUntilVerified']
         .map((k) => [k, { p50: quantile(col(k), 0.5), max: maxOf(col(k)) }])),
     };
-    console.log(`\nTime to first frame: ${(ttff.recording.durationS / 60).toFixed(1)}-minute recording (${ttff.recording.segments} segments, ${fmtMB(ttff.recording.bytes)}), ${ttff.runs.length} runs, ${ttff.runs[0]?.inList ? 'clicked in the UI list' : 'navigation from the UI page to /player/?id='}`);
+    const link = ttff.net.mbit ? `${ttff.net.mbit} Mbit/s, ${ttff.net.latencyMs} ms latency (Chromium network emulation)` : 'loopback, no throttling';
+    console.log(`\nTime to first frame: ${(ttff.recording.durationS / 60).toFixed(1)}-minute recording (${ttff.recording.segments} segments, ${fmtMB(ttff.recording.bytes)}), ${ttff.runs.length} runs, ${ttff.runs[0]?.inList ? 'clicked in the UI list' : 'navigation from the UI page to /player/?id='}, ${link}`);
     console.log(table([
       ['measure', 'p50', 'max'],
       row('navigation → first frame (rVFC)', 'rvfcMs', fmtMs),
       row('navigation → readyState ≥ 2 and a decoded frame', 'decodedMs', fmtMs),
-      row('navigation → player ready (every segment appended)', 'readyMs', fmtMs),
+      row('navigation → player ready (data-ready)', 'readyMs', fmtMs),
+      row(`seek to ${fmtClock(ttff.earlySeekS)} right after the first frame → seeked`, 'earlySeekedMs', fmtMs),
+      row(`seek to ${fmtClock(ttff.earlySeekS)} right after the first frame → frame presented (rVFC)`, 'earlySeekFrameMs', fmtMs),
+      row('navigation → every segment in the SourceBuffer', 'loadedMs', fmtMs),
       row('navigation → integrity badge settled', 'verifiedMs', fmtMs),
       row(`seek to ${fmtClock(ttff.seekS)} → seeked`, 'seekedMs', fmtMs),
       row(`seek to ${fmtClock(ttff.seekS)} → frame presented (rVFC)`, 'seekFrameMs', fmtMs),

@@ -8,6 +8,7 @@
 //
 //   node make-fixture.mjs --out /tmp/fx            # writes /tmp/fx/data/... and /tmp/fx/export/
 //   node make-fixture.mjs --out /tmp/fx --periods 2 --unsealed
+//   node make-fixture.mjs --out /tmp/fx --periods 2 --frags-per-segment 1   # six segments
 //   node make-fixture.mjs --out /tmp/fx --web      # a web console session (see makeWebFixture)
 //
 // Layout written:
@@ -103,8 +104,8 @@ function styp() {
 }
 
 /**
- * Encode one period with ffmpeg and split it into an init segment and media segments
- * (styp + `fragsPerSegment` moof/mdat pairs each). Each fragment starts with a keyframe.
+ * Encode one period with ffmpeg and split it into an init segment and its fragments (moof+mdat
+ * pairs; makeFixture groups them into media segments). Each fragment starts with a keyframe.
  */
 function encodePeriod(tmp, { width, height, seconds, idle, pattern }) {
   const out = path.join(tmp, `p-${width}x${height}.mp4`);
@@ -212,9 +213,12 @@ function fixtureEvents(durationMs, periods) {
 /**
  * Generate a recording under `<out>/data` and its export under `<out>/export`.
  * `web`: a web console session with video (protocol "web", the transcript of makeWebFixture).
+ * `fragsPerSegment`: fragments (2 s each, one keyframe each) per media segment; period 1 has 4
+ * fragments (one spans the idle stretch), period 2 has 2.
  * @returns {Promise<object>} paths, session id, public key and a few facts the tests use.
  */
-export async function makeFixture(out, { periods: nPeriods = 1, sealed = true, web = false } = {}) {
+export async function makeFixture(out, { periods: nPeriods = 1, sealed = true, web = false, fragsPerSegment = 2 } = {}) {
+  if (!Number.isInteger(fragsPerSegment) || fragsPerSegment < 1) throw new Error(`fragsPerSegment must be a positive integer, not ${fragsPerSegment}`);
   fs.mkdirSync(out, { recursive: true });
   const tmp = fs.mkdtempSync(path.join(out, '.enc-'));
   const sessionId = crypto.randomUUID();
@@ -249,12 +253,12 @@ export async function makeFixture(out, { periods: nPeriods = 1, sealed = true, w
     const initName = p === 0 ? 'video/init.mp4' : `video/init-${String(p + 1).padStart(6, '0')}.mp4`;
     append(initName, enc.init);
     const period = { init: initName, width: s.width, height: s.height, start_ms: s.startMs, segments: [] };
-    for (let f = 0; f < enc.frags.length; f += 2) {
+    for (let f = 0; f < enc.frags.length; f += fragsPerSegment) {
       segNo += 1;
       const name = `video/${String(segNo).padStart(6, '0')}.m4s`;
-      const group = enc.frags.slice(f, f + 2);
+      const group = enc.frags.slice(f, f + fragsPerSegment);
       append(name, Buffer.concat([styp(), group[0].bytes]));
-      if (group[1]) append(name, group[1].bytes);
+      for (const g of group.slice(1)) append(name, g.bytes);
       const segStart = Math.round(s.startMs + group[0].startMs);
       const segEnd = s.startMs + group[group.length - 1].startMs + group[group.length - 1].durMs;
       period.segments.push({ file: name, start_ms: segStart, duration_ms: Math.round(segEnd - segStart), bytes: files.get(name).length });
@@ -578,7 +582,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const out = path.resolve(opt('out', 'fixture-out'));
   const info = args.includes('--web')
     ? await makeWebFixture(out)
-    : await makeFixture(out, { periods: Number(opt('periods', '1')), sealed: !args.includes('--unsealed') });
+    : await makeFixture(out, { periods: Number(opt('periods', '1')), sealed: !args.includes('--unsealed'), fragsPerSegment: Number(opt('frags-per-segment', '2')) });
   console.log(`session ${info.sessionId}`);
   console.log(`export ${info.exportDir}`);
   console.log(`data ${info.dataDir}`);

@@ -1,7 +1,7 @@
 //! Policy reload on a running gateway, with real peers (TigerVNC Xvnc as the target, a raw RFB
 //! viewer): SIGHUP puts a changed file in force without dropping the live session; an invalid
 //! file is rejected with its reason (SIGHUP and `POST /api/config/reload`) and the policy in
-//! force stays; both are audited.
+//! force stays; both are audited. The live session's thumbnail is masked.
 
 mod vnc_support;
 
@@ -65,6 +65,52 @@ fn still_up(v: &mut RawViewer) {
     assert!(ev.is_some(), "the live session got no update");
 }
 
+/// The live thumbnail is the screen scaled to 320 px with `lab-vnc`'s top-right mask (25 % ×
+/// 20 %) black.
+fn thumbnail_is_masked(gw: &Gateway, admin: &str) {
+    let (_, live) = call(gw, "GET", "/api/sessions/live", Some(admin), None);
+    let id = live["sessions"][0]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jpeg = gw.dir.path().join("thumb.jpg");
+    let o = Command::new("curl")
+        .args(["-sS", "-f", "-o"])
+        .arg(&jpeg)
+        .args(["-H", &format!("Authorization: Bearer {admin}")])
+        .arg(format!(
+            "http://127.0.0.1:{}/api/sessions/live/{id}/thumbnail",
+            gw.admin_port
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let raw = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&jpeg)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let (w, h) = (320usize, 240usize);
+    assert_eq!(
+        raw.stdout.len(),
+        w * h * 3,
+        "a 320×240 thumbnail of the 640×480 screen"
+    );
+    for y in 2..(h * 20 / 100 - 2) {
+        for x in (w * 75 / 100 + 2)..w {
+            let i = (y * w + x) * 3;
+            let px = &raw.stdout[i..i + 3];
+            assert!(px.iter().all(|&c| c < 24), "masked pixel {x},{y} is {px:?}");
+        }
+    }
+}
+
 #[test]
 fn sighup_reloads_the_policy_without_dropping_sessions_and_refuses_a_bad_file() {
     let target = Xvnc::start(640, 480, None).unwrap();
@@ -74,6 +120,7 @@ fn sighup_reloads_the_policy_without_dropping_sessions_and_refuses_a_bad_file() 
     still_up(&mut v);
     let admin = std::fs::read_to_string(gw.data().join("admin-token")).unwrap();
     let admin = admin.trim();
+    thumbnail_is_masked(&gw, admin);
     let original = std::fs::read_to_string(&gw.config).unwrap();
 
     // A new user appears in the file: after SIGHUP she can sign in.

@@ -53,6 +53,8 @@ pub enum PrincipalKind {
     Login {
         /// The session's presented token (to end it on logout).
         token: String,
+        /// How the user signed in (`password`, `oidc`).
+        via: String,
     },
 }
 
@@ -102,7 +104,12 @@ fn bearer(req: &Request<Incoming>) -> Option<String> {
 }
 
 fn cookie(req: &Request<Incoming>, name: &str) -> Option<String> {
-    req.headers()
+    cookie_in(req.headers(), name)
+}
+
+/// The value of cookie `name` among `headers`' `Cookie` headers.
+pub fn cookie_in(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -147,7 +154,10 @@ pub fn authenticate(state: &AdminState, req: &Request<Incoming>) -> Option<(Prin
     Some((
         Principal {
             name: session.user,
-            kind: PrincipalKind::Login { token: presented },
+            kind: PrincipalKind::Login {
+                token: presented,
+                via: session.via,
+            },
         },
         carrier,
     ))
@@ -217,6 +227,7 @@ pub async fn login(
                 name: user.clone(),
                 kind: PrincipalKind::Login {
                     token: token.expose().to_owned(),
+                    via: "password".to_owned(),
                 },
             };
             let mut r = json(&json!({
@@ -226,12 +237,7 @@ pub async fn login(
                 "roles": config.users.get(&user).map(|u| u.roles.clone()).unwrap_or_default(),
                 "permissions": principal.permissions(&config),
             }));
-            let cookie = format!(
-                "psmgate_session={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-                token.expose(),
-                LOGIN_TTL.as_secs()
-            );
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
+            if let Ok(v) = HeaderValue::from_str(&session_cookie(token.expose())) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
             r
@@ -268,9 +274,17 @@ pub async fn login(
     }
 }
 
+/// The `Set-Cookie` value that hands a sign-in session's token to the browser.
+pub fn session_cookie(token: &str) -> String {
+    format!(
+        "psmgate_session={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        LOGIN_TTL.as_secs()
+    )
+}
+
 /// `POST /api/logout`: ends the caller's sign-in session and clears the cookies.
 pub fn logout(state: &AdminState, who: &Principal) -> Resp {
-    if let PrincipalKind::Login { token } = &who.kind {
+    if let PrincipalKind::Login { token, .. } = &who.kind {
         if let Err(e) = state.tokens.revoke_login(token, OffsetDateTime::now_utc()) {
             tracing::error!(error = %e, "could not end a sign-in session");
         }
@@ -287,19 +301,23 @@ pub fn logout(state: &AdminState, who: &Principal) -> Resp {
     r
 }
 
-/// `GET /api/me`: the caller, their roles and permissions.
+/// `GET /api/me`: the caller, how they signed in, their roles and permissions.
 pub fn me(state: &AdminState, who: &Principal) -> Resp {
     let config = state.config();
-    let roles = match who.kind {
-        PrincipalKind::AdminToken => vec!["admin".to_owned()],
-        PrincipalKind::Login { .. } => config
-            .users
-            .get(&who.name)
-            .map(|u| u.roles.clone())
-            .unwrap_or_default(),
+    let (roles, via) = match &who.kind {
+        PrincipalKind::AdminToken => (vec!["admin".to_owned()], ADMIN_TOKEN_PRINCIPAL),
+        PrincipalKind::Login { via, .. } => (
+            config
+                .users
+                .get(&who.name)
+                .map(|u| u.roles.clone())
+                .unwrap_or_default(),
+            via.as_str(),
+        ),
     };
     json(&json!({
         "user": who.name,
+        "via": via,
         "display_name": config.users.get(&who.name).and_then(|u| u.display_name.clone()),
         "roles": roles,
         "permissions": who.permissions(&config),

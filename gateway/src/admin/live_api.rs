@@ -38,6 +38,50 @@ pub fn list(state: &AdminState, who: &Principal) -> Resp {
     json(&json!({ "sessions": sessions }))
 }
 
+/// Thumbnail width in pixels.
+const THUMBNAIL_WIDTH: u32 = 320;
+
+/// `GET /api/sessions/live/{id}/thumbnail`: a small JPEG of the session's screen now, masked as
+/// the recording is.
+pub fn thumbnail(state: &AdminState, who: &Principal, id: &str) -> Resp {
+    let Some(session) = state.store.live.get(id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no live session {id}"),
+        );
+    };
+    let config = state.config();
+    if !who.permits(&config, Permission::WatchLive, Some(&session.target)) {
+        return super::forbidden(Permission::WatchLive, Some(&session.target));
+    }
+    let Some(t) = state.store.live.thumbnail(id, THUMBNAIL_WIDTH) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_screen",
+            "the session has no screen yet (or no video)",
+        );
+    };
+    let mut jpeg = Vec::new();
+    let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 70).encode(
+        &t.rgb,
+        t.width,
+        t.height,
+        image::ExtendedColorType::Rgb8,
+    );
+    match encoded {
+        Ok(()) => super::respond::bytes("image/jpeg", jpeg),
+        Err(e) => {
+            tracing::error!(error = %e, "thumbnail encoding failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "thumbnail encoding failed",
+            )
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TerminateBody {

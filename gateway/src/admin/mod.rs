@@ -1,7 +1,8 @@
 //! The admin listener: the web UI, the player, and the admin API (JSON over HTTPS).
 //!
 //! Pages and static files:
-//! - `GET /` — the web UI (`/ui/`: sign-in, live sessions, access requests, recordings)
+//! - `GET /` — the web UI (`/ui/`: sign-in, the overview and on-call dashboards, live sessions,
+//!   access requests, recordings)
 //! - `GET /player/…` — the static player (`/player/?id=<session-id>`)
 //! - `GET /login?token=…` — break-glass sign-in with the admin token (sets a cookie)
 //! - `GET /healthz`
@@ -20,7 +21,10 @@
 
 mod access_api;
 pub mod auth;
+pub mod dashboard;
+mod dashboard_api;
 mod live_api;
+pub mod oidc;
 pub mod ops;
 mod recordings;
 pub mod respond;
@@ -58,6 +62,8 @@ pub struct AdminState {
     pub tokens: Arc<TokenStore>,
     /// The policy in force.
     pub policy: Arc<PolicyCell>,
+    /// OpenID Connect sign-in, following the policy's `[oidc]`.
+    pub oidc: oidc::OidcState,
     limiter: Mutex<FailureLimiter>,
 }
 
@@ -82,6 +88,7 @@ impl AdminState {
             token,
             tokens,
             policy,
+            oidc: oidc::OidcState::default(),
             limiter: Mutex::new(FailureLimiter::new(
                 LOGIN_MAX_FAILURES,
                 LOGIN_FAILURE_WINDOW,
@@ -235,6 +242,9 @@ async fn api(
     if op.access == Access::Public {
         return match op.id {
             "login" => auth::login(state, req, peer).await,
+            "oidcStatus" | "oidcLogin" | "oidcCallback" => {
+                oidc::handle(state, op.id, req.headers(), query, peer).await
+            }
             "openapi" => respond::bytes("application/json", OPENAPI.as_bytes().to_vec()),
             _ => error(StatusCode::NOT_FOUND, "not_found", "not found"),
         };
@@ -326,6 +336,15 @@ async fn dispatch(
             .await
         }
         "listLiveSessions" => live_api::list(state, who),
+        "getDashboard" => {
+            let q = query.to_owned();
+            blocking(state, who, move |s, w| dashboard_api::overview(s, w, &q)).await
+        }
+        "getOnCall" => blocking(state, who, dashboard_api::oncall).await,
+        "liveThumbnail" => {
+            let id = p(0).to_owned();
+            blocking(state, who, move |s, w| live_api::thumbnail(s, w, &id)).await
+        }
         "terminateSession" => live_api::terminate(state, who, p(0), req.into_body()).await,
         "listAccessRequests" => {
             let q = query.to_owned();

@@ -51,6 +51,9 @@ pub const OPERATIONS: &[Operation] = &[
     op("logout", "POST", "/api/logout", Access::SignedIn),
     op("me", "GET", "/api/me", Access::SignedIn),
     op("openapi", "GET", "/api/openapi.json", Access::Public),
+    op("oidcStatus", "GET", "/api/oidc", Access::Public),
+    op("oidcLogin", "GET", "/api/oidc/login", Access::Public),
+    op("oidcCallback", "GET", "/api/oidc/callback", Access::Public),
     op(
         "listRecordings",
         "GET",
@@ -80,6 +83,24 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/api/sessions/live",
         Access::Target(Permission::WatchLive),
+    ),
+    op(
+        "liveThumbnail",
+        "GET",
+        "/api/sessions/live/{id}/thumbnail",
+        Access::Target(Permission::WatchLive),
+    ),
+    op(
+        "getOnCall",
+        "GET",
+        "/api/oncall",
+        Access::Target(Permission::WatchLive),
+    ),
+    op(
+        "getDashboard",
+        "GET",
+        "/api/dashboard",
+        Access::Target(Permission::ViewRecordings),
     ),
     op(
         "terminateSession",

@@ -113,12 +113,25 @@ pub fn handle(
             None => text(StatusCode::NOT_FOUND, "no such recording\n"),
         };
     }
+    let file = params.get(1).map(String::as_str).unwrap_or("");
     let tail = match op {
         "getManifest" => "manifest".to_owned(),
         "verifyRecording" => "verify".to_owned(),
-        _ => format!("files/{}", params.get(1).map(String::as_str).unwrap_or("")),
+        _ => format!("files/{file}"),
     };
-    recording(store, id, &tail, range)
+    let resp = recording(store, id, &tail, range);
+    if resp.status().is_success() {
+        // Time to replay: from a principal's manifest request to its first media segment.
+        let now = std::time::Instant::now();
+        match op {
+            "getManifest" => super::dashboard::replays().manifest(&who.name, id, now),
+            "getRecordingFile" if super::dashboard::is_media_segment(file) => {
+                super::dashboard::replays().segment(&who.name, id, now)
+            }
+            _ => {}
+        }
+    }
+    resp
 }
 
 /// Longest `q` of `listRecordings`, in bytes.

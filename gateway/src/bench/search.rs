@@ -596,6 +596,9 @@ fn describe(f: &ListFilter) -> String {
     if let Some(t) = &f.target {
         parts.push(format!("target={t}"));
     }
+    if let Some(p) = &f.protocol {
+        parts.push(format!("protocol={p}"));
+    }
     if let (Some(s), Some(u)) = (f.since, f.until) {
         parts.push(format!("{}..{}", s.date(), u.date()));
     }

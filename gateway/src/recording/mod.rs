@@ -18,6 +18,6 @@ mod recorder;
 mod settings;
 mod sink;
 
-pub use recorder::{Recorder, RecorderError, SessionInfo};
+pub use recorder::{Recorder, RecorderError, SessionInfo, Thumbnail};
 pub use settings::{MaskRule, RecordingSettings};
 pub use sink::{SinkError, StorageSink};

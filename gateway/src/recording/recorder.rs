@@ -120,6 +120,25 @@ pub struct Recorder {
     worker: Mutex<Option<JoinHandle<Result<Manifest, RecorderError>>>>,
     session_id: String,
     dir: String,
+    /// The session's screen masks (also applied to thumbnails).
+    masks: Vec<super::settings::MaskRule>,
+}
+
+/// A small, masked picture of a session's screen now (RGB, 8 bits per channel).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Thumbnail {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width × height × 3` bytes, rows top to bottom.
+    pub rgb: Vec<u8>,
+}
+
+impl std::fmt::Debug for Thumbnail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Thumbnail({}x{})", self.width, self.height)
+    }
 }
 
 impl std::fmt::Debug for Recorder {
@@ -194,6 +213,7 @@ impl Recorder {
         });
         let sink = StorageSink::new(writer);
         let worker_shared = shared.clone();
+        let masks = settings.masks.clone();
         let after_seal = AfterSeal {
             dir: dir.clone(),
             ..after_seal
@@ -211,6 +231,7 @@ impl Recorder {
             worker: Mutex::new(Some(worker)),
             session_id,
             dir,
+            masks,
         })
     }
 
@@ -407,6 +428,47 @@ impl Recorder {
             return Err(e);
         }
         Ok((st, t))
+    }
+
+    /// The screen as it is now, scaled down to at most `max_width` pixels wide (nearest
+    /// sample), with the session's masks painted black: a sample inside a masked region is
+    /// never read from the screen. `None` before the protocol said the screen size.
+    pub fn thumbnail(&self, max_width: u32) -> Option<Thumbnail> {
+        let st = self.shared.lock();
+        let fb = st.fb.as_ref()?;
+        let (w, h) = (fb.width(), fb.height());
+        let scale = (f64::from(w) / f64::from(max_width.max(1))).max(1.0);
+        let tw = ((f64::from(w) / scale).round() as u32).clamp(1, w);
+        let th = ((f64::from(h) / scale).round() as u32).clamp(1, h);
+        let masks = psmgate_codecs::mask::MaskSet::new(
+            self.masks.iter().map(|m| {
+                let (x, y, mw, mh) = m.region.resolve(w, h);
+                psmgate_codecs::mask::Mask {
+                    id: m.id.clone(),
+                    rect: Rect::new(x, y, mw, mh),
+                }
+            }),
+            w,
+            h,
+        );
+        let mut rgb = Vec::with_capacity((tw * th * 3) as usize);
+        for ty in 0..th {
+            let y = (((f64::from(ty) + 0.5) * scale) as u32).min(h - 1);
+            for tx in 0..tw {
+                let x = (((f64::from(tx) + 0.5) * scale) as u32).min(w - 1);
+                let p = if masks.covers(x, y) {
+                    0
+                } else {
+                    fb.pixel(x, y)
+                };
+                rgb.extend_from_slice(&[(p >> 16) as u8, (p >> 8) as u8, p as u8]);
+            }
+        }
+        Some(Thumbnail {
+            width: tw,
+            height: th,
+            rgb,
+        })
     }
 
     /// How long since the latest input (or since the session started, before any).
@@ -823,6 +885,56 @@ impl Recorder {
 mod tests {
     use super::*;
     use psmgate_storage::manifest::Manifest;
+
+    #[test]
+    fn thumbnails_are_scaled_and_never_show_a_masked_pixel() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&psmgate_policy::Config::default(), Some(dir.path()))
+            .unwrap();
+        use psmgate_policy::mask::Dim;
+        let mask = crate::recording::MaskRule {
+            id: "left-half".into(),
+            region: psmgate_policy::MaskRegion {
+                id: "left-half".into(),
+                x: Dim::Px(0),
+                y: Dim::Px(0),
+                width: Dim::Percent(50.0),
+                height: Dim::Percent(100.0),
+            },
+        };
+        let rec = Recorder::start(
+            store.backend.clone(),
+            store.key.clone(),
+            store.index.clone(),
+            SessionInfo::default(),
+            RecordingSettings {
+                masks: vec![mask],
+                ..RecordingSettings::default()
+            },
+        )
+        .unwrap();
+        assert!(rec.thumbnail(320).is_none(), "no screen yet");
+        rec.resize(1280, 720).unwrap();
+        rec.screen(|fb| fb.fill_rect(Rect::new(0, 0, 1280, 720), 0x00ff_8040))
+            .unwrap();
+        let t = rec.thumbnail(320).unwrap();
+        assert_eq!((t.width, t.height), (320, 180));
+        assert_eq!(t.rgb.len(), 320 * 180 * 3);
+        for y in 0..180 {
+            for x in 0..320 {
+                let i = ((y * 320 + x) * 3) as usize;
+                let px = &t.rgb[i..i + 3];
+                if x < 160 {
+                    assert_eq!(px, [0, 0, 0], "masked half at {x},{y}");
+                } else {
+                    assert_eq!(px, [0xff, 0x80, 0x40], "screen at {x},{y}");
+                }
+            }
+        }
+        // Never scaled up.
+        assert_eq!(rec.thumbnail(5000).unwrap().width, 1280);
+        rec.finish(RecordingState::Completed, "test").unwrap();
+    }
 
     /// Fills the whole 64×64 screen with `color` as of `t`.
     fn paint(rec: &Recorder, t: u64, color: u32) {

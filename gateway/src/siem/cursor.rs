@@ -39,9 +39,7 @@ pub fn load(path: &Path) -> Result<Option<Cursor>> {
 
 /// Replaces the cursor at `path` with `cursor`, durably.
 pub fn save(path: &Path, cursor: &Cursor) -> Result<()> {
-    let dir = path
-        .parent()
-        .context("a cursor path has a parent folder")?;
+    let dir = path.parent().context("a cursor path has a parent folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = path.with_extension("cursor.tmp");
     let mut text = serde_json::to_vec(cursor).context("encoding the cursor")?;
@@ -73,7 +71,10 @@ mod tests {
         save(&p, &c).unwrap();
         assert_eq!(load(&p).unwrap(), Some(c));
         let text = std::fs::read_to_string(&p).unwrap();
-        assert_eq!(text, format!("{{\"seq\":12,\"head\":\"{}\"}}\n", "07".repeat(32)));
+        assert_eq!(
+            text,
+            format!("{{\"seq\":12,\"head\":\"{}\"}}\n", "07".repeat(32))
+        );
         let zero = Cursor { seq: 0, head: None };
         save(&p, &zero).unwrap();
         assert_eq!(load(&p).unwrap(), Some(zero));

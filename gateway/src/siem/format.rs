@@ -38,9 +38,7 @@ impl Encoder {
             )),
             // A file never gets syslog frames (the configuration refuses it); should one be
             // asked for in code, the frames are still complete and self-delimiting.
-            (SiemFormat::Rfc5424, _) => {
-                syslog::octet_frame(&syslog::message(&self.header, entry))
-            }
+            (SiemFormat::Rfc5424, _) => syslog::octet_frame(&syslog::message(&self.header, entry)),
         }
     }
 }
@@ -50,7 +48,10 @@ impl Encoder {
 pub fn json_line(entry: &AuditEntry, host: &str) -> Vec<u8> {
     let mut value = serde_json::to_value(entry).unwrap_or_else(|_| serde_json::json!({}));
     if let Some(map) = value.as_object_mut() {
-        map.insert("host".to_owned(), serde_json::Value::String(host.to_owned()));
+        map.insert(
+            "host".to_owned(),
+            serde_json::Value::String(host.to_owned()),
+        );
     }
     let mut line = value.to_string().into_bytes();
     line.push(b'\n');

@@ -64,8 +64,9 @@ use tokio::time::Instant;
 pub const RECONCILE: Duration = Duration::from_secs(2);
 /// Most entries written at once.
 const BATCH: usize = 256;
-/// Most batches written and not yet confirmed on one connection.
-const MAX_UNCONFIRMED_BATCHES: usize = 16;
+/// Most batches written and not yet confirmed on one connection (what is sent again after a
+/// failure is at most this many batches).
+const MAX_UNCONFIRMED_BATCHES: usize = 64;
 
 /// The pace of a sink task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,8 +255,7 @@ impl Outage {
         }
         let age = oldest
             .and_then(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                    .ok()
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
             })
             .map(|t| (time::OffsetDateTime::now_utc() - t).max(time::Duration::ZERO));
         let too_old = age.is_some_and(|a| a > sink.alert_delay.get());
@@ -445,7 +445,13 @@ impl Forwarder {
     async fn commit(&self, p: Position) {
         let path = self.cursor_path.clone();
         let saved = tokio::task::spawn_blocking(move || {
-            cursor::save(&path, &cursor::Cursor { seq: p.seq, head: p.head })
+            cursor::save(
+                &path,
+                &cursor::Cursor {
+                    seq: p.seq,
+                    head: p.head,
+                },
+            )
         })
         .await
         .map_err(|e| anyhow!("{e}"))
@@ -459,8 +465,11 @@ impl Forwarder {
     async fn deliver(&mut self, conn: &mut Connection, delivered: &mut Position) -> Stop {
         let timing = self.shared.timing;
         let mut sent = *delivered;
-        // Positions after each batch written, with when the receiver's TCP had acknowledged it.
-        let mut unconfirmed: VecDeque<(Position, Option<Instant>)> = VecDeque::new();
+        // Bytes written on this connection.
+        let mut written = 0u64;
+        // For each batch written: the position after it, the bytes written up to its end, and
+        // since when the receiver's TCP has acknowledged them.
+        let mut unconfirmed: VecDeque<(Position, u64, Option<Instant>)> = VecDeque::new();
         loop {
             match conn.peer_closed().await {
                 Ok(false) => {}
@@ -468,18 +477,18 @@ impl Forwarder {
                 Err(e) => return Stop::Sink(anyhow!(e).context("the connection broke")),
             }
             if !unconfirmed.is_empty() {
-                match conn.unacknowledged() {
-                    Ok(0) => {
-                        let now = Instant::now();
-                        for (_, at) in unconfirmed.iter_mut() {
-                            at.get_or_insert(now);
-                        }
-                    }
-                    Ok(_) => {}
+                let acked = match conn.acknowledged(written) {
+                    Ok(n) => n,
                     Err(e) => return e.into(),
+                };
+                let now = Instant::now();
+                for (_, end, at) in unconfirmed.iter_mut() {
+                    if *end <= acked {
+                        at.get_or_insert(now);
+                    }
                 }
                 let mut newest = None;
-                while let Some((p, Some(at))) = unconfirmed.front() {
+                while let Some((p, _, Some(at))) = unconfirmed.front() {
                     if at.elapsed() < timing.settle {
                         break;
                     }
@@ -520,8 +529,9 @@ impl Forwarder {
                 return Stop::Sink(anyhow!(e).context("sending to the SIEM sink"));
             }
             sent = last;
+            written += bytes.len() as u64;
             if conn.is_network() {
-                unconfirmed.push_back((last, None));
+                unconfirmed.push_back((last, written, None));
             } else {
                 *delivered = last;
                 self.commit(last).await;

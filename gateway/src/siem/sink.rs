@@ -45,7 +45,15 @@ impl std::fmt::Debug for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Destination::Net { host, port, tls } => {
-                write!(f, "{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() })?;
+                write!(
+                    f,
+                    "{}:{port}",
+                    if host.contains(':') {
+                        format!("[{host}]")
+                    } else {
+                        host.clone()
+                    }
+                )?;
                 if tls.is_some() {
                     f.write_str(" (TLS)")?;
                 }
@@ -61,7 +69,8 @@ fn roots(ca: Option<&PathBuf>) -> Result<rustls::RootCertStore> {
     let Some(ca) = ca else {
         return crate::web::upstream::roots(&[]);
     };
-    let pem = std::fs::read(ca).with_context(|| format!("reading SIEM CA file {}", ca.display()))?;
+    let pem =
+        std::fs::read(ca).with_context(|| format!("reading SIEM CA file {}", ca.display()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!("{}: bad certificate PEM: {e}", ca.display()))?;
@@ -131,10 +140,11 @@ impl Destination {
                     return Ok(Connection::Tcp(tcp));
                 };
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
-                let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name.clone(), tcp))
-                    .await
-                    .map_err(|_| anyhow!("TLS handshake with {self:?} timed out"))?
-                    .with_context(|| format!("TLS handshake with {self:?}"))?;
+                let tls =
+                    tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name.clone(), tcp))
+                        .await
+                        .map_err(|_| anyhow!("TLS handshake with {self:?} timed out"))?
+                        .with_context(|| format!("TLS handshake with {self:?}"))?;
                 Ok(Connection::Tls(Box::new(tls)))
             }
         }
@@ -195,6 +205,20 @@ impl Connection {
             Connection::Tls(s) => unacked(s.get_ref().0.as_raw_fd()),
             Connection::File(_) => Ok(0),
         }
+    }
+
+    /// Of the first `written` bytes sent on this connection, how many the receiver's TCP has
+    /// acknowledged, as far as can be told: all but the unacknowledged ones over TCP; over TLS
+    /// (whose bytes on the wire are not the bytes written) all once none is unacknowledged, else
+    /// none known; all for a file.
+    pub fn acknowledged(&self, written: u64) -> io::Result<u64> {
+        let pending = self.unacknowledged()? as u64;
+        Ok(match self {
+            Connection::Tcp(_) => written.saturating_sub(pending),
+            Connection::Tls(_) if pending == 0 => written,
+            Connection::Tls(_) => 0,
+            Connection::File(_) => written,
+        })
     }
 
     /// True for a connection to a receiver (whose delivery is confirmed as [`super`] says),
@@ -262,6 +286,7 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        assert_eq!(conn.acknowledged(5).unwrap(), 5);
         // What the receiver sends is dropped; its close is seen.
         peer.write_all(b"noise").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -284,7 +309,10 @@ mod tests {
             tls: None,
         };
         let e = dest.connect().await.err().expect("nothing listens");
-        assert!(format!("{e:#}").contains(&format!("127.0.0.1:{port}")), "{e:#}");
+        assert!(
+            format!("{e:#}").contains(&format!("127.0.0.1:{port}")),
+            "{e:#}"
+        );
     }
 
     #[tokio::test]
@@ -297,6 +325,7 @@ mod tests {
             c.send(line.as_bytes()).await.unwrap();
             assert!(!c.peer_closed().await.unwrap());
             assert_eq!(c.unacknowledged().unwrap(), 0);
+            assert_eq!(c.acknowledged(2).unwrap(), 2);
             assert!(!c.is_network());
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");

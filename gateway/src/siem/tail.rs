@@ -65,7 +65,9 @@ pub enum TailError {
         seq: u64,
     },
     /// The log is shorter than the position: it was cut or replaced.
-    #[error("the audit log is shorter ({len} bytes) than the position of entry {seq} ({offset} bytes)")]
+    #[error(
+        "the audit log is shorter ({len} bytes) than the position of entry {seq} ({offset} bytes)"
+    )]
     Shrunk {
         /// The position's seq.
         seq: u64,
@@ -326,7 +328,9 @@ mod tests {
         let rest = read_after(b.as_ref(), first[1].after, 100).unwrap();
         assert_eq!(seqs(&rest), [3, 4, 5]);
         assert_eq!(rest[0].entry, all[2]);
-        assert!(read_after(b.as_ref(), rest[2].after, 100).unwrap().is_empty());
+        assert!(read_after(b.as_ref(), rest[2].after, 100)
+            .unwrap()
+            .is_empty());
         // Positions found by counting are those reached by reading.
         for r in first.iter().chain(&rest) {
             assert_eq!(find(b.as_ref(), r.entry.seq).unwrap(), r.after);
@@ -394,7 +398,11 @@ mod tests {
         let (_d2, other, _l2) = log(2, 0);
         let text = |b: &Arc<dyn Backend>| String::from_utf8(b.read(AUDIT_LOG).unwrap()).unwrap();
         let (a, c) = (text(&one), text(&other));
-        let mixed = format!("{}\n{}\n", a.lines().next().unwrap(), c.lines().nth(1).unwrap());
+        let mixed = format!(
+            "{}\n{}\n",
+            a.lines().next().unwrap(),
+            c.lines().nth(1).unwrap()
+        );
         one.put_atomic(AUDIT_LOG, mixed.as_bytes()).unwrap();
         let first = read_after(one.as_ref(), Position::default(), 10).unwrap();
         assert_eq!(seqs(&first), [1]);

@@ -30,16 +30,20 @@ export async function launch() {
   };
 }
 
-/** Open the player and wait until it is ready and the integrity check has finished. */
+/**
+ * Open the player and wait until it is ready, every segment is loaded (data-loaded) and the
+ * integrity check has finished.
+ */
 export async function openPlayer(ctx, url) {
   const page = await ctx.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`${m.text()} (${m.location().url})`); });
   await page.goto(url, { waitUntil: 'load' });
-  // ready: "1" when loaded, "error" when the recording could not be loaded (see #error)
+  // ready: "1" when it plays, "error" when the recording could not be loaded (see #error);
+  // loaded: "1" once the video is loaded to the end (a sealed recording's loads in the background)
   await page.waitForFunction(() => document.body.dataset.ready === 'error'
-    || (document.body.dataset.ready === '1' && document.body.dataset.integrity), null, { timeout: 30000 });
+    || (document.body.dataset.ready === '1' && document.body.dataset.loaded === '1' && document.body.dataset.integrity), null, { timeout: 30000 });
   page.errors = errors;
   return page;
 }

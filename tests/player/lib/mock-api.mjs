@@ -3,6 +3,10 @@
 // /api/recordings/<id>/files/<path> (single ranges; 416 from the end of a file on, like the gateway).
 // Used to test served mode without the psmgate binary.
 //
+// `delay` holds answers back: called for every /files/ request, it returns how long to wait (ms)
+// or a promise to wait for. Every request is logged with its time, and every answer with the time
+// it was sent (`log`).
+//
 // `replays` turns a sealed recording into one "in progress": only the first N chain lines are
 // visible (reveal(n)), every file is cut to what those lines cover, and the manifest is the partial
 // one (state "recording", only what is chained) until the seal record is revealed.
@@ -64,18 +68,32 @@ function parseRange(h, len) {
 }
 
 /**
- * @param {{playerDir:string, vendor?:Object<string,string>, recordings?:Object<string,string>, replays?:Object<string,string>, token?:string}} o
+ * @param {{playerDir:string, vendor?:Object<string,string>, recordings?:Object<string,string>, replays?:Object<string,string>, token?:string,
+ *   delay?:function(string, string, http.IncomingMessage): (number|Promise|undefined)}} o
  *   vendor: player path (e.g. vendor/rrweb.min.js) -> file, the files the gateway embeds beside
  *   the player folder; recordings: session id -> recording folder; replays: session id -> sealed
- *   folder replayed live; token: required bearer token for /api (optional)
- * @returns {Promise<{url:string, requests:string[], replays:Object<string,Replay>, close:function}>}
+ *   folder replayed live; token: required bearer token for /api (optional); delay(id, file, req):
+ *   how long to hold back the answer to a /files/ request (ms, or a promise)
+ * @returns {Promise<{url:string, requests:string[], log:Array<{path:string, range:?string, at:number, sentAt:?number, status:?number}>,
+ *   replays:Object<string,Replay>, close:function}>}  log: every request (at: Date.now() when it
+ *   arrived, sentAt: when its answer was sent)
  */
-export function startMockApi({ playerDir, vendor = {}, recordings = {}, replays = {}, token }) {
+export function startMockApi({ playerDir, vendor = {}, recordings = {}, replays = {}, token, delay }) {
   const requests = [];
+  const log = [];
   const live = Object.fromEntries(Object.entries(replays).map(([id, dir]) => [id, new Replay(dir)]));
   const server = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
     requests.push(`${req.method} ${u.pathname}`);
+    const entry = { path: u.pathname, range: req.headers.range || null, at: Date.now(), sentAt: null, status: null };
+    log.push(entry);
+    res.on('finish', () => { entry.sentAt = Date.now(); entry.status = res.statusCode; });
+    handle(req, res, u).catch((e) => {
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end(String(e && e.message));
+    });
+  });
+  async function handle(req, res, u) {
     const send = (code, body, type = 'text/plain', extra = {}) => { res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store', ...extra }); res.end(body); };
     const sendBytes = (bytes, type) => {
       const r = parseRange(req.headers.range, bytes.length);
@@ -99,6 +117,11 @@ export function startMockApi({ playerDir, vendor = {}, recordings = {}, replays 
     if (token && req.headers.authorization !== `Bearer ${token}`) return send(401, 'unauthorized');
     const rel = m[3] === undefined ? null : decodeURIComponent(m[3]);
     if (rel !== null && rel.split('/').some((p) => p === '..' || p === '')) return send(400, 'bad path');
+    if (delay && rel !== null) {
+      const wait = delay(m[1], rel, req);
+      if (typeof wait === 'number' && wait > 0) await new Promise((r) => setTimeout(r, wait));
+      else if (wait && typeof wait.then === 'function') await wait;
+    }
     const replay = live[m[1]];
     if (replay) {
       if (m[2] === 'manifest') return send(200, replay.manifestBytes(), 'application/json');
@@ -112,11 +135,14 @@ export function startMockApi({ playerDir, vendor = {}, recordings = {}, replays 
       return sendFile(fs.existsSync(sealed) ? sealed : path.join(dir, 'manifest.partial.json'));
     }
     return sendFile(path.join(dir, rel));
-  });
+  }
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address();
-      resolve({ url: `http://127.0.0.1:${port}`, requests, replays: live, close: () => new Promise((r) => server.close(r)) });
+      resolve({
+        url: `http://127.0.0.1:${port}`, requests, log, replays: live,
+        close: () => { server.closeAllConnections(); return new Promise((r) => server.close(r)); },
+      });
     });
   });
 }
