@@ -281,12 +281,6 @@ enum Stop {
     Log(TailError),
 }
 
-impl From<anyhow::Error> for Stop {
-    fn from(e: anyhow::Error) -> Self {
-        Stop::Sink(e)
-    }
-}
-
 impl From<std::io::Error> for Stop {
     fn from(e: std::io::Error) -> Self {
         Stop::Sink(e.into())

@@ -164,11 +164,22 @@ async fn until_all(
     got: &mut Vec<(usize, u64)>,
 ) {
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !want.iter().all(|s| got.iter().any(|(_, g)| g == s)) {
+    let mut missing: BTreeSet<u64> = want.clone();
+    for (_, s) in got.iter() {
+        missing.remove(s);
+    }
+    while !missing.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Some(x)) => got.push(x),
-            _ => panic!("received {got:?}, want {want:?}"),
+            Ok(Some(x)) => {
+                missing.remove(&x.1);
+                got.push(x);
+            }
+            _ => panic!(
+                "{} of {} not received: {missing:?}",
+                missing.len(),
+                want.len()
+            ),
         }
     }
 }
@@ -395,6 +406,29 @@ async fn a_damaged_entry_stops_the_sink_there() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(wait_lines(&path, 2).await.len(), 2);
     assert_eq!(setup.cursor("soc"), Some(2));
+}
+
+#[test]
+fn a_backlog_beyond_the_limits_is_reported_once_per_outage() {
+    let mut sink = SiemSink::new("soc", SiemTransport::Tcp);
+    sink.alert_backlog = 10;
+    sink.alert_delay = psmgate_policy::Duration::from_secs(60);
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let mut o = Outage::default();
+    o.backlog(&sink, 100, Some("2020-01-01T00:00:00Z"));
+    assert!(!o.alerted, "not while delivering");
+    o.failed(&sink, &anyhow!("connection refused"));
+    o.backlog(&sink, 10, Some(&now));
+    assert!(!o.alerted);
+    o.backlog(&sink, 10, Some("2020-01-01T00:00:00Z"));
+    assert!(o.alerted, "too old");
+    o.delivering(&sink);
+    assert!(!o.alerted && o.since.is_none());
+    o.failed(&sink, &anyhow!("connection refused"));
+    o.backlog(&sink, 11, None);
+    assert!(o.alerted, "too many");
 }
 
 #[test]
