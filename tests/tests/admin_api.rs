@@ -7,7 +7,6 @@ use psmgate_e2e::peers::free_port;
 use psmgate_e2e::psmgate_bin;
 use psmgate_policy::Config;
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -40,36 +39,7 @@ impl Serve {
         bearer: Option<&str>,
         body: Option<&str>,
     ) -> (u16, String) {
-        let mut tcp = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut req =
-            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-        if let Some(t) = bearer {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        let body = body.unwrap_or("");
-        if method == "POST" {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        tcp.write_all(req.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        tcp.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        psmgate_e2e::http_call(self.port, method, path, bearer, body)
     }
 
     fn json(

@@ -5,7 +5,6 @@
 use psmgate_e2e::peers::free_port;
 use psmgate_e2e::{psmgate, psmgate_bin, text};
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -117,23 +116,8 @@ impl Serve {
 
     /// `GET path` with the bearer token; the status and the JSON body.
     fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let mut tcp = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-             Authorization: Bearer {token}\r\n\r\n"
-        );
-        tcp.write_all(req.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        tcp.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        let (status, body) = psmgate_e2e::http_call(self.port, "GET", path, Some(token), None);
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
     fn ids(&self, path: &str, token: &str) -> Vec<String> {

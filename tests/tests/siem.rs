@@ -11,7 +11,6 @@ mod vnc_support;
 use psmgate_e2e::peers::{free_port, require_tool, Xvnc};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -222,31 +221,8 @@ fn received(path: &Path) -> Vec<Received> {
 
 /// One HTTP/1.1 request to the admin listener; the status and the JSON body.
 fn call(port: u16, method: &str, path: &str, bearer: Option<&str>, body: &str) -> (u16, Value) {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(t) = bearer {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    if method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    tcp.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, body) = psmgate_e2e::http_call(port, method, path, bearer, Some(body));
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 fn login(gw: &Gateway, user: &str, password: &str) -> (u16, Value) {
