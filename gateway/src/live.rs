@@ -232,6 +232,16 @@ impl LiveSessions {
         rec.thumbnail(max_width)
     }
 
+    /// Inputs and events waiting in the recorders of all running sessions.
+    pub fn queue_depth(&self) -> usize {
+        let recorders: Vec<_> = self
+            .lock()
+            .values()
+            .filter_map(|e| e.recorder.upgrade())
+            .collect();
+        recorders.iter().map(|r| r.queue_depth()).sum()
+    }
+
     /// Asks session `id` to end. Returns once the request is delivered; the session then ends
     /// (its relay is cut and its recording sealed) on its own task.
     pub fn stop(&self, id: &str, request: StopRequest) -> Result<LiveSession, StopError> {

@@ -22,6 +22,10 @@
 //! | `psmgate_access_approval_seconds` | request → decision time of approved requests |
 //! | `psmgate_recording_bytes_total` | bytes written into recordings (its rate is the write rate) |
 //! | `psmgate_replay_requests_total` | manifests served to players (a replay starting) |
+//! | `psmgate_time_to_replay_seconds` | a player's manifest request → its first video segment request |
+//! | `psmgate_encode_lag_seconds` | screen change → its frame encoded (live sessions) |
+//! | `psmgate_encode_seconds` | time in the AV1 encoder per frame |
+//! | `psmgate_recorder_queue_depth` | inputs and events waiting for live sessions' recorders |
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -81,6 +85,13 @@ pub struct Metrics {
     pub recording_bytes: Counter,
     /// Manifests served to players.
     pub replay_requests: Counter,
+    /// Manifest request → first media segment request of a player.
+    pub time_to_replay_seconds: Histogram,
+    /// Screen change → frame encoded (live sessions).
+    pub encode_lag_seconds: Histogram,
+    /// Time in the encoder per frame.
+    pub encode_seconds: Histogram,
+    queue_depth: Gauge,
     coverage: Gauge<f64, AtomicU64>,
     live: Family<ProtocolLabel, Gauge>,
     recordings: Family<IntegrityLabel, Gauge>,
@@ -110,6 +121,10 @@ impl Metrics {
             ]),
             recording_bytes: Counter::default(),
             replay_requests: Counter::default(),
+            time_to_replay_seconds: Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+            encode_lag_seconds: Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            encode_seconds: Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]),
+            queue_depth: Gauge::default(),
             coverage: Gauge::default(),
             live: Family::default(),
             recordings: Family::default(),
@@ -183,6 +198,26 @@ impl Metrics {
             "Recording manifests served to players",
             m.replay_requests.clone(),
         );
+        registry.register(
+            "time_to_replay_seconds",
+            "Time from a player's manifest request to its first video segment request",
+            m.time_to_replay_seconds.clone(),
+        );
+        registry.register(
+            "encode_lag_seconds",
+            "Time from a screen change to its frame being encoded",
+            m.encode_lag_seconds.clone(),
+        );
+        registry.register(
+            "encode_seconds",
+            "Time spent in the AV1 encoder per frame",
+            m.encode_seconds.clone(),
+        );
+        registry.register(
+            "recorder_queue_depth",
+            "Inputs and events waiting for the recorders of live sessions",
+            m.queue_depth.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -246,6 +281,8 @@ pub struct Snapshot {
     pub recordings: Vec<(String, i64)>,
     /// Bytes of all indexed recordings.
     pub storage_bytes: i64,
+    /// Inputs and events queued in live sessions' recorders.
+    pub queue_depth: i64,
 }
 
 /// The exposition text (Prometheus text format 0.0.4 / OpenMetrics) with `snap`'s state.
@@ -296,6 +333,7 @@ pub fn render(snap: &Snapshot) -> String {
         verified as f64 / (verified + failed) as f64
     });
     m.storage_bytes.set(snap.storage_bytes);
+    m.queue_depth.set(snap.queue_depth);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &m.registry);
@@ -317,6 +355,7 @@ mod tests {
             live: vec![("rdp".into(), 2)],
             recordings: vec![("verified".into(), 3), ("failed".into(), 1)],
             storage_bytes: 12345,
+            queue_depth: 7,
         });
         for needle in [
             "psmgate_sessions_admitted_total{protocol=\"vnc\"}",
@@ -327,6 +366,10 @@ mod tests {
             "psmgate_recordings{integrity=\"verified\"} 3",
             "psmgate_recording_integrity_ratio 0.75",
             "psmgate_storage_bytes 12345",
+            "psmgate_recorder_queue_depth 7",
+            "psmgate_encode_seconds_count",
+            "psmgate_encode_lag_seconds_count",
+            "psmgate_time_to_replay_seconds_count",
             "psmgate_access_approval_seconds_bucket{le=\"60.0\"}",
             "# EOF",
         ] {

@@ -673,7 +673,11 @@ impl ReplayTimer {
         if self.samples.len() >= MAX_SAMPLES {
             self.samples.pop_front();
         }
-        self.samples.push_back(now.saturating_duration_since(asked));
+        let took = now.saturating_duration_since(asked);
+        crate::metrics::global()
+            .time_to_replay_seconds
+            .observe(took.as_secs_f64());
+        self.samples.push_back(took);
         if self.served.len() >= MAX_PENDING {
             self.served.clear();
         }

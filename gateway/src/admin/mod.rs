@@ -434,6 +434,7 @@ fn metrics(state: &AdminState) -> Resp {
     }
     let mut snap = crate::metrics::Snapshot {
         live: live.into_iter().collect(),
+        queue_depth: i64::try_from(state.store.live.queue_depth()).unwrap_or(i64::MAX),
         ..Default::default()
     };
     match state

@@ -471,6 +471,12 @@ impl Recorder {
         })
     }
 
+    /// Inputs and events waiting for the worker.
+    pub fn queue_depth(&self) -> usize {
+        let st = self.shared.lock();
+        st.inputs.len() + st.events.len()
+    }
+
     /// How long since the latest input (or since the session started, before any).
     pub fn idle_for(&self) -> Duration {
         let last = self
@@ -675,10 +681,12 @@ impl Worker {
                 }
             };
             let mut snapshot = None;
+            let mut changed_at = None;
             if let Some(at) = frame_at {
                 if let Some(fb) = st.fb.as_mut() {
                     snapshot = Some(self.snapshot(fb));
                 }
+                changed_at = self.sched.dirty_since();
                 self.sched.encoded(at);
             }
             let advancing = timed && st.reached < until;
@@ -707,6 +715,7 @@ impl Worker {
                 if timed {
                     self.video_until(at, &mut outs)?;
                 }
+                let encoding = Instant::now();
                 self.video.frame(
                     at,
                     &self.shadow,
@@ -716,6 +725,13 @@ impl Worker {
                     &self.masks,
                     &mut outs,
                 )?;
+                let m = crate::metrics::global();
+                m.encode_seconds.observe(encoding.elapsed().as_secs_f64());
+                // Wall-clock lag means something only on the session's live clock.
+                if let (false, Some(changed)) = (timed, changed_at) {
+                    let lag_ms = self.shared.now_ms().saturating_sub(changed);
+                    m.encode_lag_seconds.observe(lag_ms as f64 / 1000.0);
+                }
             }
             if timed {
                 self.video_until(until, &mut outs)?;
@@ -809,7 +825,9 @@ impl Worker {
         let frame_at = self.sched.next_frame_at().and_then(|due| {
             let due = due.max(reached);
             if end.is_some() {
-                Some(due.min(until).max(reached))
+                // The latest state is shown before the end, so that its frame (which lasts at
+                // least a millisecond) ends with the session.
+                Some(due.min(until.saturating_sub(1)).max(reached))
             } else if due < target || (due == target && !applying) {
                 Some(due)
             } else {
