@@ -25,40 +25,19 @@
 // On failure: {"step":"error","message":"…"} and exit status 1; bad input: exit status 2.
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { InputError, emit, launchChromium, main, readJsonArg, sleep } from './flow-common.mjs';
 
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-dev-shm-usage', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 const CHARTS = ['chart-enforcement', 'chart-sessions', 'chart-storage', 'chart-top-users', 'chart-top-targets'];
 const TABLES = {
   'chart-enforcement': 'table-enforcement', 'chart-sessions': 'table-sessions', 'chart-storage': 'table-storage',
   'chart-top-users': 'table-top-users', 'chart-top-targets': 'table-top-targets',
 };
 
-class InputError extends Error {}
-
 function readInput() {
-  const arg = process.argv[2];
-  if (arg === undefined) throw new InputError("usage: node dashboard-flow.mjs '<json>'");
-  let input;
-  try {
-    input = JSON.parse(arg);
-  } catch (e) {
-    throw new InputError(`input is not JSON: ${e.message}`);
-  }
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new InputError('input must be a JSON object');
-  if (typeof input.base !== 'string' || !/^https?:\/\/[^/]+$/.test(input.base)) {
-    throw new InputError(`"base" must be a URL like http://127.0.0.1:PORT, got ${JSON.stringify(input.base)}`);
-  }
+  const input = readJsonArg('dashboard-flow.mjs');
   for (const k of ['token', 'live', 'terminated']) {
     if (typeof input[k] !== 'string' || !input[k]) throw new InputError(`"${k}" must be a non-empty string`);
-  }
-  if (input.timeout !== undefined && !(Number.isInteger(input.timeout) && input.timeout > 0)) {
-    throw new InputError('"timeout" must be a positive integer (ms)');
   }
   if (input.screenshots !== undefined && (typeof input.screenshots !== 'string' || !fs.existsSync(input.screenshots))) {
     throw new InputError('"screenshots" must name an existing directory');
@@ -66,8 +45,6 @@ function readInput() {
   return input;
 }
 
-const emit = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** What the overview shows. */
 const readOverview = (page, charts, tables) => page.evaluate(([charts, tables]) => {
@@ -110,13 +87,7 @@ const readOverview = (page, charts, tables) => page.evaluate(([charts, tables]) 
 async function run(input) {
   const timeout = input.timeout || 15000;
   const { base } = input;
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'psmgate-dashboard-home-'));
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: CHROMIUM_ARGS,
-    env: { ...process.env, HOME: home },
-  });
+  const { browser, home } = await launchChromium('psmgate-dashboard-home-');
   const pageErrors = [];
   try {
     const ctx = await browser.newContext({ ignoreHTTPSErrors: base.startsWith('https:'), viewport: { width: 1280, height: 900 } });
@@ -191,17 +162,4 @@ async function run(input) {
   }
 }
 
-let input;
-try {
-  input = readInput();
-} catch (e) {
-  process.stderr.write(`${e.message}\n`);
-  process.exit(2);
-}
-run(input).then(
-  () => process.exit(0),
-  (e) => {
-    emit({ step: 'error', message: String((e && e.stack) || e) });
-    process.exit(1);
-  },
-);
+main(readInput, run);

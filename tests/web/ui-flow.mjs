@@ -37,32 +37,12 @@
 // at any time (the caller is gone: the browser is closed at once).
 
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import readline from 'node:readline';
-import { chromium } from 'playwright-core';
+import { InputError, emit, launchChromium, main, readJsonArg, sleep } from './flow-common.mjs';
 
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-dev-shm-usage', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
-class InputError extends Error {}
 
 function readInput() {
-  const arg = process.argv[2];
-  if (arg === undefined) throw new InputError("usage: node ui-flow.mjs '<json>'");
-  let input;
-  try {
-    input = JSON.parse(arg);
-  } catch (e) {
-    throw new InputError(`input is not JSON: ${e.message}`);
-  }
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new InputError('input must be a JSON object');
-  if (typeof input.base !== 'string' || !/^https?:\/\/[^/]+$/.test(input.base)) {
-    throw new InputError(`"base" must be a URL like http://127.0.0.1:PORT, got ${JSON.stringify(input.base)}`);
-  }
+  const input = readJsonArg('ui-flow.mjs');
   for (const who of ['requester', 'approver']) {
     const u = input[who];
     if (!u || typeof u.user !== 'string' || typeof u.password !== 'string' || !u.user || !u.password) {
@@ -72,14 +52,9 @@ function readInput() {
   for (const k of ['target', 'duration', 'reason', 'terminate_reason']) {
     if (typeof input[k] !== 'string' || !input[k]) throw new InputError(`"${k}" must be a non-empty string`);
   }
-  if (input.timeout !== undefined && !(Number.isInteger(input.timeout) && input.timeout > 0)) {
-    throw new InputError('"timeout" must be a positive integer (ms)');
-  }
   return input;
 }
 
-const emit = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Lines from stdin, one at a time, in order; `onEnd` runs when stdin ends before `close()`. */
 function stdinLines(onEnd) {
@@ -188,13 +163,7 @@ const playerSample = (page) => page.evaluate(() => {
 async function run(input) {
   const timeout = input.timeout || 15000;
   const { base, requester, approver, target } = input;
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'psmgate-ui-flow-home-'));
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: CHROMIUM_ARGS,
-    env: { ...process.env, HOME: home },
-  });
+  const { browser, home } = await launchChromium('psmgate-ui-flow-home-', ['--autoplay-policy=no-user-gesture-required']);
   const stdin = stdinLines(() => {
     process.stderr.write('standard input ended: stopping\n');
     browser.close().catch(() => {}).finally(() => {
@@ -366,17 +335,4 @@ async function run(input) {
   }
 }
 
-let input;
-try {
-  input = readInput();
-} catch (e) {
-  process.stderr.write(`${e.message}\n`);
-  process.exit(2);
-}
-run(input).then(
-  () => process.exit(0),
-  (e) => {
-    emit({ step: 'error', message: String((e && e.stack) || e) });
-    process.exit(1);
-  },
-);
+main(readInput, run);
