@@ -261,16 +261,10 @@ async fn tls_receivers_get_the_same_messages() {
     let mut setup = Setup::new();
     setup.append(4, "access_approved");
     let ca = crate::web::ca::WebCa::load_or_generate(&setup.dir.path().join("ca")).unwrap();
-    let ca_file = setup.dir.path().join("siem-ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
     let port = free_port();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let _r = Receiver::start(port, Some(ca.server_config("localhost").unwrap()), tx).await;
-    let mut sink = SiemSink::new("soc-tls", SiemTransport::Tls);
-    sink.address = Some(format!("127.0.0.1:{port}"));
-    sink.server_name = Some("localhost".into());
-    sink.ca = Some(ca_file);
-    sink.ca_as_written = sink.ca.clone();
+    let sink = tls_sink(&setup, port, &ca);
     let (_stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(run(sink, setup.shared(), stop_rx));
     let mut got = Vec::new();
@@ -285,21 +279,27 @@ async fn an_untrusted_receiver_gets_nothing() {
     setup.append(2, "login");
     let ca = crate::web::ca::WebCa::load_or_generate(&setup.dir.path().join("ca")).unwrap();
     let other = crate::web::ca::WebCa::load_or_generate(&setup.dir.path().join("other")).unwrap();
-    let ca_file = setup.dir.path().join("siem-ca.pem");
-    std::fs::write(&ca_file, other.pem()).unwrap();
     let port = free_port();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let _r = Receiver::start(port, Some(ca.server_config("localhost").unwrap()), tx).await;
-    let mut sink = SiemSink::new("soc-tls", SiemTransport::Tls);
-    sink.address = Some(format!("127.0.0.1:{port}"));
-    sink.server_name = Some("localhost".into());
-    sink.ca = Some(ca_file);
-    sink.ca_as_written = sink.ca.clone();
+    let sink = tls_sink(&setup, port, &other);
     let (_stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(run(sink, setup.shared(), stop_rx));
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(rx.try_recv().is_err());
     assert_eq!(setup.cursor("soc-tls"), Some(0));
+}
+
+/// A TLS sink `soc-tls` to 127.0.0.1:`port` as `localhost`, trusting `trusted` only.
+fn tls_sink(setup: &Setup, port: u16, trusted: &crate::web::ca::WebCa) -> SiemSink {
+    let ca_file = setup.dir.path().join("siem-ca.pem");
+    std::fs::write(&ca_file, trusted.pem()).unwrap();
+    let mut sink = SiemSink::new("soc-tls", SiemTransport::Tls);
+    sink.address = Some(format!("127.0.0.1:{port}"));
+    sink.server_name = Some("localhost".into());
+    sink.ca = Some(ca_file);
+    sink.ca_as_written = sink.ca.clone();
+    sink
 }
 
 fn file_sink(setup: &Setup, name: &str, format: psmgate_policy::SiemFormat) -> (SiemSink, PathBuf) {
