@@ -13,7 +13,7 @@
 //! | `psmgate_session_coverage_ratio` | recorded / admitted since start (1 when none) |
 //! | `psmgate_sessions_ended_total{outcome}` | sealed recordings by outcome (`completed`, `failed`) |
 //! | `psmgate_live_sessions{protocol}` | sessions running now |
-//! | `psmgate_recordings{integrity}` | recordings in the index by last verification (`verified`, `failed`, `unverified`, …) |
+//! | `psmgate_recordings{integrity}` | recordings in the index by last verification (`ok`, `failed`, `unknown`) |
 //! | `psmgate_recording_integrity_ratio` | verified / (verified + failed) in the index (1 when none) |
 //! | `psmgate_storage_bytes` | bytes of all indexed recordings (its rate is storage growth) |
 //! | `psmgate_policy_enforcements_total{rule}` | sessions ended by policy (terminate, limits, recorder heartbeat) |
@@ -33,6 +33,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use psmgate_storage::index::IntegrityStatus;
 use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
 
@@ -322,8 +323,8 @@ pub fn render(snap: &Snapshot) -> String {
             })
             .set(*n);
         match status.as_str() {
-            "verified" => verified += n,
-            "failed" => failed += n,
+            s if s == IntegrityStatus::Ok.as_str() => verified += n,
+            s if s == IntegrityStatus::Failed.as_str() => failed += n,
             _ => {}
         }
     }
@@ -353,7 +354,11 @@ mod tests {
         global().access_approval_seconds.observe(42.0);
         let text = render(&Snapshot {
             live: vec![("rdp".into(), 2)],
-            recordings: vec![("verified".into(), 3), ("failed".into(), 1)],
+            recordings: vec![
+                ("ok".into(), 3),
+                ("failed".into(), 1),
+                ("unknown".into(), 5),
+            ],
             storage_bytes: 12345,
             queue_depth: 7,
         });
@@ -363,7 +368,7 @@ mod tests {
             "psmgate_policy_enforcements_total{rule=\"terminate\"}",
             "psmgate_logins_total{outcome=\"ok\"}",
             "psmgate_live_sessions{protocol=\"rdp\"} 2",
-            "psmgate_recordings{integrity=\"verified\"} 3",
+            "psmgate_recordings{integrity=\"ok\"} 3",
             "psmgate_recording_integrity_ratio 0.75",
             "psmgate_storage_bytes 12345",
             "psmgate_recorder_queue_depth 7",

@@ -189,6 +189,17 @@ pub trait Index: Send + Sync {
     /// Sealed sessions (state other than `recording`) with no searchable text stored, oldest
     /// first.
     fn without_text(&self) -> Result<Vec<SessionRow>, IndexError>;
+    /// Sessions per integrity status and the bytes of all sessions, counted by the index.
+    fn stats(&self) -> Result<IndexStats, IndexError>;
+}
+
+/// What [`Index::stats`] counts over the whole index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Sessions per integrity status (as [`IntegrityStatus::as_str`] names it), by name.
+    pub by_integrity: Vec<(String, u64)>,
+    /// Bytes of all sessions.
+    pub bytes: u64,
 }
 
 /// Schema migrations, applied in order; the index of a migration + 1 is its version.
@@ -625,6 +636,33 @@ impl Index for SqliteIndex {
             .query_map([], RawRow::from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         raws.into_iter().map(RawRow::into_row).collect()
+    }
+
+    fn stats(&self) -> Result<IndexStats, IndexError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT integrity, COUNT(*), COALESCE(SUM(bytes), 0) FROM sessions \
+             GROUP BY integrity ORDER BY integrity",
+        )?;
+        let mut stats = IndexStats::default();
+        let groups = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (status, n, bytes) in groups {
+            stats
+                .by_integrity
+                .push((status, u64::try_from(n).unwrap_or(0)));
+            stats.bytes = stats
+                .bytes
+                .saturating_add(u64::try_from(bytes).unwrap_or(0));
+        }
+        Ok(stats)
     }
 }
 

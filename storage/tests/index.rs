@@ -183,3 +183,33 @@ fn concurrent_first_opens_create_the_schema_once() {
         t.join().unwrap().unwrap();
     }
 }
+
+#[test]
+fn stats_count_sessions_by_integrity_and_sum_their_bytes() {
+    let idx = SqliteIndex::open_in_memory().unwrap();
+    assert_eq!(idx.stats().unwrap(), Default::default());
+    let t0 = datetime!(2026-11-22 10:00 UTC);
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        let mut r = row(id, "u", "t", "vnc", t0 + Duration::minutes(i as i64));
+        r.bytes = 1000 * (i as u64 + 1);
+        idx.upsert(&r).unwrap();
+    }
+    for (id, status) in [("a", IntegrityStatus::Ok), ("b", IntegrityStatus::Failed)] {
+        let integrity = Integrity {
+            status,
+            message: None,
+            verified_at: Some(t0),
+        };
+        assert!(idx.set_integrity(id, &integrity).unwrap());
+    }
+    let stats = idx.stats().unwrap();
+    assert_eq!(stats.bytes, 6000);
+    assert_eq!(
+        stats.by_integrity,
+        [
+            ("failed".to_owned(), 1),
+            ("ok".to_owned(), 1),
+            ("unknown".to_owned(), 1)
+        ]
+    );
+}

@@ -437,19 +437,14 @@ fn metrics(state: &AdminState) -> Resp {
         queue_depth: i64::try_from(state.store.live.queue_depth()).unwrap_or(i64::MAX),
         ..Default::default()
     };
-    match state
-        .store
-        .index
-        .list(&psmgate_storage::index::ListFilter::default())
-    {
-        Ok(rows) => {
-            let mut by = std::collections::BTreeMap::<String, i64>::new();
-            for r in &rows {
-                *by.entry(r.integrity.status.as_str().to_owned())
-                    .or_default() += 1;
-                snap.storage_bytes += i64::try_from(r.bytes).unwrap_or(i64::MAX);
-            }
-            snap.recordings = by.into_iter().collect();
+    match state.store.index.stats() {
+        Ok(stats) => {
+            snap.storage_bytes = i64::try_from(stats.bytes).unwrap_or(i64::MAX);
+            snap.recordings = stats
+                .by_integrity
+                .into_iter()
+                .map(|(status, n)| (status, i64::try_from(n).unwrap_or(i64::MAX)))
+                .collect();
         }
         Err(e) => tracing::error!(error = %e, "metrics: reading the index failed"),
     }
