@@ -313,6 +313,17 @@ pub enum Protocol {
     Web,
 }
 
+impl Protocol {
+    /// The name the configuration and the recordings use (`vnc`, `rdp`, `web`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Vnc => "vnc",
+            Protocol::Rdp => "rdp",
+            Protocol::Web => "web",
+        }
+    }
+}
+
 /// Where a target is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetAddress {

@@ -454,3 +454,14 @@ fn vnc_tls_setting() {
     let e = one_error("[gateway]\nvnc_tls = true\n");
     assert!(e.contains("gateway.vnc_tls"), "{e}");
 }
+
+#[test]
+fn protocol_names_are_the_configuration_names() {
+    use psmgate_policy::Protocol;
+    for p in [Protocol::Vnc, Protocol::Rdp, Protocol::Web] {
+        assert_eq!(
+            toml::Value::try_from(p).unwrap(),
+            toml::Value::from(p.as_str())
+        );
+    }
+}

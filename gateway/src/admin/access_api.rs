@@ -79,7 +79,7 @@ fn credential_json(state: &AdminState, g: &Grant) -> Value {
     let protocol = config
         .targets
         .get(&g.target)
-        .map(|t| format!("{:?}", t.protocol).to_lowercase())
+        .map(|t| t.protocol.as_str().to_owned())
         .unwrap_or_default();
     let how = match protocol.as_str() {
         "vnc" => "type the token as the VNC password at the gateway's VNC port".to_owned(),

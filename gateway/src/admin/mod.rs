@@ -489,7 +489,7 @@ fn targets(state: &AdminState, who: &Principal) -> Resp {
             (!perms.is_empty()).then(|| {
                 serde_json::json!({
                     "name": name,
-                    "protocol": format!("{:?}", t.protocol).to_lowercase(),
+                    "protocol": t.protocol.as_str(),
                     "permissions": perms,
                 })
             })
