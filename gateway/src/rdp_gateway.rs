@@ -30,7 +30,7 @@ use crate::access::{AccessError, TokenAuthenticator};
 use crate::rdp::cliprdr::ClipboardFilter;
 use crate::rdp::drdynvc::DynamicChannelFilter;
 use crate::rdp::pdu_rewrite::TargetCredentials;
-use crate::recording::{Recorder, SessionInfo};
+use crate::recording::SessionInfo;
 use crate::store::Store;
 use anyhow::{anyhow, bail, Context, Result};
 use handshake::{ClientLegError, TargetAccount};
@@ -294,7 +294,7 @@ async fn connect_target(
 }
 
 async fn run_session(
-    rec: &Arc<Recorder>,
+    rec: &crate::supervisor::SessionRecording,
     client: tokio_rustls::server::TlsStream<TcpStream>,
     client_rest: Vec<u8>,
     onward: Onward<'_>,
@@ -322,7 +322,7 @@ async fn run_session(
     });
     let (bye, bye_rx) = tokio::sync::oneshot::channel();
     let mut relay = tokio::spawn(relay::relay(
-        rec.clone(),
+        rec.recorder().clone(),
         tracker,
         client,
         client_rest,

@@ -20,7 +20,7 @@ use psmgate_storage::index::Index;
 use psmgate_storage::manifest::RecordingState;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -128,13 +128,63 @@ fn audits_start_and_end(info: &SessionInfo) -> bool {
     info.protocol != "web"
 }
 
+/// A session's recording together with where it is stored and whose session it is: what
+/// [`seal`] needs to make its transcript searchable and to audit the session's end, and what
+/// [`record_stop`] needs to audit a policy limit. Cloning shares the same recording.
+///
+/// It dereferences to the session's [`Recorder`] (through its `Arc`), so a protocol gateway
+/// hands it wherever a recorder is expected.
+#[derive(Clone)]
+pub struct SessionRecording {
+    rec: Arc<Recorder>,
+    store: Option<Arc<StoreParts>>,
+}
+
+/// The parts of the [`Store`] a sealed recording goes into.
+struct StoreParts {
+    backend: Arc<dyn Backend>,
+    index: Arc<dyn Index>,
+    audit: Arc<SharedAuditLog>,
+    info: SessionInfo,
+}
+
+impl SessionRecording {
+    /// A recording that is sealed without being made searchable or audited (one not opened by
+    /// [`start_recording`], as in tests).
+    pub fn detached(rec: Arc<Recorder>) -> Self {
+        Self { rec, store: None }
+    }
+
+    /// The session's recorder.
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.rec
+    }
+}
+
+impl std::ops::Deref for SessionRecording {
+    type Target = Arc<Recorder>;
+
+    fn deref(&self) -> &Arc<Recorder> {
+        &self.rec
+    }
+}
+
+impl std::fmt::Debug for SessionRecording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecording")
+            .field("session", &self.rec.session_id())
+            .field("stored", &self.store.is_some())
+            .finish()
+    }
+}
+
 /// Opens a session's recording (manifest and index row exist when this returns) and, for VNC
 /// and RDP, audits the session's start.
 pub async fn start_recording(
     store: &Store,
     info: SessionInfo,
     settings: RecordingSettings,
-) -> Result<Arc<Recorder>> {
+) -> Result<SessionRecording> {
     let (backend, key, index) = (
         store.backend.clone(),
         store.key.clone(),
@@ -160,58 +210,15 @@ pub async fn start_recording(
             ),
         );
     }
-    remember_for_search(store, &rec, opened);
-    Ok(rec)
-}
-
-/// Where a recording opened by [`start_recording`] is stored and whose session it is, so that
-/// [`seal`] can make its transcript searchable and [`seal`] and [`record_stop`] can audit (a
-/// recorder does not hand out its store).
-struct SearchTarget {
-    rec: Weak<Recorder>,
-    backend: Arc<dyn Backend>,
-    index: Arc<dyn Index>,
-    audit: Arc<SharedAuditLog>,
-    info: SessionInfo,
-}
-
-/// The recordings opened by [`start_recording`] and not sealed through [`seal`] yet.
-static SEARCH_TARGETS: Mutex<Vec<SearchTarget>> = Mutex::new(Vec::new());
-
-fn search_targets() -> std::sync::MutexGuard<'static, Vec<SearchTarget>> {
-    // The list stays consistent whatever a panicking holder did (each change is one push or
-    // one removal).
-    SEARCH_TARGETS.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn remember_for_search(store: &Store, rec: &Arc<Recorder>, info: SessionInfo) {
-    let mut targets = search_targets();
-    // Recordings dropped without `seal` (sealed by the recorder itself) leave nothing behind.
-    targets.retain(|t| t.rec.strong_count() > 0);
-    targets.push(SearchTarget {
-        rec: Arc::downgrade(rec),
-        backend: store.backend.clone(),
-        index: store.index.clone(),
-        audit: store.audit.clone(),
-        info,
-    });
-}
-
-fn take_search_target(rec: &Arc<Recorder>) -> Option<SearchTarget> {
-    let mut targets = search_targets();
-    let at = targets
-        .iter()
-        .position(|t| std::ptr::eq(t.rec.as_ptr(), Arc::as_ptr(rec)))?;
-    Some(targets.swap_remove(at))
-}
-
-/// The audit log and session of a recording opened by [`start_recording`] and not sealed yet.
-fn session_of(rec: &Recorder) -> Option<(Arc<SharedAuditLog>, SessionInfo)> {
-    let targets = search_targets();
-    let t = targets
-        .iter()
-        .find(|t| std::ptr::eq(t.rec.as_ptr(), rec as *const Recorder))?;
-    Some((t.audit.clone(), t.info.clone()))
+    Ok(SessionRecording {
+        rec,
+        store: Some(Arc::new(StoreParts {
+            backend: store.backend.clone(),
+            index: store.index.clone(),
+            audit: store.audit.clone(),
+            info: opened,
+        })),
+    })
 }
 
 /// Stores the searchable text of the sealed recording `id` in `dir` (on the blocking pool). A
@@ -288,7 +295,7 @@ async fn limit_reached(rec: &Recorder, limits: &SessionLimits) -> StopRequest {
 
 /// Records that `request` ended the session: a `policy` event naming who and why, and, when a
 /// policy limit ended it (actor `policy`), a [`ACTION_POLICY_ENFORCED`] audit entry.
-pub fn record_stop(rec: &Recorder, request: &StopRequest) {
+pub fn record_stop(rec: &SessionRecording, request: &StopRequest) {
     crate::metrics::enforced(&request.rule);
     let event = EventKind::Policy {
         rule: request.rule.clone(),
@@ -299,11 +306,11 @@ pub fn record_stop(rec: &Recorder, request: &StopRequest) {
         tracing::warn!(error = %e, "could not record the termination event");
     }
     if request.actor == "policy" {
-        if let Some((audit, info)) = session_of(rec) {
+        if let Some(StoreParts { audit, info, .. }) = rec.store.as_deref() {
             audit_session(
-                &audit,
+                audit,
                 rec,
-                &info,
+                info,
                 ACTION_POLICY_ENFORCED,
                 "policy",
                 &format!(
@@ -319,7 +326,7 @@ pub fn record_stop(rec: &Recorder, request: &StopRequest) {
 /// `failed` when the recording itself failed. A recording opened by [`start_recording`] is then
 /// made searchable: its transcript's text goes into the index (a failure to do so is logged and
 /// never fails the seal), and the end of a VNC or RDP session is audited.
-pub async fn seal(rec: &Arc<Recorder>, outcome: &Result<String>) {
+pub async fn seal(rec: &SessionRecording, outcome: &Result<String>) {
     let (state, reason) = match outcome {
         Ok(reason) => (RecordingState::Completed, reason.clone()),
         Err(e) => {
@@ -334,9 +341,9 @@ pub async fn seal(rec: &Arc<Recorder>, outcome: &Result<String>) {
             )
         }
     };
-    let rec2 = rec.clone();
+    let rec2 = rec.recorder().clone();
     let reason2 = reason.clone();
-    let search = take_search_target(rec);
+    let search = rec.store.as_deref();
     let sealed = match tokio::task::spawn_blocking(move || rec2.finish(state, &reason2)).await {
         Ok(Ok(m)) => {
             tracing::info!(session = %m.session_id, reason = %reason, "session ended; recording sealed");
@@ -389,7 +396,7 @@ pub struct Ending {
 /// stopped from outside (`live`: an operator's terminate, recorded as a `policy` event), or the
 /// gateway shuts down — whichever comes first.
 pub async fn until_end(
-    rec: &Recorder,
+    rec: &SessionRecording,
     relay: impl Future<Output = String>,
     live: &mut LiveHandle,
     shutdown: &mut watch::Receiver<bool>,
@@ -554,6 +561,5 @@ mod tests {
         assert_eq!(found(&store, "cluster"), [rec.session_id()]);
         assert!(found(&store, "hunter2").is_empty());
         assert!(store.index.without_text().unwrap().is_empty());
-        assert!(take_search_target(&rec).is_none(), "forgotten once sealed");
     }
 }

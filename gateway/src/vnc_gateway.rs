@@ -430,7 +430,7 @@ struct Onward<'a> {
 }
 
 async fn run_session<V: ViewerIo>(
-    rec: &Arc<Recorder>,
+    rec: &crate::supervisor::SessionRecording,
     viewer_hs: &mut ServerHandshake,
     mut viewer: V,
     onward: Onward<'_>,
@@ -489,7 +489,7 @@ async fn run_session<V: ViewerIo>(
     let (fmt_tx, fmt_rx) = tokio::sync::mpsc::unbounded_channel::<PixelFormat>();
     let (drain_tx, drain_rx) = watch::channel(false);
     let down = tokio::spawn(target_to_viewer(
-        rec.clone(),
+        rec.recorder().clone(),
         Downstream {
             target: target_r,
             viewer: viewer_w,
@@ -502,7 +502,7 @@ async fn run_session<V: ViewerIo>(
         drain_rx,
     ));
     let up = tokio::spawn(viewer_to_target(
-        rec.clone(),
+        rec.recorder().clone(),
         viewer_r,
         target_w,
         guard,

@@ -76,15 +76,23 @@ describe('export opened from disk', () => {
   });
 
   test('seek lands at the requested time and shows a different frame', async () => {
-    const changes = await page.evaluate(() => window.PSM.state.changes);
-    const t1 = changes[0] + 0.1;
-    const t2 = changes[changes.length - 1] + 0.05;
+    // Times well inside a frame, never at a frame's edge: the middle of the first frame that
+    // lasts ≥ 0.2 s after the recording's first frame (which shows the screen before the
+    // protocol's first update: black), and the middle of the last such frame.
+    const { changes, duration } = await page.evaluate(() => window.PSM.state);
+    const frames = changes.map((c, i) => [c, i + 1 < changes.length ? changes[i + 1] : duration])
+      .filter(([a, b], i) => i > 0 && b - a >= 0.2);
+    assert.ok(frames.length >= 2, `the recording has frames to seek to: ${JSON.stringify(changes)}`);
+    const mid = ([a, b]) => Math.round(((a + b) / 2) * 1000) / 1000;
+    const t1 = mid(frames[0]);
+    const t2 = mid(frames[frames.length - 1]);
     assert.ok(t2 - t1 > 2, 'the recording has screen changes far apart');
     const a = await frameAt(page, t1);
     const b = await frameAt(page, t2);
     assert.ok(Math.abs(a.t - t1) < 0.05, `landed at ${a.t}, wanted ${t1}`);
     assert.ok(Math.abs(b.t - t2) < 0.05, `landed at ${b.t}, wanted ${t2}`);
-    assert.ok(a.sum > 0 && b.sum > 0, 'frames are not black');
+    assert.ok(a.sum > 0, `the frame at ${t1.toFixed(2)} s is not black: ${JSON.stringify(a.info)}`);
+    assert.ok(b.sum > 0, `the frame at ${t2.toFixed(2)} s is not black: ${JSON.stringify(b.info)}`);
     const diff = a.grid.filter((x, i) => x !== b.grid[i]).length;
     assert.ok(diff > 4, `frames at ${t1.toFixed(2)} s and ${t2.toFixed(2)} s differ (${diff}/64 cells)`);
     const again = await frameAt(page, t1);

@@ -20,7 +20,8 @@ use super::WebGateway;
 use crate::access::AccessError;
 use crate::live::{LiveHandle, SessionLimits, StopRequest};
 use crate::rdp_gateway::login::Login;
-use crate::recording::{Recorder, SessionInfo};
+use crate::recording::SessionInfo;
+use crate::supervisor::SessionRecording;
 use anyhow::{bail, Result};
 use base64::Engine as _;
 use psmgate_codecs::transcript::EventKind;
@@ -97,9 +98,10 @@ pub struct WebSession {
     /// Web target.
     pub target: String,
     /// Its recording.
-    pub rec: Arc<Recorder>,
-    /// When the grant stops working (the session ends then).
-    pub expires_at: OffsetDateTime,
+    pub rec: SessionRecording,
+    /// When the session ends with its grant: the grant's expiry, unless the rule that lets its
+    /// user at its target says sessions outlive their grant (`end_at_grant_expiry = false`).
+    pub expires_at: Option<OffsetDateTime>,
     last_seen: Mutex<Instant>,
     /// The session's tracing span.
     pub span: tracing::Span,
@@ -446,7 +448,7 @@ impl Sessions {
             if s.user == creds.login.user
                 && s.target.eq_ignore_ascii_case(&creds.login.target)
                 && (s.terminated().is_some()
-                    || (OffsetDateTime::now_utc() < s.expires_at
+                    || (s.expires_at.is_none_or(|e| OffsetDateTime::now_utc() < e)
                         && s.rec.failure().borrow().is_none()))
             {
                 s.touch();
@@ -529,6 +531,10 @@ impl Sessions {
             .map_err(Refusal::Failed)?;
         let limits = SessionLimits::for_grant(config, &grant);
         let deadline = limits.deadline.clone();
+        let outlives_grant = config
+            .access_policy(&user, &target, now)
+            .is_some_and(|p| !p.end_at_grant_expiry);
+        let expires_at = (!outlives_grant).then_some(grant.expires_at);
         let live = crate::supervisor::go_live(&gw.store, &rec, &info, limits);
         let stop = live.stop_signal();
         let span = tracing::info_span!("web_session", session = %rec.session_id(), user = %user, target = %target);
@@ -537,13 +543,15 @@ impl Sessions {
         let render_options = RenderOptions::new(&config.web, max_fps);
         let (renderer, spool) = match config.web.video {
             WebVideo::Off => (None, None),
-            WebVideo::Live => match Renderer::start(rec.clone(), render_options.clone()).await {
-                Ok(r) => (Some(r), None),
-                Err(e) => {
-                    span.in_scope(|| super::render::unavailable(&e));
-                    (None, None)
+            WebVideo::Live => {
+                match Renderer::start(rec.recorder().clone(), render_options.clone()).await {
+                    Ok(r) => (Some(r), None),
+                    Err(e) => {
+                        span.in_scope(|| super::render::unavailable(&e));
+                        (None, None)
+                    }
                 }
-            },
+            }
             // Checked now: without Chromium nothing is kept for a video that cannot be made.
             WebVideo::After => match super::render::available(config.web.chromium.as_deref()) {
                 Ok(_) => (None, Some(Spool::new(MAX_SPOOL_BYTES))),
@@ -566,7 +574,7 @@ impl Sessions {
             user,
             target,
             rec,
-            expires_at: grant.expires_at,
+            expires_at,
             last_seen: Mutex::new(Instant::now()),
             span,
             recorders: Mutex::new(RecorderWatch::default()),
@@ -602,7 +610,7 @@ impl Sessions {
                     Some("gateway shutting down".to_string())
                 } else if let Some(f) = s.rec.failure().borrow().clone() {
                     Some(format!("recording failed: {f}"))
-                } else if now >= s.expires_at {
+                } else if s.expires_at.is_some_and(|e| now >= e) {
                     Some("access grant expired".to_string())
                 } else if s.idle() >= idle {
                     Some(format!("idle for {} s", s.idle().as_secs()))

@@ -93,6 +93,13 @@ export async function frameAt(page, t) {
         grid.push(Math.round((px[i] * 0.3 + px[i + 1] * 0.59 + px[i + 2] * 0.11) / 16));
       }
     }
-    return { t: v.currentTime, sum, grid };
+    const buffered = [];
+    for (let i = 0; i < v.buffered.length; i++) buffered.push([v.buffered.start(i), v.buffered.end(i)]);
+    const q = v.getVideoPlaybackQuality();
+    return {
+      t: v.currentTime, sum, grid,
+      // what the element reported, for a failing assertion's message
+      info: { readyState: v.readyState, buffered, decoded: q.totalVideoFrames, dropped: q.droppedVideoFrames, error: v.error && v.error.message },
+    };
   }, t);
 }

@@ -17,6 +17,7 @@
 use super::spool::Spool;
 use super::{unavailable, RenderOptions, Renderer};
 use crate::recording::Recorder;
+use crate::supervisor::SessionRecording;
 use psmgate_codecs::transcript::EventKind;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,7 +39,7 @@ const MAX_WORKERS: u32 = 16;
 /// One ended web session whose video is to be rendered.
 pub struct AfterJob {
     /// Its recording, open until the job seals it.
-    pub rec: Arc<Recorder>,
+    pub rec: SessionRecording,
     /// The batches the session kept for its video.
     pub spool: Spool,
     /// When the session ended (transcript ms, `Recorder::mark_ended`).
@@ -210,7 +211,14 @@ async fn run(
         return;
     };
     let started = std::time::Instant::now();
-    let mut r = match Renderer::replay(rec.clone(), spool.into_batches(), end_ms, options).await {
+    let mut r = match Renderer::replay(
+        rec.recorder().clone(),
+        spool.into_batches(),
+        end_ms,
+        options,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             unavailable(&e);
@@ -296,7 +304,7 @@ mod tests {
                 .collect(),
         );
         AfterJob {
-            rec: rec.clone(),
+            rec: SessionRecording::detached(rec.clone()),
             spool,
             end_ms: rec.mark_ended(),
             options: opts.clone(),
