@@ -13,6 +13,10 @@
 //! - a stop request is never lost: it is kept in a `watch` cell, so a session that starts
 //!   waiting after the request still sees it; the first request wins, later ones are ignored.
 
+mod lock;
+
+pub use lock::{LockError, LockRequest, LOCK_RULE};
+
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -157,6 +161,8 @@ pub enum StopError {
 struct Entry {
     info: LiveSession,
     stop: watch::Sender<Option<StopRequest>>,
+    /// The operator's lock on the session's input, while one holds.
+    lock: watch::Sender<Option<LockRequest>>,
     /// The session's recorder, for thumbnails (weak: the registry never keeps a session's
     /// recording alive).
     recorder: std::sync::Weak<crate::recording::Recorder>,
@@ -196,12 +202,14 @@ impl LiveSessions {
         recorder: std::sync::Weak<crate::recording::Recorder>,
     ) -> LiveHandle {
         let (tx, rx) = watch::channel(None);
+        let (lock_tx, lock_rx) = watch::channel(None);
         let id = info.session_id.clone();
         self.lock().insert(
             id.clone(),
             Entry {
                 info,
                 stop: tx,
+                lock: lock_tx,
                 recorder,
             },
         );
@@ -209,6 +217,7 @@ impl LiveSessions {
             registry: self.clone(),
             id,
             stop: rx,
+            locked: lock_rx,
             limits,
         }
     }
@@ -256,6 +265,56 @@ impl LiveSessions {
         Ok(e.info.clone())
     }
 
+    /// The lock on session `id`'s input, if one holds.
+    pub fn locked(&self, id: &str) -> Option<LockRequest> {
+        self.lock().get(id)?.lock.borrow().clone()
+    }
+
+    /// Locks session `id`'s input (see [`LockRequest`] for what each protocol does): the
+    /// transcript gets a `policy` event naming who and why. A session being ended cannot be
+    /// locked.
+    pub fn lock_input(&self, id: &str, request: LockRequest) -> Result<LiveSession, LockError> {
+        let (info, rec) = {
+            let entries = self.lock();
+            let e = entries
+                .get(id)
+                .ok_or_else(|| LockError::NotFound(id.to_owned()))?;
+            if e.stop.borrow().is_some() {
+                return Err(LockError::Ending(id.to_owned()));
+            }
+            if e.lock.borrow().is_some() {
+                return Err(LockError::AlreadyLocked(id.to_owned()));
+            }
+            let detail = request.describe();
+            e.lock.send_replace(Some(request));
+            (e.info.clone(), e.recorder.upgrade().map(|r| (r, detail)))
+        };
+        if let Some((rec, detail)) = rec {
+            lock_event(&rec, "locked", detail);
+        }
+        Ok(info)
+    }
+
+    /// Lifts the lock on session `id`'s input; the transcript gets a `policy` event naming
+    /// `actor`. Returns the session and the lock that held.
+    pub fn resume(&self, id: &str, actor: &str) -> Result<(LiveSession, LockRequest), LockError> {
+        let (info, held, rec) = {
+            let entries = self.lock();
+            let e = entries
+                .get(id)
+                .ok_or_else(|| LockError::NotFound(id.to_owned()))?;
+            let held = e
+                .lock
+                .send_replace(None)
+                .ok_or_else(|| LockError::NotLocked(id.to_owned()))?;
+            (e.info.clone(), held, e.recorder.upgrade())
+        };
+        if let Some(rec) = rec {
+            lock_event(&rec, "resumed", format!("resumed by {actor}"));
+        }
+        Ok((info, held))
+    }
+
     /// Number of running sessions.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -267,11 +326,25 @@ impl LiveSessions {
     }
 }
 
+/// Records a lock change in the session's transcript (a failure to do so is logged: the
+/// recorder has failed, which ends the session anyway).
+fn lock_event(rec: &crate::recording::Recorder, action: &str, detail: String) {
+    let event = psmgate_codecs::transcript::EventKind::Policy {
+        rule: LOCK_RULE.into(),
+        action: action.into(),
+        detail: Some(detail),
+    };
+    if let Err(e) = rec.event(event) {
+        tracing::warn!(error = %e, "could not record the lock change");
+    }
+}
+
 /// A session's place in the registry; dropping it takes the session off the list.
 pub struct LiveHandle {
     registry: Arc<LiveSessions>,
     id: String,
     stop: watch::Receiver<Option<StopRequest>>,
+    locked: watch::Receiver<Option<LockRequest>>,
     limits: SessionLimits,
 }
 
@@ -309,6 +382,13 @@ impl LiveHandle {
     /// The stop request, if one was made.
     pub fn stop_request(&self) -> Option<StopRequest> {
         self.stop.borrow().clone()
+    }
+
+    /// A receiver of the session's lock (`Some` while an operator holds the user's input
+    /// back), for the tasks that forward the user's input; it sees the channel closed once this
+    /// handle is dropped.
+    pub fn lock_signal(&self) -> watch::Receiver<Option<LockRequest>> {
+        self.locked.clone()
     }
 }
 

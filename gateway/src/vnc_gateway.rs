@@ -27,6 +27,9 @@
 //!    recording is then sealed and indexed, with a reason naming the side that ended it.
 
 pub mod clipboard;
+pub mod input_gate;
+
+use input_gate::{InputGate, Verdict};
 
 use crate::access::{TokenAuthenticator, VncAuthAttempt, VIEWER_FAILURE_REASON};
 use crate::recording::{Recorder, SessionInfo};
@@ -508,6 +511,7 @@ async fn run_session<V: ViewerIo>(
         guard,
         viewer_rest,
         fmt_tx,
+        live.lock_signal(),
     ));
     let (mut down, mut up) = (down, up);
     let relay_end = |r: Result<Result<String>, tokio::task::JoinError>| match r {
@@ -738,6 +742,36 @@ async fn target_to_viewer_gated<W: AsyncWrite + Unpin>(
     }
 }
 
+/// Records the button changes from mask `before` to `after` at (`x`, `y`): presses and
+/// releases of buttons 1–3, wheel steps for buttons 4–7 pressed.
+fn record_buttons(rec: &Recorder, before: u8, after: u8, x: u32, y: u32) -> Result<()> {
+    for b in 0..8u8 {
+        let bit = 1u8 << b;
+        if (after ^ before) & bit == 0 {
+            continue;
+        }
+        let down = after & bit != 0;
+        match b {
+            3 | 4 if down => rec.input(Input::Wheel {
+                dx: 0,
+                dy: if b == 3 { -1 } else { 1 },
+            })?,
+            5 | 6 if down => rec.input(Input::Wheel {
+                dx: if b == 5 { -1 } else { 1 },
+                dy: 0,
+            })?,
+            0..=2 => rec.input(Input::Button {
+                button: b + 1,
+                down,
+                x,
+                y,
+            })?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Viewer → target: parse every message, record input, rewrite what must be rewritten.
 async fn viewer_to_target<R: AsyncRead + Unpin>(
     rec: Arc<Recorder>,
@@ -746,7 +780,9 @@ async fn viewer_to_target<R: AsyncRead + Unpin>(
     guard: ClipboardGuard,
     first: Vec<u8>,
     formats: tokio::sync::mpsc::UnboundedSender<PixelFormat>,
+    lock: tokio::sync::watch::Receiver<Option<crate::live::LockRequest>>,
 ) -> Result<String> {
+    let mut gate = InputGate::new();
     let mut stream = ClientStream::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut raw: Vec<u8> = Vec::new();
@@ -755,6 +791,7 @@ async fn viewer_to_target<R: AsyncRead + Unpin>(
     let mut data = first;
     loop {
         if !data.is_empty() {
+            gate.set_locked(lock.borrow().is_some());
             stream.feed(&data);
             raw.extend_from_slice(&data);
             let mut out = Vec::with_capacity(raw.len());
@@ -785,6 +822,9 @@ async fn viewer_to_target<R: AsyncRead + Unpin>(
                     | ClientEvent::QemuKey {
                         keysym: ks, down, ..
                     } => {
+                        if gate.key(*ks, *down) == Verdict::Drop {
+                            continue;
+                        }
                         let (key, ch) = keysym::describe(*ks);
                         rec.input(Input::Key {
                             key,
@@ -793,35 +833,30 @@ async fn viewer_to_target<R: AsyncRead + Unpin>(
                         })?;
                     }
                     ClientEvent::Pointer { mask, x, y } => {
-                        let (x, y) = (u32::from(*x), u32::from(*y));
-                        for b in 0..8u8 {
-                            let bit = 1u8 << b;
-                            if (mask ^ buttons) & bit == 0 {
-                                continue;
-                            }
-                            let down = mask & bit != 0;
-                            match b {
-                                3 | 4 if down => rec.input(Input::Wheel {
-                                    dx: 0,
-                                    dy: if b == 3 { -1 } else { 1 },
-                                })?,
-                                5 | 6 if down => rec.input(Input::Wheel {
-                                    dx: if b == 5 { -1 } else { 1 },
-                                    dy: 0,
-                                })?,
-                                0..=2 => rec.input(Input::Button {
-                                    button: b + 1,
-                                    down,
-                                    x,
-                                    y,
-                                })?,
-                                _ => {}
-                            }
+                        let sent = match gate.pointer(*mask) {
+                            Verdict::Pass => *mask,
+                            Verdict::Drop => continue,
+                            Verdict::Pointer(released) => released,
+                        };
+                        let (px, py) = (u32::from(*x), u32::from(*y));
+                        record_buttons(&rec, buttons, sent, px, py)?;
+                        buttons = sent;
+                        rec.input(Input::Pointer { x: px, y: py })?;
+                        if sent != *mask {
+                            // Locked: only the releases of what the target holds go on.
+                            let released = ClientEvent::Pointer {
+                                mask: sent,
+                                x: *x,
+                                y: *y,
+                            };
+                            out.extend_from_slice(&released.to_bytes());
+                            continue;
                         }
-                        buttons = *mask;
-                        rec.input(Input::Pointer { x, y })?;
                     }
                     ClientEvent::CutText(t) => {
+                        if gate.cut_text() == Verdict::Drop {
+                            continue;
+                        }
                         let transfer = guard.transfer(ClipboardDirection::ToTarget, t);
                         for e in transfer.events {
                             rec.event(e)?;

@@ -1,4 +1,4 @@
-// psmgate web UI: sign-in, live sessions (watch, terminate), just-in-time access (request,
+// psmgate web UI: sign-in, live sessions (watch, lock, resume, terminate), just-in-time access (request,
 // approve, deny), recordings and the audit log. Plain browser JavaScript over the admin API;
 // the sign-in session is an HttpOnly cookie, so this script never holds a credential except the
 // access token shown once to its requester.
@@ -117,7 +117,16 @@ async function loadLive() {
       actions.appendChild(watch);
       if (s.can_terminate) {
         actions.append(' ');
+        if (s.locked) actions.appendChild(button('Resume', 'resume', () => resume(s)));
+        else actions.appendChild(button('Lock', 'lock', () => lockSession(s)));
+        actions.append(' ');
         actions.appendChild(button('Terminate', 'danger terminate', () => terminate(s)));
+      }
+      if (s.locked) {
+        const note = document.createElement('span');
+        note.className = 'locked';
+        note.textContent = ` locked by ${s.locked.actor}: ${s.locked.reason}`;
+        actions.appendChild(note);
       }
       cell(tr, actions);
       body.appendChild(tr);
@@ -137,6 +146,28 @@ async function terminate(s) {
     loadLive();
   } catch (e) {
     flash(`Terminate: ${e.message}`, true);
+  }
+}
+
+async function lockSession(s) {
+  const reason = window.prompt(`Lock ${s.user}'s session on ${s.target}? Their input stops reaching the target until you resume it. Reason:`);
+  if (!reason) return;
+  try {
+    await api('POST', `/api/sessions/live/${encodeURIComponent(s.session_id)}/lock`, { reason });
+    flash(`Session of ${s.user} on ${s.target} locked.`);
+    loadLive();
+  } catch (e) {
+    flash(`Lock: ${e.message}`, true);
+  }
+}
+
+async function resume(s) {
+  try {
+    await api('POST', `/api/sessions/live/${encodeURIComponent(s.session_id)}/resume`, {});
+    flash(`Session of ${s.user} on ${s.target} resumed.`);
+    loadLive();
+  } catch (e) {
+    flash(`Resume: ${e.message}`, true);
   }
 }
 
@@ -256,7 +287,7 @@ async function loadRecordings() {
 
 async function loadAudit() {
   try {
-    const { entries, integrity } = await api('GET', '/api/audit?limit=500');
+    const { entries, integrity } = await api('GET', '/api/audit?tail=500');
     $('audit-integrity').textContent = integrity.ok
       ? `Chain verified: ${integrity.entries} entries${integrity.unsigned ? `, ${integrity.unsigned} unsigned` : ''}.`
       : `Chain check FAILED: ${integrity.error}`;

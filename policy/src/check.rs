@@ -34,6 +34,7 @@ pub(crate) fn check(c: &Config, out: &mut Issues) {
     web_rules(c, out);
     if let Some(o) = &c.oidc {
         oidc(o, out);
+        crate::oidc::check_group_roles(c, o, out);
     }
     siem(&c.siem, out);
     for (path, secret) in secret_refs(c) {
@@ -709,7 +710,7 @@ fn web(w: &WebConfig, out: &mut Issues) {
     }
 }
 
-/// Longest `oidc.client_id` and `oidc.user_claim`, in bytes.
+/// Longest `oidc.client_id`, `oidc.user_claim` and `oidc.groups_claim`, in bytes.
 const MAX_OIDC_NAME: usize = 255;
 
 /// `[oidc]`: URLs the browser and the gateway can use safely, the callback path, `openid` among
@@ -754,7 +755,11 @@ fn oidc(o: &OidcConfig, out: &mut Issues) {
             "names how the client secret is sent, but there is no client_secret",
         );
     }
-    for (key, value) in [("client_id", &o.client_id), ("user_claim", &o.user_claim)] {
+    let groups_claim = o.groups_claim.as_ref().map(|g| ("groups_claim", g));
+    for (key, value) in [("client_id", &o.client_id), ("user_claim", &o.user_claim)]
+        .into_iter()
+        .chain(groups_claim)
+    {
         let path = key_path("oidc", key);
         if value.trim().is_empty() {
             out.push(path, "must not be empty");

@@ -130,6 +130,8 @@ struct RawOidc {
     user_claim: Option<String>,
     extra_roots: Option<Vec<String>>,
     button_label: Option<String>,
+    groups_claim: Option<String>,
+    group_roles: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -968,6 +970,8 @@ impl Ctx<'_> {
             button_label: o
                 .button_label
                 .unwrap_or_else(|| crate::oidc::DEFAULT_OIDC_BUTTON_LABEL.to_owned()),
+            groups_claim: o.groups_claim,
+            group_roles: o.group_roles.unwrap_or_default(),
         }
     }
 

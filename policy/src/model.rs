@@ -755,8 +755,10 @@ impl WebRule {
 }
 
 /// `[oidc]`: sign-in to the web UI and admin API with an OpenID provider (authorization code
-/// flow with PKCE). Only users configured under `[users.<name>]` may sign in this way: the
-/// provider's [`OidcConfig::user_claim`] names the user, whose roles come from the policy.
+/// flow with PKCE). The provider's [`OidcConfig::user_claim`] names the user; a user configured
+/// under `[users.<name>]` has that user's roles, and the provider's groups
+/// ([`OidcConfig::groups_claim`]) add the roles [`OidcConfig::group_roles`] maps them to. Someone
+/// neither configured nor in a mapped group may not sign in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OidcConfig {
     /// The provider's issuer identifier (an `https://` URL; `http://` only on a loopback
@@ -789,6 +791,14 @@ pub struct OidcConfig {
     pub extra_roots_as_written: Vec<PathBuf>,
     /// The sign-in button reads "Sign in with <button_label>".
     pub button_label: String,
+    /// The claim (of the ID token, else of the userinfo answer) listing the user's groups at the
+    /// provider; `None`: groups are not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups_claim: Option<String>,
+    /// `[oidc.group_roles]`: provider group name → the role entries it grants (the syntax of
+    /// [`User::roles`]: `"reviewer"`, `"approver@prod"`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_roles: BTreeMap<String, Vec<String>>,
 }
 
 /// `oidc.token_endpoint_auth_method`: how the client secret is sent to the token endpoint (the

@@ -1,7 +1,16 @@
 //! What `[oidc]` values must look like: the issuer's and the gateway's URLs (HTTPS, or plain
 //! HTTP on a loopback address only) and OAuth scope tokens. The gateway checks the endpoints an
 //! issuer publishes with the same rules.
+//!
+//! Also the roles of an OpenID Connect sign-in: those of the user configured under
+//! `[users.<name>]`, if any, and those `[oidc.group_roles]` maps the provider's groups to
+//! ([`Config::session_roles`]).
 
+use crate::error::{index_path, key_path, Issues};
+use crate::model::OidcConfig;
+use crate::rbac::{is_builtin_role, split_role_entry};
+use crate::Config;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Default `oidc.scopes`.
@@ -16,6 +25,120 @@ pub const OIDC_CALLBACK_PATH: &str = "/api/oidc/callback";
 pub const MAX_OIDC_BUTTON_LABEL: usize = 64;
 /// Longest URL accepted, in bytes.
 pub const MAX_URL: usize = 2048;
+/// Most provider groups of one sign-in that count (the first ones of the claim).
+pub const MAX_OIDC_GROUPS: usize = 256;
+/// Longest provider group name that counts (and that `[oidc.group_roles]` accepts), in
+/// characters.
+pub const MAX_OIDC_GROUP_NAME: usize = 256;
+
+/// True when `name` can be a provider group that counts: 1..=[`MAX_OIDC_GROUP_NAME`]
+/// characters, not only spaces, without control characters.
+pub fn is_usable_group_name(name: &str) -> bool {
+    !name.trim().is_empty()
+        && name.chars().count() <= MAX_OIDC_GROUP_NAME
+        && !name.chars().any(char::is_control)
+}
+
+impl Config {
+    /// The role entries `[oidc.group_roles]` grants to someone in the provider groups `groups`:
+    /// each entry once, in the order of `groups` and of each group's list. Empty without
+    /// `[oidc]` or when no group is mapped.
+    pub fn group_role_entries(&self, groups: &[String]) -> Vec<String> {
+        let Some(o) = &self.oidc else {
+            return Vec::new();
+        };
+        let mut entries: Vec<String> = Vec::new();
+        for role in groups.iter().filter_map(|g| o.group_roles.get(g)).flatten() {
+            if !entries.contains(role) {
+                entries.push(role.clone());
+            }
+        }
+        entries
+    }
+
+    /// The role entries of a sign-in of `user` under this policy, or `None` when the sign-in
+    /// has no standing (and is refused, or its session ends).
+    ///
+    /// - `groups` is `None` (a password sign-in): the roles of `user` under `[users.<name>]`;
+    ///   `None` when the user is not configured.
+    /// - `groups` is `Some` (an OpenID Connect sign-in, with the provider's groups): the user's
+    ///   own roles when configured, then those [`Config::group_role_entries`] grants, each
+    ///   once; `None` when the user is not configured and no group grants a role.
+    pub fn session_roles(&self, user: &str, groups: Option<&[String]>) -> Option<Vec<String>> {
+        let own = self.users.get(user).map(|u| u.roles.clone());
+        let Some(groups) = groups else {
+            return own;
+        };
+        let from_groups = self.group_role_entries(groups);
+        match own {
+            Some(mut roles) => {
+                for r in from_groups {
+                    if !roles.contains(&r) {
+                        roles.push(r);
+                    }
+                }
+                Some(roles)
+            }
+            None => (!from_groups.is_empty()).then_some(from_groups),
+        }
+    }
+}
+
+/// `[oidc]` `groups_claim` and `[oidc.group_roles]`: a mapping needs the claim; each group name
+/// could come from a provider; each entry is a built-in or custom role (a label would grant a
+/// group nothing: `rules[].roles` look at configured users only), scoped, if at all, to a
+/// defined target group, and listed once.
+pub(crate) fn check_group_roles(c: &Config, o: &OidcConfig, out: &mut Issues) {
+    if !o.group_roles.is_empty() && o.groups_claim.is_none() {
+        out.push(
+            "oidc.group_roles",
+            "maps provider groups to roles, but no groups_claim says where the groups are: write groups_claim = \"groups\"",
+        );
+    }
+    for (group, entries) in &o.group_roles {
+        let path = key_path("oidc.group_roles", group);
+        if !is_usable_group_name(group) {
+            out.push(
+                path.clone(),
+                format!(
+                    "group name {group:?} must be 1..={MAX_OIDC_GROUP_NAME} characters without control characters, not only spaces"
+                ),
+            );
+        }
+        if entries.is_empty() {
+            out.push(
+                path.clone(),
+                "lists no role; give the group a role or leave it out",
+            );
+        }
+        let mut seen = BTreeMap::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let p = index_path(&path, i);
+            let (role, target_group) = split_role_entry(entry);
+            if !is_builtin_role(role) && !c.custom_roles.contains_key(role) {
+                out.push(
+                    p.clone(),
+                    format!(
+                        "{entry:?}: unknown role {role:?} (a group gets a built-in role or one defined under [roles.<name>])"
+                    ),
+                );
+            }
+            if let Some(g) = target_group {
+                if !c.target_groups.contains_key(g) {
+                    out.push(
+                        p.clone(),
+                        format!(
+                            "{entry:?}: unknown target group {g:?} (define it under [target_groups])"
+                        ),
+                    );
+                }
+            }
+            if let Some(first) = seen.insert(entry.as_str(), i) {
+                out.push(p, format!("{entry:?} is already listed at [{first}]"));
+            }
+        }
+    }
+}
 
 /// An absolute `http` or `https` URL, split into the parts the gateway looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]

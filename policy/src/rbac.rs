@@ -229,27 +229,33 @@ impl Config {
     /// Unknown users hold nothing. Role names that are neither built in nor custom grant
     /// nothing.
     pub fn permits(&self, user: &str, perm: Permission, target: Option<&str>) -> bool {
-        let Some(u) = self.users.get(user) else {
-            return false;
-        };
+        self.users
+            .get(user)
+            .is_some_and(|u| self.roles_permit(&u.roles, perm, target))
+    }
+
+    /// Whether the role entries `roles` (in the syntax of users' `roles`, such as the roles of
+    /// a sign-in resolved by [`Config::session_roles`]) grant `perm`, by the rules of
+    /// [`Config::permits`].
+    pub fn roles_permit(&self, roles: &[String], perm: Permission, target: Option<&str>) -> bool {
         if !perm.is_target_scoped() {
-            return u.roles.iter().any(|entry| match split_role_entry(entry) {
+            return roles.iter().any(|entry| match split_role_entry(entry) {
                 (role, None) => self.role_grants(role, perm),
                 (_, Some(_)) => false,
             });
         }
         match target {
-            Some(t) => self.targets.contains_key(t) && self.user_permits_on(u, perm, t),
+            Some(t) => self.targets.contains_key(t) && self.roles_permit_on(roles, perm, t),
             None => self
                 .targets
                 .keys()
-                .any(|t| self.user_permits_on(u, perm, t)),
+                .any(|t| self.roles_permit_on(roles, perm, t)),
         }
     }
 
-    /// A target-scoped `perm` of `u` on the existing target `target`.
-    fn user_permits_on(&self, u: &User, perm: Permission, target: &str) -> bool {
-        u.roles.iter().any(|entry| {
+    /// A target-scoped `perm` of the role entries `roles` on the existing target `target`.
+    fn roles_permit_on(&self, roles: &[String], perm: Permission, target: &str) -> bool {
+        roles.iter().any(|entry| {
             let (role, group) = split_role_entry(entry);
             group.is_none_or(|g| self.group_contains(g, target)) && self.role_grants(role, perm)
         })
@@ -259,11 +265,17 @@ impl Config {
     /// `t` for which [`Config::permits`]`(user, perm, Some(t))` holds (so every target for a
     /// global permission the user holds). Empty for unknown users.
     pub fn permitted_targets(&self, user: &str, perm: Permission) -> Vec<String> {
-        let Some(u) = self.users.get(user) else {
-            return Vec::new();
-        };
+        match self.users.get(user) {
+            Some(u) => self.roles_permitted_targets(&u.roles, perm),
+            None => Vec::new(),
+        }
+    }
+
+    /// The targets on which the role entries `roles` grant `perm`, by the rules of
+    /// [`Config::permitted_targets`].
+    pub fn roles_permitted_targets(&self, roles: &[String], perm: Permission) -> Vec<String> {
         if !perm.is_target_scoped() {
-            return if self.permits(user, perm, None) {
+            return if self.roles_permit(roles, perm, None) {
                 self.targets.keys().cloned().collect()
             } else {
                 Vec::new()
@@ -271,7 +283,7 @@ impl Config {
         }
         self.targets
             .keys()
-            .filter(|t| self.user_permits_on(u, perm, t))
+            .filter(|t| self.roles_permit_on(roles, perm, t))
             .cloned()
             .collect()
     }

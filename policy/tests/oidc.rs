@@ -250,3 +250,228 @@ fn the_token_endpoint_auth_method_needs_a_secret() {
     .unwrap_err();
     assert!(e.to_string().contains("client_secret_basic"), "{e}");
 }
+
+const TARGETS: &str = r#"
+[targets.db1]
+protocol = "rdp"
+address = "10.0.0.1:3389"
+
+[targets.web1]
+protocol = "vnc"
+address = "10.0.0.2:5900"
+
+[target_groups]
+databases = ["db1"]
+
+[roles.operator]
+permissions = ["watch_live", "terminate"]
+"#;
+
+/// A policy with targets, alice (user) and `[oidc]` with `extra` lines.
+fn with_groups(extra: &str) -> String {
+    format!("{TARGETS}{USERS}{MINIMAL}{extra}")
+}
+
+const GROUPS: &str = r#"groups_claim = "groups"
+
+[oidc.group_roles]
+psm-admins = ["admin"]
+dba = ["user@databases", "reviewer"]
+"CN=Ops,OU=Groups,DC=example,DC=com" = ["operator"]
+"#;
+
+#[test]
+fn group_roles_are_read_and_kept_in_the_canonical_form() {
+    let c = load(&with_groups(GROUPS));
+    let o = c.oidc.as_ref().unwrap();
+    assert_eq!(o.groups_claim.as_deref(), Some("groups"));
+    assert_eq!(o.group_roles.len(), 3);
+    assert_eq!(o.group_roles["dba"], ["user@databases", "reviewer"]);
+    assert_eq!(
+        o.group_roles["CN=Ops,OU=Groups,DC=example,DC=com"],
+        ["operator"]
+    );
+    let again = load(&c.canonical_toml());
+    assert_eq!(again.oidc, c.oidc, "{}", c.canonical_toml());
+    let without = load(&with_groups(""));
+    assert_eq!(without.oidc.as_ref().unwrap().groups_claim, None);
+    assert!(without.oidc.as_ref().unwrap().group_roles.is_empty());
+    assert!(!without.canonical_toml().contains("groups_claim"));
+    assert!(!without.canonical_toml().contains("group_roles"));
+    assert_ne!(c.policy_version(), without.policy_version());
+    // Only the claim: groups are read (and shown) but grant nothing.
+    let claim_only = load(&with_groups("groups_claim = \"roles\"\n"));
+    assert_eq!(
+        claim_only.oidc.unwrap().groups_claim.as_deref(),
+        Some("roles")
+    );
+}
+
+#[test]
+fn group_roles_need_the_claim() {
+    let d = diagnostics(&with_groups(
+        &GROUPS.replace("groups_claim = \"groups\"\n", ""),
+    ));
+    assert!(
+        has(
+            &d,
+            "oidc.group_roles: maps provider groups to roles, but no groups_claim"
+        ),
+        "{d:#?}"
+    );
+    assert_eq!(d.len(), 1, "{d:#?}");
+}
+
+#[test]
+fn every_group_roles_problem_names_its_key() {
+    let text = with_groups(
+        r#"groups_claim = ""
+
+[oidc.group_roles]
+dba = ["user@nowhere", "dbadmin", "reviewer", "reviewer"]
+empty = []
+labels = ["oncall"]
+"   " = ["admin"]
+"#,
+    );
+    let long = format!("\"{}\" = [\"admin\"]\n", "g".repeat(257));
+    let d = diagnostics(&format!("{text}{long}"));
+    for needle in [
+        "oidc.groups_claim: must not be empty",
+        "oidc.group_roles.dba[0]: \"user@nowhere\": unknown target group \"nowhere\"",
+        "oidc.group_roles.dba[1]: \"dbadmin\": unknown role \"dbadmin\"",
+        "oidc.group_roles.dba[3]: \"reviewer\" is already listed at [2]",
+        "oidc.group_roles.empty: lists no role",
+        "oidc.group_roles.labels[0]: \"oncall\": unknown role \"oncall\"",
+        "oidc.group_roles.\"   \": group name \"   \" must be 1..=256 characters",
+        "must be 1..=256 characters without control characters",
+    ] {
+        assert!(has(&d, needle), "{needle} not in {d:#?}");
+    }
+    assert!(
+        has(
+            &d,
+            &format!("oidc.group_roles.{}: group name", "g".repeat(257))
+        ),
+        "{d:#?}"
+    );
+    assert_eq!(d.len(), 8, "{d:#?}");
+    // A role a user holds as a label is still no role for a group: rules match users only.
+    let d = diagnostics(&format!(
+        "{}[users.bob]\nroles = [\"oncall\"]\n",
+        with_groups("groups_claim = \"groups\"\n[oidc.group_roles]\nops = [\"oncall\"]\n")
+    ));
+    assert!(
+        has(
+            &d,
+            "oidc.group_roles.ops[0]: \"oncall\": unknown role \"oncall\""
+        ),
+        "{d:#?}"
+    );
+    // Exactly 256 characters, any other characters than in role names: accepted.
+    let longest = format!("{}é", "g".repeat(255));
+    load(&with_groups(&format!(
+        "groups_claim = \"groups\"\n[oidc.group_roles]\n\"{longest}\" = [\"admin\"]\n\"/eng/sre team\" = [\"reviewer@databases\"]\n"
+    )));
+}
+
+#[test]
+fn changed_in_code_group_roles_are_checked_again() {
+    let mut c = load(&with_groups(GROUPS));
+    let o = c.oidc.as_mut().unwrap();
+    o.group_roles
+        .insert("new".into(), vec!["approver@missing".into()]);
+    o.groups_claim = None;
+    let d: Vec<String> = c
+        .validate()
+        .unwrap_err()
+        .diagnostics()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(has(&d, "oidc.group_roles: maps provider groups"), "{d:#?}");
+    assert!(
+        has(
+            &d,
+            "oidc.group_roles.new[0]: \"approver@missing\": unknown target group"
+        ),
+        "{d:#?}"
+    );
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn session_roles_combine_the_user_and_the_groups() {
+    let c = load(&with_groups(GROUPS));
+    // A password sign-in: the user's roles, nothing for someone not configured.
+    assert_eq!(c.session_roles("alice", None), Some(strings(&["user"])));
+    assert_eq!(c.session_roles("carol", None), None);
+    // OIDC: the user's roles, then the groups' (each once, unknown groups ignored).
+    assert_eq!(
+        c.session_roles(
+            "alice",
+            Some(&strings(&["dba", "nope", "psm-admins", "dba"]))
+        ),
+        Some(strings(&["user", "user@databases", "reviewer", "admin"]))
+    );
+    assert_eq!(
+        c.session_roles("alice", Some(&[])),
+        Some(strings(&["user"]))
+    );
+    // Not configured: only the groups' roles; none at all is no standing.
+    assert_eq!(
+        c.session_roles("carol", Some(&strings(&["dba"]))),
+        Some(strings(&["user@databases", "reviewer"]))
+    );
+    assert_eq!(c.session_roles("carol", Some(&strings(&["nope"]))), None);
+    assert_eq!(c.session_roles("carol", Some(&[])), None);
+    // Group names match exactly.
+    assert_eq!(c.session_roles("carol", Some(&strings(&["DBA"]))), None);
+    // Without [oidc], groups grant nothing.
+    let plain = load(&format!("{TARGETS}{USERS}"));
+    assert_eq!(plain.session_roles("carol", Some(&strings(&["dba"]))), None);
+    assert!(plain.group_role_entries(&strings(&["dba"])).is_empty());
+}
+
+#[test]
+fn roles_from_groups_grant_what_the_same_user_roles_grant() {
+    use psmgate_policy::rbac::Permission;
+    let c = load(&with_groups(GROUPS));
+    let carol = c.session_roles("carol", Some(&strings(&["dba"]))).unwrap();
+    // user@databases and reviewer: connect on db1 only, watch_live everywhere, no audit.
+    assert!(c.roles_permit(&carol, Permission::Connect, Some("db1")));
+    assert!(!c.roles_permit(&carol, Permission::Connect, Some("web1")));
+    assert!(c.roles_permit(&carol, Permission::WatchLive, Some("web1")));
+    assert!(!c.roles_permit(&carol, Permission::ViewAudit, None));
+    assert!(!c.roles_permit(&carol, Permission::Connect, Some("missing")));
+    assert_eq!(
+        c.roles_permitted_targets(&carol, Permission::Connect),
+        ["db1"]
+    );
+    let ops = c
+        .session_roles(
+            "dave",
+            Some(&strings(&["CN=Ops,OU=Groups,DC=example,DC=com"])),
+        )
+        .unwrap();
+    assert!(c.roles_permit(&ops, Permission::Terminate, Some("web1")));
+    assert!(!c.roles_permit(&ops, Permission::ViewRecordings, None));
+    // For a configured user's own roles the two ways agree on everything.
+    let alice = &c.users["alice"].roles;
+    for p in Permission::ALL {
+        for t in [None, Some("db1"), Some("web1"), Some("missing")] {
+            assert_eq!(
+                c.roles_permit(alice, p, t),
+                c.permits("alice", p, t),
+                "{p} {t:?}"
+            );
+        }
+        assert_eq!(
+            c.roles_permitted_targets(alice, p),
+            c.permitted_targets("alice", p)
+        );
+    }
+}

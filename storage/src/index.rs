@@ -9,6 +9,7 @@
 //! contentless (only the index of the words is stored, not the text itself), tokenized by
 //! `unicode61` with diacritics removed, so searches ignore case and accents.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -161,6 +162,11 @@ pub struct ListFilter {
     /// the millisecond: sessions that started within a few milliseconds of each other come in
     /// the order their text was stored.
     pub text: Option<String>,
+    /// The targets whose sessions may be returned (`None`: every target). Applied before
+    /// `limit` and `offset`, so pages are full and offsets count only these targets' sessions;
+    /// an empty set matches no session. Any number of targets can be given (they are passed to
+    /// the database as one value, not one parameter each).
+    pub allowed_targets: Option<BTreeSet<String>>,
     /// At most this many rows.
     pub limit: Option<u32>,
     /// Skip this many rows.
@@ -520,9 +526,21 @@ impl Index for SqliteIndex {
     }
 
     fn list(&self, filter: &ListFilter) -> Result<Vec<SessionRow>, IndexError> {
-        let conditions = Conditions::of(filter);
+        if filter
+            .allowed_targets
+            .as_ref()
+            .is_some_and(BTreeSet::is_empty)
+        {
+            return Ok(Vec::new());
+        }
+        let conditions = Conditions::of(filter)?;
         let conn = self.lock();
         let Some(words) = &filter.text else {
+            let conditions = if scan_newest_first(&conn, filter, &conditions)? {
+                conditions.with_targets_scanned()
+            } else {
+                conditions
+            };
             let sql = format!(
                 "SELECT {COLUMNS} FROM sessions{} ORDER BY started_at DESC, id LIMIT ? OFFSET ?",
                 conditions.where_clause()
@@ -672,7 +690,7 @@ const FEW_SESSIONS: u64 = 5000;
 
 /// The SQL conditions of a [`ListFilter`] other than its text, on `sessions` columns.
 struct Conditions {
-    /// Conditions on user, target, protocol and state.
+    /// Conditions on user, target, allowed targets, protocol and state.
     selective: Vec<&'static str>,
     /// All conditions: those and the time range.
     all: Vec<&'static str>,
@@ -683,8 +701,16 @@ struct Conditions {
     until: Option<i64>,
 }
 
+/// The condition of [`ListFilter::allowed_targets`]: the allowed targets are bound as one JSON
+/// array (SQLite limits the number of parameters of a statement, not the length of a value).
+const ALLOWED_TARGETS: &str = "target IN (SELECT value FROM json_each(?))";
+
+/// [`ALLOWED_TARGETS`] as a condition the database checks on the rows it reads rather than
+/// looks up in the index on `target` (the unary `+` makes the column an expression).
+const ALLOWED_TARGETS_CHECKED: &str = "+target IN (SELECT value FROM json_each(?))";
+
 impl Conditions {
-    fn of(filter: &ListFilter) -> Self {
+    fn of(filter: &ListFilter) -> Result<Self, IndexError> {
         let mut c = Conditions {
             selective: Vec::new(),
             all: Vec::new(),
@@ -705,6 +731,13 @@ impl Conditions {
                 c.values.push(Value::Text(v.clone()));
             }
         }
+        if let Some(targets) = &filter.allowed_targets {
+            let list = serde_json::to_string(targets)
+                .map_err(|e| IndexError::OutOfRange(format!("allowed targets: {e}")))?;
+            c.selective.push(ALLOWED_TARGETS);
+            c.all.push(ALLOWED_TARGETS);
+            c.values.push(Value::Text(list));
+        }
         if let Some(since) = c.since {
             c.all.push("started_at >= ?");
             c.values.push(Value::Integer(since));
@@ -713,7 +746,18 @@ impl Conditions {
             c.all.push("started_at < ?");
             c.values.push(Value::Integer(until));
         }
-        c
+        Ok(c)
+    }
+
+    /// The same conditions, with the allowed targets checked on the rows read rather than
+    /// looked up in the index on `target` (see [`scan_newest_first`]).
+    fn with_targets_scanned(mut self) -> Self {
+        for clause in &mut self.all {
+            if *clause == ALLOWED_TARGETS {
+                *clause = ALLOWED_TARGETS_CHECKED;
+            }
+        }
+        self
     }
 
     /// ` WHERE …` of all conditions, or nothing.
@@ -774,6 +818,34 @@ fn count_capped(conn: &Connection, conditions: &Conditions, cap: u64) -> Result<
     values.push(Value::Integer(to_i64(cap, "count")?));
     let n: i64 = conn.query_row(&sql, rusqlite::params_from_iter(values), |r| r.get(0))?;
     to_u64(n, "count")
+}
+
+/// Whether a listing without text, limited to some targets, should read the sessions newest
+/// first and skip those of other targets, rather than look up every session of the allowed
+/// targets in the index on `target` and sort them all (what the database does by itself).
+///
+/// With the allowed targets' sessions spread over time, the first reads about
+/// `(offset + limit) × sessions / allowed` sessions, the second `allowed`: the first is chosen
+/// when `allowed² > (offset + limit) × sessions`. Counting the allowed sessions stops at that
+/// bound, so deciding costs about what the cheaper plan does. Without a limit every allowed
+/// session is read either way.
+fn scan_newest_first(
+    conn: &Connection,
+    filter: &ListFilter,
+    conditions: &Conditions,
+) -> Result<bool, IndexError> {
+    let (Some(_), Some(limit)) = (&filter.allowed_targets, filter.limit) else {
+        return Ok(false);
+    };
+    let wanted = u64::from(limit) + u64::from(filter.offset.unwrap_or(0));
+    // The largest rowid: at least the number of sessions (rowids are distinct and positive),
+    // found without counting them.
+    let sessions: i64 =
+        conn.query_row("SELECT COALESCE(MAX(rowid), 0) FROM sessions", [], |r| {
+            r.get(0)
+        })?;
+    let bound = (wanted as f64 * sessions.max(0) as f64).sqrt() as u64;
+    Ok(count_capped(conn, conditions, bound.saturating_add(1))? > bound)
 }
 
 /// A text search driven by the full-text index: its matches, newest first, joined to their
@@ -1204,6 +1276,190 @@ mod tests {
         assert_eq!(search(&idx, text("journal")), ["a"]);
     }
 
+    /// 60 sessions, one a minute, on six targets in turn (`s00` on `t0` is the oldest), with
+    /// the text "shared" and the session's own id.
+    fn mixed(few_sessions: u64) -> SqliteIndex {
+        let idx = SqliteIndex::open_in_memory()
+            .unwrap()
+            .with_few_sessions(few_sessions);
+        for i in 0..60 {
+            let id = format!("s{i:02}");
+            let user = if i % 2 == 0 { "alice" } else { "bob" };
+            idx.upsert(&row(&id, user, &format!("t{}", i % 6), "vnc", i))
+                .unwrap();
+            assert!(idx.set_text(&id, &format!("shared {id}")).unwrap());
+        }
+        idx
+    }
+
+    fn allowed(targets: &[&str]) -> Option<BTreeSet<String>> {
+        Some(targets.iter().map(|t| (*t).to_owned()).collect())
+    }
+
+    /// Every page of `filter` of `limit` rows, read by offset until one comes back short.
+    fn pages(idx: &SqliteIndex, filter: &ListFilter, limit: u32) -> Vec<Vec<String>> {
+        let mut pages = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = search(
+                idx,
+                ListFilter {
+                    limit: Some(limit),
+                    offset: Some(offset),
+                    ..filter.clone()
+                },
+            );
+            let last = page.len() < limit as usize;
+            pages.push(page);
+            if last {
+                return pages;
+            }
+            offset += limit;
+        }
+    }
+
+    #[test]
+    fn allowed_targets_fill_pages_and_offsets_count_only_them() {
+        for few_sessions in [0, 1_000_000] {
+            let idx = mixed(few_sessions);
+            // t1 and t4 hold s01, s04, s07, …: every third session, 20 in all.
+            let expected: Vec<String> = (0..60)
+                .rev()
+                .filter(|i| i % 3 == 1)
+                .map(|i| format!("s{i:02}"))
+                .collect();
+            let scoped = ListFilter {
+                allowed_targets: allowed(&["t1", "t4", "not-indexed"]),
+                ..Default::default()
+            };
+            for base in [
+                scoped.clone(),
+                ListFilter {
+                    text: Some("shared".into()),
+                    ..scoped.clone()
+                },
+            ] {
+                for limit in [1, 3, 7, 20, 25] {
+                    let pages = pages(&idx, &base, limit);
+                    let (last, full) = pages.split_last().unwrap();
+                    assert!(
+                        full.iter().all(|p| p.len() == limit as usize),
+                        "limit {limit}: {pages:?}"
+                    );
+                    assert_eq!(last.len(), 20 % limit as usize, "limit {limit}");
+                    assert_eq!(pages.concat(), expected, "limit {limit}, {base:?}");
+                }
+            }
+            // Both plans of a listing without text were used above.
+            {
+                let conn = idx.lock();
+                let reads_newest_first = |limit| {
+                    let f = ListFilter {
+                        limit,
+                        ..scoped.clone()
+                    };
+                    scan_newest_first(&conn, &f, &Conditions::of(&f).unwrap()).unwrap()
+                };
+                assert!(reads_newest_first(Some(1)));
+                assert!(!reads_newest_first(Some(25)));
+                assert!(!reads_newest_first(None));
+            }
+            // With the other filters: bob's sessions on t1 and t4 are the odd ones, s01, s07, ….
+            let bob = ListFilter {
+                user: Some("bob".into()),
+                limit: Some(4),
+                offset: Some(2),
+                ..scoped.clone()
+            };
+            assert_eq!(search(&idx, bob.clone()), ["s43", "s37", "s31", "s25"]);
+            let bob_text = ListFilter {
+                text: Some("shared".into()),
+                ..bob
+            };
+            assert_eq!(search(&idx, bob_text), ["s43", "s37", "s31", "s25"]);
+            let one = ListFilter {
+                text: Some("s22".into()),
+                ..scoped.clone()
+            };
+            assert_eq!(search(&idx, one), ["s22"]);
+            let elsewhere = ListFilter {
+                text: Some("s23".into()),
+                ..scoped.clone()
+            };
+            assert!(search(&idx, elsewhere).is_empty());
+            // `target` and `allowed_targets` both apply.
+            let both = ListFilter {
+                target: Some("t4".into()),
+                ..scoped.clone()
+            };
+            assert_eq!(search(&idx, both).len(), 10);
+            let outside = ListFilter {
+                target: Some("t2".into()),
+                ..scoped
+            };
+            assert!(search(&idx, outside).is_empty());
+        }
+    }
+
+    #[test]
+    fn no_allowed_target_matches_nothing_and_none_matches_everything() {
+        let idx = mixed(FEW_SESSIONS);
+        for targets in [allowed(&[]), allowed(&["not-indexed"])] {
+            for text in [None, Some("shared".to_owned())] {
+                let f = ListFilter {
+                    allowed_targets: targets.clone(),
+                    text,
+                    ..Default::default()
+                };
+                assert!(search(&idx, f.clone()).is_empty(), "{f:?}");
+            }
+        }
+        assert_eq!(search(&idx, ListFilter::default()).len(), 60);
+        let every = allowed(&["t0", "t1", "t2", "t3", "t4", "t5"]);
+        assert_eq!(
+            search(
+                &idx,
+                ListFilter {
+                    allowed_targets: every,
+                    ..Default::default()
+                }
+            ),
+            search(&idx, ListFilter::default())
+        );
+    }
+
+    #[test]
+    fn allowed_targets_may_be_more_than_sqlite_takes_parameters() {
+        let idx = mixed(FEW_SESSIONS);
+        // Far past SQLite's limit of 32766 parameters a statement, and odd names.
+        let mut targets: BTreeSet<String> = (0..50_000).map(|i| format!("other-{i}")).collect();
+        targets.extend(["t5".to_owned(), "\"q'uote\\".to_owned(), "日本".to_owned()]);
+        let found = |targets: &BTreeSet<String>, text: Option<&str>| {
+            search(
+                &idx,
+                ListFilter {
+                    allowed_targets: Some(targets.clone()),
+                    text: text.map(str::to_owned),
+                    ..Default::default()
+                },
+            )
+        };
+        let t5: Vec<String> = (0..60)
+            .rev()
+            .filter(|i| i % 6 == 5)
+            .map(|i| format!("s{i:02}"))
+            .collect();
+        assert_eq!(found(&targets, None), t5);
+        assert_eq!(found(&targets, Some("shared")), t5);
+        // Names that look like SQL or JSON are names.
+        idx.upsert(&row("odd", "u", "\"q'uote\\", "vnc", 100))
+            .unwrap();
+        idx.upsert(&row("jp", "u", "日本", "vnc", 101)).unwrap();
+        assert_eq!(found(&targets, None)[..2], ["jp", "odd"]);
+        let sql = allowed(&["t0') OR 1=1 --", "%", "*"]).unwrap();
+        assert!(found(&sql, None).is_empty());
+    }
+
     const WORDS: [&str; 8] = [
         "nginx",
         "ngrep",
@@ -1242,9 +1498,16 @@ mod tests {
         #[test]
         fn text_search_agrees_with_a_model(
             sessions in proptest::collection::vec(
-                (0usize..3, 0usize..3, proptest::collection::vec(0..WORDS.len(), 0..5), any::<bool>()),
+                (
+                    0usize..3,
+                    0usize..3,
+                    proptest::collection::vec(0..WORDS.len(), 0..5),
+                    any::<bool>(),
+                    0usize..3,
+                ),
                 0..25,
             ),
+            allowed in proptest::option::of(proptest::collection::btree_set(0usize..4, 0..4)),
             pieces in proptest::collection::vec(piece(), 1..3),
             user in proptest::option::of(0usize..3),
             protocol in proptest::option::of(0usize..3),
@@ -1255,6 +1518,8 @@ mod tests {
         ) {
             let users = ["alice", "bob", "carol"];
             let protocols = ["vnc", "rdp", "web"];
+            // The fourth target has no session.
+            let targets = ["lab-vnc", "win-rdp", "console", "unused"];
             let t0 = datetime!(2026-11-22 10:00 UTC);
             let filter = ListFilter {
                 text: Some(pieces.join(" ")),
@@ -1262,6 +1527,9 @@ mod tests {
                 protocol: protocol.map(|p| protocols[p].to_owned()),
                 since: since.map(|m| t0 + Duration::minutes(m)),
                 until: until.map(|m| t0 + Duration::minutes(m)),
+                allowed_targets: allowed
+                    .as_ref()
+                    .map(|a| a.iter().map(|&t| targets[t].to_owned()).collect()),
                 limit,
                 offset,
                 ..Default::default()
@@ -1270,10 +1538,10 @@ mod tests {
             let mut expected: Vec<(i64, String)> = Vec::new();
             let by_newest = SqliteIndex::open_in_memory().unwrap().with_few_sessions(0);
             let by_filters = SqliteIndex::open_in_memory().unwrap().with_few_sessions(1_000_000);
-            for (i, (u, p, words, sealed)) in sessions.iter().enumerate() {
+            for (i, (u, p, words, sealed, t)) in sessions.iter().enumerate() {
                 let id = format!("s{i:02}");
                 let minute = i as i64 * 3;
-                let r = row(&id, users[*u], "t", protocols[*p], minute);
+                let r = row(&id, users[*u], targets[*t], protocols[*p], minute);
                 let text: Vec<&str> = words.iter().map(|&w| WORDS[w]).collect();
                 for idx in [&by_newest, &by_filters] {
                     idx.upsert(&r).unwrap();
@@ -1284,6 +1552,7 @@ mod tests {
                 let passes = *sealed
                     && user.is_none_or(|x| x == *u)
                     && protocol.is_none_or(|x| x == *p)
+                    && allowed.as_ref().is_none_or(|a| a.contains(t))
                     && since.is_none_or(|m| minute >= m)
                     && until.is_none_or(|m| minute < m)
                     && model_matches(words, &pieces);

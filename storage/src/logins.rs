@@ -10,6 +10,10 @@
 //! let anyone sign in. A token carries 256 random bits, so a plain (unsalted, fast) hash is
 //! enough: there is nothing to guess.
 //!
+//! A session may keep the groups the identity provider put the user in at sign-in
+//! ([`LoginSession::groups`], a JSON array in the `groups` column): the gateway resolves them to
+//! roles against the policy in force on every request, so roles are never stored.
+//!
 //! # Expiry
 //!
 //! A session ends at the first of: its absolute expiry (`expires_at`, fixed at sign-in), being
@@ -48,6 +52,12 @@ pub const LAST_SEEN_GRANULARITY: Duration = Duration::from_secs(60);
 /// Longest sign-in method name (`via`) accepted, in bytes.
 pub const MAX_VIA_LEN: usize = 32;
 
+/// Most groups a session keeps.
+pub const MAX_LOGIN_GROUPS: usize = 256;
+
+/// Longest group name a session keeps, in bytes (256 characters of up to 4 bytes).
+pub const MAX_LOGIN_GROUP_LEN: usize = 1024;
+
 /// The `login_sessions` table (third migration of the [`TokenStore`] database).
 pub(crate) const MIGRATION_LOGIN_SESSIONS: &str = "CREATE TABLE login_sessions (
          id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -62,7 +72,12 @@ pub(crate) const MIGRATION_LOGIN_SESSIONS: &str = "CREATE TABLE login_sessions (
      CREATE INDEX login_sessions_user ON login_sessions (user);
      CREATE INDEX login_sessions_expires ON login_sessions (expires_at);";
 
-const COLUMNS: &str = "id, user, via, created_at, expires_at, last_seen_at, revoked_at";
+/// The `groups` column of `login_sessions` (fourth migration): a JSON array of group names,
+/// `NULL` for a session that keeps none (a password sign-in).
+pub(crate) const MIGRATION_LOGIN_GROUPS: &str =
+    "ALTER TABLE login_sessions ADD COLUMN groups TEXT;";
+
+const COLUMNS: &str = "id, user, via, created_at, expires_at, last_seen_at, revoked_at, groups";
 
 /// A login token: `psl_` followed by 256 random bits in unpadded base64url (43 characters).
 ///
@@ -131,6 +146,9 @@ pub struct LoginSession {
     pub revoked_at: Option<OffsetDateTime>,
     /// How the user signed in (`password`, `oidc`, …).
     pub via: String,
+    /// The identity provider's groups of the user at sign-in (OpenID Connect); `None` for a
+    /// sign-in that has none (a password).
+    pub groups: Option<Vec<String>>,
 }
 
 impl LoginSession {
@@ -162,7 +180,27 @@ impl TokenStore {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<(LoginToken, LoginSession), TokenError> {
+        self.create_login_with_groups(user, via, None, ttl, now)
+    }
+
+    /// [`TokenStore::create_login`] for a session that keeps the identity provider's `groups`
+    /// of the user (`None`: none, as [`TokenStore::create_login`]).
+    ///
+    /// Fails with [`TokenError::InvalidLogin`] as [`TokenStore::create_login`] does, and for
+    /// more than [`MAX_LOGIN_GROUPS`] groups or a group name that is empty, longer than
+    /// [`MAX_LOGIN_GROUP_LEN`] bytes or holds a control character.
+    pub fn create_login_with_groups(
+        &self,
+        user: &str,
+        via: &str,
+        groups: Option<&[String]>,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<(LoginToken, LoginSession), TokenError> {
         if let Some(m) = name_problem("user", user) {
+            return Err(TokenError::InvalidLogin(m));
+        }
+        if let Some(m) = groups.and_then(groups_problem) {
             return Err(TokenError::InvalidLogin(m));
         }
         if via.is_empty() || via.len() > MAX_VIA_LEN || !via.bytes().all(|b| b.is_ascii_graphic()) {
@@ -181,15 +219,19 @@ impl TokenStore {
             .and_then(|d| now.checked_add(d))
             .ok_or_else(|| TokenError::InvalidLogin("expiry time out of range".into()))?;
         let (created, expires) = (to_nanos(now)?, to_nanos(expires_at)?);
+        let groups_json = groups
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| TokenError::InvalidLogin(format!("groups: {e}")))?;
         let token = LoginToken::generate();
         let conn = self.lock();
         // A collision of 256-bit random values does not happen; the UNIQUE constraint would
         // turn one into an error rather than two users sharing a session.
         conn.execute(
             "INSERT INTO login_sessions (token_sha256, user, via, created_at, expires_at,
-                                         last_seen_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
-            params![token.sha256(), user, via, created, expires],
+                                         last_seen_at, groups)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6)",
+            params![token.sha256(), user, via, created, expires, groups_json],
         )?;
         let session = LoginSession {
             id: conn.last_insert_rowid(),
@@ -199,6 +241,7 @@ impl TokenStore {
             last_seen_at: now,
             revoked_at: None,
             via: via.to_owned(),
+            groups: groups.map(<[String]>::to_vec),
         };
         Ok((token, session))
     }
@@ -277,6 +320,24 @@ impl TokenStore {
     }
 }
 
+/// Why `groups` cannot be kept with a session, if they cannot.
+fn groups_problem(groups: &[String]) -> Option<String> {
+    if groups.len() > MAX_LOGIN_GROUPS {
+        return Some(format!(
+            "a session keeps at most {MAX_LOGIN_GROUPS} groups ({} given)",
+            groups.len()
+        ));
+    }
+    groups
+        .iter()
+        .any(|g| g.is_empty() || g.len() > MAX_LOGIN_GROUP_LEN || g.chars().any(char::is_control))
+        .then(|| {
+            format!(
+                "group names must be 1..={MAX_LOGIN_GROUP_LEN} bytes without control characters"
+            )
+        })
+}
+
 /// Column values of one row, converted outside the rusqlite callback.
 struct RawLogin {
     id: i64,
@@ -286,6 +347,7 @@ struct RawLogin {
     expires_at: i64,
     last_seen_at: i64,
     revoked_at: Option<i64>,
+    groups: Option<String>,
 }
 
 impl RawLogin {
@@ -298,6 +360,7 @@ impl RawLogin {
             expires_at: r.get(4)?,
             last_seen_at: r.get(5)?,
             revoked_at: r.get(6)?,
+            groups: r.get(7)?,
         })
     }
 
@@ -310,6 +373,14 @@ impl RawLogin {
             last_seen_at: from_nanos(self.last_seen_at)?,
             revoked_at: self.revoked_at.map(from_nanos).transpose()?,
             via: self.via,
+            groups: self
+                .groups
+                .map(|g| {
+                    serde_json::from_str(&g).map_err(|e| {
+                        TokenError::Corrupt(format!("groups of sign-in session {}: {e}", self.id))
+                    })
+                })
+                .transpose()?,
         })
     }
 }
@@ -426,6 +497,114 @@ mod tests {
         assert!(s
             .create_login("alice", "password", MAX_LOGIN_TTL, T0)
             .is_ok());
+    }
+
+    #[test]
+    fn a_session_keeps_its_groups() {
+        let s = store();
+        let groups = vec![
+            "psm-admins".to_owned(),
+            "CN=Ops,OU=Groups,DC=example,DC=com".to_owned(),
+            "équipe \"sre\"".to_owned(),
+        ];
+        let (token, session) = s
+            .create_login_with_groups("carol", "oidc", Some(&groups), HOUR, T0)
+            .unwrap();
+        assert_eq!(session.groups.as_ref(), Some(&groups));
+        let found = s.lookup_login(token.expose(), IDLE, T0).unwrap().unwrap();
+        assert_eq!(found, session);
+        // No groups at all is kept as such, and a password sign-in keeps none.
+        let (none, _) = s
+            .create_login_with_groups("carol", "oidc", Some(&[]), HOUR, T0)
+            .unwrap();
+        let found = s.lookup_login(none.expose(), IDLE, T0).unwrap().unwrap();
+        assert_eq!(found.groups, Some(Vec::new()));
+        let (password, session) = s.create_login("alice", "password", HOUR, T0).unwrap();
+        assert_eq!(session.groups, None);
+        let found = s.lookup_login(password.expose(), IDLE, T0).unwrap();
+        assert_eq!(found.unwrap().groups, None);
+    }
+
+    #[test]
+    fn groups_are_checked() {
+        let s = store();
+        let too_many: Vec<String> = (0..=MAX_LOGIN_GROUPS).map(|i| format!("g{i}")).collect();
+        let long = "g".repeat(MAX_LOGIN_GROUP_LEN + 1);
+        for bad in [
+            too_many.clone(),
+            vec![String::new()],
+            vec!["a\nb".to_owned()],
+            vec![long],
+        ] {
+            assert!(
+                matches!(
+                    s.create_login_with_groups("carol", "oidc", Some(&bad), HOUR, T0),
+                    Err(TokenError::InvalidLogin(_))
+                ),
+                "{:?}",
+                &bad[..bad.len().min(2)]
+            );
+        }
+        assert!(s
+            .create_login_with_groups(
+                "carol",
+                "oidc",
+                Some(&too_many[..MAX_LOGIN_GROUPS]),
+                HOUR,
+                T0
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn sessions_of_an_older_database_keep_no_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite3");
+        // A database made before sessions kept groups: the first three migrations, one session.
+        let token = LoginToken::generate();
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE access_token_migrations (
+                     version INTEGER PRIMARY KEY NOT NULL, applied_at INTEGER NOT NULL);",
+            )
+            .unwrap();
+            for (i, sql) in [
+                crate::tokens::MIGRATION_ACCESS_TOKENS,
+                crate::requests::MIGRATION_ACCESS_REQUESTS,
+                MIGRATION_LOGIN_SESSIONS,
+            ]
+            .iter()
+            .enumerate()
+            {
+                conn.execute_batch(sql).unwrap();
+                conn.execute(
+                    "INSERT INTO access_token_migrations VALUES (?1, 0)",
+                    params![i as i64 + 1],
+                )
+                .unwrap();
+            }
+            let t0 = crate::tokens::to_nanos(T0).unwrap();
+            let end = crate::tokens::to_nanos(T0 + time::Duration::hours(1)).unwrap();
+            conn.execute(
+                "INSERT INTO login_sessions (token_sha256, user, via, created_at, expires_at,
+                                             last_seen_at)
+                 VALUES (?1, 'alice', 'oidc', ?2, ?3, ?2)",
+                params![token.sha256(), t0, end],
+            )
+            .unwrap();
+        }
+        let s = TokenStore::open(&path).unwrap();
+        let found = s.lookup_login(token.expose(), IDLE, T0).unwrap().unwrap();
+        assert_eq!((found.user.as_str(), found.groups), ("alice", None));
+        let groups = vec!["dba".to_owned()];
+        let (new, _) = s
+            .create_login_with_groups("carol", "oidc", Some(&groups), HOUR, T0)
+            .unwrap();
+        drop(s);
+        let s = TokenStore::open(&path).unwrap();
+        let found = s.lookup_login(new.expose(), IDLE, T0).unwrap().unwrap();
+        assert_eq!(found.groups, Some(groups));
     }
 
     #[test]

@@ -226,6 +226,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_ACCESS_TOKENS,
     crate::requests::MIGRATION_ACCESS_REQUESTS,
     crate::logins::MIGRATION_LOGIN_SESSIONS,
+    crate::logins::MIGRATION_LOGIN_GROUPS,
 ];
 
 pub(crate) const MIGRATION_ACCESS_TOKENS: &str = "CREATE TABLE access_tokens (

@@ -10,14 +10,17 @@
 //    "client_id": "psmgate", "client_secret": "…",
 //    "redirect_uri": "http://127.0.0.1:PORT/api/oidc/callback",
 //    "auth_method": "client_secret_basic",     or "client_secret_post" (optional)
-//    "id_token_claims": false}                 true: the ID token carries every claim (optional)
+//    "id_token_claims": false,                 true: the ID token carries every claim (optional)
+//    "groups": {"carol": ["dba", "ops"],      the `groups` claim of some login names: any JSON
+//               "bob": "psm-admins"}          value, given as it is (optional)
 //
 // One static confidential client; PKCE is required. Sign-in goes through oidc-provider's
 // development interactions: a form where any login name works (the password is not checked),
 // then a consent form. The account of login name NAME has the claims sub = "sub-NAME",
-// preferred_username = NAME, name and email. By default (oidc-provider's conforming behaviour)
-// only `sub` and the protocol claims are in the ID token and the rest comes from the userinfo
-// endpoint; with "id_token_claims" the ID token carries them all.
+// preferred_username = NAME, name and email, and `groups` (scope `groups`) when "groups" names
+// it. By default (oidc-provider's conforming behaviour) only `sub` and the protocol claims are in
+// the ID token and the rest comes from the userinfo endpoint; with "id_token_claims" the ID token
+// carries them all.
 // ID tokens are signed RS256 with a key made at start.
 //
 // Output: one JSON line on stdout once ready:
@@ -51,7 +54,11 @@ function readInput() {
   if (input.id_token_claims !== undefined && typeof input.id_token_claims !== 'boolean') {
     throw new Error('"id_token_claims" must be true or false');
   }
-  return { ...input, auth_method: method, id_token_claims: input.id_token_claims === true };
+  const groups = input.groups ?? {};
+  if (typeof groups !== 'object' || groups === null || Array.isArray(groups)) {
+    throw new Error('"groups" must be an object of login name -> claim value');
+  }
+  return { ...input, auth_method: method, id_token_claims: input.id_token_claims === true, groups };
 }
 
 // stdout carries only the ready line: oidc-provider's notices (console.log/info) go to stderr.
@@ -89,12 +96,15 @@ async function main() {
       openid: ['sub'],
       profile: ['preferred_username', 'name'],
       email: ['email', 'email_verified'],
+      groups: ['groups'],
     },
     async findAccount(_ctx, id) {
       return {
         accountId: id,
         async claims() {
-          return { sub: `sub-${id}`, preferred_username: id, name: `Test ${id}`, email: `${id}@example.test`, email_verified: true };
+          const claims = { sub: `sub-${id}`, preferred_username: id, name: `Test ${id}`, email: `${id}@example.test`, email_verified: true };
+          if (Object.hasOwn(input.groups, id)) claims.groups = input.groups[id];
+          return claims;
         },
       };
     },

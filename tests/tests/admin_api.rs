@@ -1,6 +1,7 @@
 //! The admin API against a real `psmgate serve`: the authorization matrix — every role of the
 //! policy × every API operation, allowed or 403 — generated from the policy's roles and the
-//! gateway's operation table, not listed by hand; scoped roles; the OpenAPI document served.
+//! gateway's operation table, not listed by hand; scoped roles, and full pages of recordings for
+//! them; the OpenAPI document served.
 
 use psmgate::admin::ops::{Access, OPERATIONS};
 use psmgate_e2e::peers::free_port;
@@ -70,7 +71,7 @@ fn hash(password: &str) -> String {
 }
 
 /// Users named after the roles they hold (one role each), plus `scoped` (approver on group g1
-/// only) and `requester` (user).
+/// only), `scoped-reviewer` (reviewer on group g1 only) and `requester` (user).
 fn config_text(dir: &Path, roles: &[&str]) -> String {
     let admin = free_port().unwrap();
     let dead = free_port().unwrap();
@@ -84,7 +85,11 @@ fn config_text(dir: &Path, roles: &[&str]) -> String {
         ));
         names.push(name);
     }
-    for (name, role) in [("scoped", "approver@g1"), ("requester", "user")] {
+    for (name, role) in [
+        ("scoped", "approver@g1"),
+        ("scoped-reviewer", "reviewer@g1"),
+        ("requester", "user"),
+    ] {
         users.push_str(&format!(
             "[users.{name}]\nroles = [\"{role}\"]\npassword_hash = \"{}\"\n\n",
             hash(&format!("pw-{name}"))
@@ -391,4 +396,105 @@ fn scoped_roles_act_only_on_their_group_and_reads_need_a_token() {
     assert_eq!(s, 403, "metrics need view_audit");
     // No password reached the log.
     assert!(!serve.log().contains("pw-requester"));
+}
+
+/// The ids `GET path` lists for `bearer`.
+fn listed(serve: &Serve, path: &str, bearer: &str) -> Vec<String> {
+    let (s, v) = serve.json("GET", path, Some(bearer), None);
+    assert_eq!(s, 200, "{path}: {v}");
+    v.as_array()
+        .unwrap_or_else(|| panic!("{path}: not a list: {v}"))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_scoped_reviewer_gets_full_pages_of_its_targets_recordings() {
+    use psmgate_storage::index::{Index, ListFilter, SqliteIndex};
+    use std::time::Duration as Span;
+
+    let (serve, _config) = start(&["admin"]);
+    // Besides the demo recording (synthetic-desktop, in g1): 5 older ones on synthetic-desktop,
+    // 30 on t2 (not in g1) in between and before them, and one of a target no longer configured.
+    let index = SqliteIndex::open(&serve.dir.path().join("data/index.sqlite3")).unwrap();
+    let all = index.list(&ListFilter::default()).unwrap();
+    assert_eq!(all.len(), 1, "only the demo recording is indexed");
+    let demo = all[0].clone();
+    let add = |id: &str, target: &str, secs_before: u64| {
+        let mut row = demo.clone();
+        row.id = id.to_owned();
+        row.dir = format!("{}-{id}", demo.dir);
+        row.target = target.to_owned();
+        row.started_at = demo.started_at - Span::from_secs(secs_before);
+        row.ended_at = Some(row.started_at + Span::from_secs(30));
+        index.upsert(&row).unwrap();
+        // Nothing to make searchable: the gateway leaves it alone.
+        index.set_text(id, "").unwrap();
+    };
+    let mut g1 = vec![demo.id.clone()];
+    for k in 1..=5 {
+        let id = format!("g1-{k}");
+        add(&id, "synthetic-desktop", k * 60);
+        g1.push(id);
+    }
+    for i in 0..30 {
+        add(&format!("t2-{i}"), "t2", i * 10 + 5);
+    }
+    add("gone-1", "decommissioned", 1);
+
+    // The reviewer scoped to g1 gets full pages of g1's recordings, newest first; offsets count
+    // only those. Filtering after the page was read would have left [demo] of the first page.
+    let reviewer = serve.login("scoped-reviewer");
+    let pages: Vec<Vec<String>> = [0, 4, 8]
+        .iter()
+        .map(|offset| {
+            listed(
+                &serve,
+                &format!("/api/recordings?limit=4&offset={offset}"),
+                &reviewer,
+            )
+        })
+        .collect();
+    assert_eq!(pages[0], g1[..4], "a full first page");
+    assert_eq!(pages[1], g1[4..], "the rest");
+    assert!(pages[2].is_empty(), "{:?}", pages[2]);
+    assert_eq!(
+        listed(&serve, "/api/recordings?limit=1", &reviewer),
+        g1[..1]
+    );
+    assert!(listed(&serve, "/api/recordings?target=t2", &reviewer).is_empty());
+    assert_eq!(
+        listed(
+            &serve,
+            "/api/recordings?target=synthetic-desktop",
+            &reviewer
+        ),
+        g1
+    );
+    // The same holds for the overview's counts.
+    let (s, overview) = serve.json("GET", "/api/dashboard?days=2", Some(&reviewer), None);
+    assert_eq!(s, 200, "{overview}");
+    assert_eq!(overview["sessions_total"], 6, "{overview}");
+
+    // An unscoped signed-in user sees every configured target's recordings; the break-glass
+    // token sees every recording.
+    let admin_user = serve.login("u-admin");
+    let token = admin_token(&serve);
+    let everything = listed(&serve, "/api/recordings?limit=100", &token);
+    assert_eq!(everything.len(), 37);
+    assert_eq!(everything[0], demo.id);
+    let configured: Vec<String> = everything
+        .iter()
+        .filter(|id| *id != "gone-1")
+        .cloned()
+        .collect();
+    assert_eq!(
+        listed(&serve, "/api/recordings?limit=100", &admin_user),
+        configured
+    );
+    assert_eq!(
+        listed(&serve, "/api/recordings?limit=5&offset=1", &admin_user),
+        configured[1..6]
+    );
 }

@@ -2,10 +2,13 @@
 //! certified implementation) over HTTPS on loopback with a test CA (tests/oidc/provider.mjs),
 //! `psmgate serve --no-tls` with `[oidc]`, and headless Chromium (tests/oidc/login-flow.mjs)
 //! clicking "Sign in with …" in the UI, signing in at the provider and consenting. A configured
-//! user is signed in with the roles of the policy; a user the policy does not know is refused;
-//! tampered callbacks are refused; everything is audited without codes or tokens; a policy
-//! reload turns OIDC off. A second provider puts the user's claims in the ID token itself and
-//! takes the client secret in the form (`client_secret_post`) rather than by HTTP Basic.
+//! user is signed in with the roles of the policy; a user the policy does not know is signed in
+//! with the roles `[oidc.group_roles]` gives their groups at the provider, and refused when no
+//! group of theirs has any; tampered callbacks are refused; everything is audited without codes
+//! or tokens; a policy reload that removes a group's mapping ends the access it gave, and one
+//! that removes `[oidc]` turns OIDC off. A second provider puts the user's claims (groups too) in
+//! the ID token itself and takes the client secret in the form (`client_secret_post`) rather than
+//! by HTTP Basic.
 
 use psmgate_e2e::peers::free_port;
 use psmgate_e2e::psmgate_bin;
@@ -97,14 +100,15 @@ fn start_attempt(port: u16, issuer: &str) -> (String, String, Reply) {
 }
 
 /// The gateway's policy: alice (user) and bob (auditor), with `[oidc]` when `oidc` is given
-/// (extra lines of the section, such as the token endpoint's authentication method).
+/// (extra lines at the end of the section, such as the token endpoint's authentication method,
+/// or [`GROUPS`]).
 fn config(admin: u16, issuer: &str, ca: &str, oidc: Option<&str>) -> String {
     let oidc = if let Some(extra) = oidc {
         format!(
-            "[oidc]\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT_ID}\"\n{extra}\
+            "[oidc]\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT_ID}\"\n\
              client_secret = {{ file = \"oidc-client-secret\" }}\n\
              redirect_url = \"http://127.0.0.1:{admin}/api/oidc/callback\"\n\
-             extra_roots = [\"{ca}\"]\nbutton_label = \"{LABEL}\"\n"
+             extra_roots = [\"{ca}\"]\nbutton_label = \"{LABEL}\"\n{extra}"
         )
     } else {
         String::new()
@@ -119,6 +123,15 @@ fn config(admin: u16, issuer: &str, ca: &str, oidc: Option<&str>) -> String {
 
 /// The serve log line saying the user was looked up at the userinfo endpoint.
 const USERINFO_LOOKUP: &str = "asking the userinfo endpoint";
+
+/// The end of `[oidc]` that reads the provider's groups: psm-auditors are auditors,
+/// psm-admins admins.
+const GROUPS: &str = "scopes = [\"openid\", \"profile\", \"email\", \"groups\"]\n\
+                      groups_claim = \"groups\"\n\n[oidc.group_roles]\n\
+                      psm-auditors = [\"auditor\"]\npsm-admins = [\"admin\"]\n";
+
+/// The psm-auditors mapping, which [`GROUPS`] holds.
+const AUDITORS_MAPPING: &str = "psm-auditors = [\"auditor\"]\n";
 
 /// A provider (provider.mjs with `provider_options`) and `psmgate serve --no-tls` configured
 /// for it (`oidc`: extra lines of `[oidc]`), in a temporary folder; both stopped on drop.
@@ -254,13 +267,17 @@ impl Rig {
     }
 
     /// Checks that `step` is `user` signed in to the UI, and through the API with its session
-    /// cookie (signed in with OIDC, with `roles`); the cookie.
-    fn assert_signed_in(&self, step: &Value, user: &str, roles: &str) -> String {
+    /// cookie (signed in with OIDC, with `roles` and the provider's `groups`); the cookie.
+    fn assert_signed_in(&self, step: &Value, user: &str, roles: &[&str], groups: Value) -> String {
         assert_eq!(step["login"], user);
         assert_eq!(step["button"], format!("Sign in with {LABEL}"));
         assert_eq!(step["consented"], true, "{step}");
         assert_eq!(step["url"], format!("http://127.0.0.1:{}/ui/", self.admin));
-        assert_eq!(step["who"], format!("{user} ({roles})"), "{step}");
+        assert_eq!(
+            step["who"],
+            format!("{user} ({})", roles.join(", ")),
+            "{step}"
+        );
         assert_eq!(step["binding_cookie_left"], false);
         let session = step["session"].as_str().expect("a session cookie");
         assert!(session.starts_with("psl_"), "{session}");
@@ -270,23 +287,50 @@ impl Rig {
         let me = me.json();
         assert_eq!(me["user"], user);
         assert_eq!(me["via"], "oidc");
-        assert_eq!(me["roles"], json!([roles]));
+        assert_eq!(me["roles"], json!(roles));
+        assert_eq!(me["groups"], groups, "{me}");
         cookie
+    }
+
+    /// Replaces the configuration file with `text` and reloads it with the admin token.
+    fn reload(&self, text: &str) {
+        std::fs::write(&self.config_path, text).unwrap();
+        let token = std::fs::read_to_string(self.dir.path().join("data/admin-token")).unwrap();
+        let auth = format!("Bearer {}", token.trim());
+        let r = http(
+            self.admin,
+            "POST",
+            "/api/config/reload",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            "{}",
+        );
+        assert_eq!(r.status, 200, "{r:?}");
     }
 }
 
 #[test]
 fn oidc_sign_in_against_a_real_provider() {
     let started = Instant::now();
-    let rig = Rig::start(json!({}), "");
+    let rig = Rig::start(
+        json!({ "groups": {
+            "alice": [],
+            "carol": ["unmapped", "psm-auditors"],
+            "mallory": ["unmapped", "psm-auditors-old"],
+        } }),
+        GROUPS,
+    );
     let admin = rig.admin;
     let r = get_json(admin, "/api/oidc", &[]);
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json(), json!({ "enabled": true, "label": LABEL }));
 
-    // The browser: alice (configured) signs in, mallory (unknown to the policy) is refused.
-    let steps = rig.browser(&["alice", "mallory"]);
-    let cookie = rig.assert_signed_in(&steps[0], "alice", "user");
+    // The browser: alice (configured) signs in; carol, unknown to the policy, signs in as an
+    // auditor through her group; mallory, unknown and in no mapped group, is refused.
+    let steps = rig.browser(&["alice", "mallory", "carol"]);
+    let cookie = rig.assert_signed_in(&steps[0], "alice", &["user"], json!([]));
     let session = cookie.trim_start_matches("psmgate_session=").to_owned();
     let mallory = &steps[1];
     assert_eq!(mallory["who"], Value::Null);
@@ -296,6 +340,36 @@ fn oidc_sign_in_against_a_real_provider() {
     assert!(
         refusal.contains("\"mallory\" signed in at the OpenID provider but is not a psmgate user"),
         "{refusal}"
+    );
+    assert!(
+        refusal.contains("none of their groups has roles under [oidc.group_roles]"),
+        "{refusal}"
+    );
+    let carol = rig.assert_signed_in(
+        &steps[2],
+        "carol",
+        &["auditor"],
+        json!(["unmapped", "psm-auditors"]),
+    );
+    let carol_session = carol.trim_start_matches("psmgate_session=").to_owned();
+    // What the group's role permits (the audit log), and what it does not (managing).
+    let audit_log = get_json(admin, "/api/audit", &[("Cookie", &carol)]);
+    assert_eq!(audit_log.status, 200, "{audit_log:?}");
+    let manage = http(
+        admin,
+        "POST",
+        "/api/config/reload",
+        &[("Cookie", &carol), ("Content-Type", "application/json")],
+        "{}",
+    );
+    assert_eq!(manage.status, 403, "{manage:?}");
+    assert_eq!(manage.json()["error"], "forbidden");
+    assert!(
+        manage.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("manage"),
+        "{manage:?}"
     );
     // This provider keeps the profile claims out of the ID token: the user came from userinfo.
     assert!(rig.log().contains(USERINFO_LOOKUP), "{}", rig.log());
@@ -358,15 +432,18 @@ fn oidc_sign_in_against_a_real_provider() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let logins: Vec<&Value> = entries.iter().filter(|e| e["action"] == "login").collect();
-    assert_eq!(logins.len(), 1, "{audit}");
+    assert_eq!(logins.len(), 2, "{audit}");
     assert_eq!(logins[0]["actor"], "alice");
-    assert!(
-        logins[0]["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("oidc from 127.0.0.1:"),
-        "{audit}"
-    );
+    assert_eq!(logins[1]["actor"], "carol");
+    for login in &logins {
+        assert!(
+            login["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("oidc from 127.0.0.1:"),
+            "{audit}"
+        );
+    }
     let failed: Vec<&str> = entries
         .iter()
         .filter(|e| e["action"] == "login_failed")
@@ -393,25 +470,30 @@ fn oidc_sign_in_against_a_real_provider() {
     for text in [&audit, &rig.log()] {
         assert!(!text.contains(&rig.secret), "the client secret leaked");
         assert!(!text.contains(&session), "the session token leaked");
+        assert!(!text.contains(&carol_session), "the session token leaked");
         assert!(!text.contains("forged-code"), "a code leaked");
         assert!(!text.contains("eyJ"), "a JWT leaked");
     }
 
-    // A reload that removes [oidc] turns the button and the routes off.
-    std::fs::write(&rig.config_path, config(admin, &rig.issuer, &rig.ca, None)).unwrap();
-    let token = std::fs::read_to_string(rig.dir.path().join("data/admin-token")).unwrap();
-    let auth = format!("Bearer {}", token.trim());
-    let r = http(
+    // A reload that removes psm-auditors' mapping: carol's next call is refused at once, her
+    // session has no role left; alice's stays.
+    rig.reload(&config(
         admin,
-        "POST",
-        "/api/config/reload",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        "{}",
+        &rig.issuer,
+        &rig.ca,
+        Some(&GROUPS.replace(AUDITORS_MAPPING, "")),
+    ));
+    for path in ["/api/audit", "/api/me"] {
+        let r = get_json(admin, path, &[("Cookie", &carol)]);
+        assert_eq!(r.status, 401, "{path}: {r:?}");
+    }
+    assert_eq!(
+        get_json(admin, "/api/me", &[("Cookie", &cookie)]).json()["roles"],
+        json!(["user"])
     );
-    assert_eq!(r.status, 200, "{r:?}");
+
+    // A reload that removes [oidc] turns the button and the routes off.
+    rig.reload(&config(admin, &rig.issuer, &rig.ca, None));
     assert_eq!(
         get_json(admin, "/api/oidc", &[]).json(),
         json!({ "enabled": false, "label": null })
@@ -430,11 +512,30 @@ fn oidc_sign_in_against_a_real_provider() {
 #[test]
 fn claims_in_the_id_token_and_the_secret_in_the_form() {
     let rig = Rig::start(
-        json!({ "auth_method": "client_secret_post", "id_token_claims": true }),
-        "token_endpoint_auth_method = \"client_secret_post\"\n",
+        json!({
+            "auth_method": "client_secret_post",
+            "id_token_claims": true,
+            "groups": { "bob": "psm-admins" },
+        }),
+        &format!("token_endpoint_auth_method = \"client_secret_post\"\n{GROUPS}"),
     );
+    // Bob is configured (auditor) and in psm-admins, given as a single string: both roles.
     let steps = rig.browser(&["bob"]);
-    rig.assert_signed_in(&steps[0], "bob", "auditor");
+    let cookie = rig.assert_signed_in(
+        &steps[0],
+        "bob",
+        &["auditor", "admin"],
+        json!(["psm-admins"]),
+    );
+    // Managing is the admin role's alone: bob may reload the policy as psm-admins gives it.
+    let reload = http(
+        rig.admin,
+        "POST",
+        "/api/config/reload",
+        &[("Cookie", &cookie), ("Content-Type", "application/json")],
+        "{}",
+    );
+    assert_eq!(reload.status, 200, "{reload:?}");
     assert!(!rig.log().contains(USERINFO_LOOKUP), "{}", rig.log());
     assert!(!rig.log().contains(&rig.secret));
     let idp = rig.provider_log();

@@ -299,7 +299,13 @@ pub fn list(state: &AdminState, who: &Principal, query: &str) -> Resp {
 fn may_decide(config: &psmgate_policy::Config, who: &Principal, r: &AccessRequest) -> bool {
     match who.kind {
         PrincipalKind::AdminToken => true,
-        PrincipalKind::Login { .. } => config.can_approve(&who.name, &r.user, &r.target),
+        // The principal's roles as signed in (from `[users]` and, with OpenID Connect, from
+        // the provider's groups); never one's own request, and only a configured user's.
+        PrincipalKind::Login { .. } => {
+            who.name != r.user
+                && config.users.contains_key(&r.user)
+                && who.permits(config, Permission::Approve, Some(&r.target))
+        }
     }
 }
 

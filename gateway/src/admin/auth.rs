@@ -14,6 +14,12 @@
 //! Sign-in tokens are stored hashed; a session ends after [`LOGIN_TTL`] or [`LOGIN_IDLE`] without
 //! use. Failed sign-ins are limited per client address ([`crate::access::FailureLimiter`]) and
 //! audited without the password.
+//!
+//! A session's roles are resolved on every request against the policy in force
+//! ([`Config::session_roles`]): the user's roles under `[users.<name>]` and, for an OpenID
+//! Connect sign-in, those `[oidc.group_roles]` gives the provider groups the session keeps. A
+//! session without standing under the current policy (a user no longer configured, whose groups
+//! grant no role either) is refused at once.
 
 use super::respond::{constant_time_eq, error, json, read_json, Resp};
 use super::AdminState;
@@ -22,6 +28,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode};
 use psmgate_policy::rbac::Permission;
 use psmgate_policy::Config;
+use psmgate_storage::tokens::TokenStore;
 use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -49,12 +56,18 @@ pub struct Principal {
 pub enum PrincipalKind {
     /// The break-glass admin token: every permission.
     AdminToken,
-    /// A sign-in session of a configured user.
+    /// A sign-in session.
     Login {
         /// The session's presented token (to end it on logout).
         token: String,
         /// How the user signed in (`password`, `oidc`).
         via: String,
+        /// The identity provider's groups the session keeps (an OpenID Connect sign-in);
+        /// `None` for a password sign-in.
+        groups: Option<Vec<String>>,
+        /// The role entries the session holds, resolved against the policy the request was
+        /// authenticated under.
+        roles: Vec<String>,
     },
 }
 
@@ -71,17 +84,25 @@ impl Principal {
     /// True when the principal holds `perm` on `target` (`None`: a global permission, or a
     /// target-scoped one on at least one target).
     pub fn permits(&self, config: &Config, perm: Permission, target: Option<&str>) -> bool {
-        match self.kind {
+        match &self.kind {
             PrincipalKind::AdminToken => true,
-            PrincipalKind::Login { .. } => config.permits(&self.name, perm, target),
+            PrincipalKind::Login { roles, .. } => config.roles_permit(roles, perm, target),
         }
     }
 
     /// The targets on which the principal holds `perm`.
     pub fn targets_with(&self, config: &Config, perm: Permission) -> Vec<String> {
-        match self.kind {
+        match &self.kind {
             PrincipalKind::AdminToken => config.targets.keys().cloned().collect(),
-            PrincipalKind::Login { .. } => config.permitted_targets(&self.name, perm),
+            PrincipalKind::Login { roles, .. } => config.roles_permitted_targets(roles, perm),
+        }
+    }
+
+    /// The principal's role entries (`["admin"]` for the admin token).
+    pub fn roles(&self) -> Vec<String> {
+        match &self.kind {
+            PrincipalKind::AdminToken => vec!["admin".to_owned()],
+            PrincipalKind::Login { roles, .. } => roles.clone(),
         }
     }
 
@@ -140,27 +161,41 @@ pub fn authenticate(state: &AdminState, req: &Request<Incoming>) -> Option<(Prin
             carrier,
         ));
     }
-    let now = OffsetDateTime::now_utc();
-    let session = match state.tokens.lookup_login(&presented, LOGIN_IDLE, now) {
+    let config = state.config();
+    let principal = login_principal(&state.tokens, &config, presented, OffsetDateTime::now_utc())?;
+    Some((principal, carrier))
+}
+
+/// The principal of the sign-in token `presented` under `config` at `now`; `None` for a token
+/// of no usable session, and for a session without standing under `config`: a user removed
+/// from the policy, or someone signed in with OpenID Connect who is not configured and none of
+/// whose groups grants a role any more, loses access at once. Blocks (token database).
+pub fn login_principal(
+    tokens: &TokenStore,
+    config: &Config,
+    presented: String,
+    now: OffsetDateTime,
+) -> Option<Principal> {
+    let session = match tokens.lookup_login(&presented, LOGIN_IDLE, now) {
         Ok(s) => s?,
         Err(e) => {
             tracing::error!(error = %e, "sign-in session lookup failed");
             return None;
         }
     };
-    // A user removed from the policy loses access at once, whatever sessions remain.
-    let config = state.config();
-    config.users.get(&session.user)?;
-    Some((
-        Principal {
-            name: session.user,
-            kind: PrincipalKind::Login {
-                token: presented,
-                via: session.via,
-            },
+    let Some(roles) = config.session_roles(&session.user, session.groups.as_deref()) else {
+        tracing::debug!(user = %session.user, "sign-in session without standing under the policy in force");
+        return None;
+    };
+    Some(Principal {
+        name: session.user,
+        kind: PrincipalKind::Login {
+            token: presented,
+            via: session.via,
+            groups: session.groups,
+            roles,
         },
-        carrier,
-    ))
+    })
 }
 
 /// `POST /api/login` body.
@@ -228,13 +263,15 @@ pub async fn login(
                 kind: PrincipalKind::Login {
                     token: token.expose().to_owned(),
                     via: "password".to_owned(),
+                    groups: None,
+                    roles: config.session_roles(&user, None).unwrap_or_default(),
                 },
             };
             let mut r = json(&json!({
                 "user": user,
                 "token": token.expose(),
                 "expires_at": crate::report::rfc3339(session.expires_at),
-                "roles": config.users.get(&user).map(|u| u.roles.clone()).unwrap_or_default(),
+                "roles": principal.roles(),
                 "permissions": principal.permissions(&config),
             }));
             if let Ok(v) = HeaderValue::from_str(&session_cookie(token.expose())) {
@@ -301,25 +338,163 @@ pub fn logout(state: &AdminState, who: &Principal) -> Resp {
     r
 }
 
-/// `GET /api/me`: the caller, how they signed in, their roles and permissions.
+/// `GET /api/me`: the caller, how they signed in, their roles and permissions, and for an
+/// OpenID Connect sign-in the provider's groups the session keeps.
 pub fn me(state: &AdminState, who: &Principal) -> Resp {
-    let config = state.config();
-    let (roles, via) = match &who.kind {
-        PrincipalKind::AdminToken => (vec!["admin".to_owned()], ADMIN_TOKEN_PRINCIPAL),
-        PrincipalKind::Login { via, .. } => (
-            config
-                .users
-                .get(&who.name)
-                .map(|u| u.roles.clone())
-                .unwrap_or_default(),
-            via.as_str(),
-        ),
+    json(&me_json(&state.config(), who))
+}
+
+/// The body of `GET /api/me` for `who` under `config`.
+fn me_json(config: &Config, who: &Principal) -> serde_json::Value {
+    let (via, groups) = match &who.kind {
+        PrincipalKind::AdminToken => (ADMIN_TOKEN_PRINCIPAL, None),
+        PrincipalKind::Login { via, groups, .. } => (via.as_str(), groups.as_ref()),
     };
-    json(&json!({
+    let mut body = json!({
         "user": who.name,
         "via": via,
         "display_name": config.users.get(&who.name).and_then(|u| u.display_name.clone()),
-        "roles": roles,
-        "permissions": who.permissions(&config),
-    }))
+        "roles": who.roles(),
+        "permissions": who.permissions(config),
+    });
+    if let Some(groups) = groups {
+        body["groups"] = json!(groups);
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy_cell::PolicyCell;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    /// Targets, alice (user) and `[oidc]` mapping `mapping` (lines of `[oidc.group_roles]`).
+    fn policy(mapping: &str) -> String {
+        format!(
+            "[targets.db1]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:5901\"\n\n\
+             [targets.web1]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:5902\"\n\n\
+             [target_groups]\ndatabases = [\"db1\"]\n\n\
+             [users.alice]\nroles = [\"user\"]\n\n\
+             [oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"psmgate\"\n\
+             redirect_url = \"https://psmgate.example.com/api/oidc/callback\"\n\
+             groups_claim = \"groups\"\n\n[oidc.group_roles]\n{mapping}"
+        )
+    }
+
+    const MAPPING: &str = "auditors = [\"auditor\"]\ndba = [\"reviewer@databases\"]\n";
+
+    fn cell(dir: &std::path::Path, text: &str) -> (Arc<PolicyCell>, PathBuf) {
+        let path = dir.join("psmgate.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        (PolicyCell::new(config, Some(path.clone())), path)
+    }
+
+    fn groups(list: &[&str]) -> Option<Vec<String>> {
+        Some(list.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    /// Opens a session of `user` keeping `groups`; its token.
+    fn sign_in(tokens: &TokenStore, user: &str, groups: Option<Vec<String>>) -> String {
+        let via = if groups.is_some() { "oidc" } else { "password" };
+        let (token, _) = tokens
+            .create_login_with_groups(
+                user,
+                via,
+                groups.as_deref(),
+                LOGIN_TTL,
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        token.expose().to_owned()
+    }
+
+    fn principal(tokens: &TokenStore, config: &Config, token: &str) -> Option<Principal> {
+        login_principal(tokens, config, token.to_owned(), OffsetDateTime::now_utc())
+    }
+
+    #[test]
+    fn roles_come_from_the_user_and_the_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cell, _) = cell(dir.path(), &policy(MAPPING));
+        let config = cell.get();
+        let tokens = TokenStore::open_in_memory().unwrap();
+
+        // Carol is not configured: her groups alone decide.
+        let carol = sign_in(&tokens, "carol", groups(&["auditors", "unmapped"]));
+        let who = principal(&tokens, &config, &carol).expect("carol's groups give a role");
+        assert_eq!(who.name, "carol");
+        assert_eq!(who.roles(), ["auditor"]);
+        assert!(who.permits(&config, Permission::ViewAudit, None));
+        assert!(who.permits(&config, Permission::ViewRecordings, Some("web1")));
+        assert!(!who.permits(&config, Permission::Manage, None));
+        assert!(!who.permits(&config, Permission::Connect, Some("db1")));
+        let me = me_json(&config, &who);
+        assert_eq!(me["via"], "oidc");
+        assert_eq!(me["groups"], serde_json::json!(["auditors", "unmapped"]));
+        assert_eq!(me["roles"], serde_json::json!(["auditor"]));
+        assert_eq!(me["display_name"], serde_json::Value::Null);
+        assert!(me["permissions"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("view_audit")));
+
+        // Alice is configured: her roles, then her groups'.
+        let alice = sign_in(&tokens, "alice", groups(&["dba"]));
+        let who = principal(&tokens, &config, &alice).unwrap();
+        assert_eq!(who.roles(), ["user", "reviewer@databases"]);
+        assert!(who.permits(&config, Permission::WatchLive, Some("db1")));
+        assert!(!who.permits(&config, Permission::WatchLive, Some("web1")));
+        assert_eq!(
+            who.targets_with(&config, Permission::ExportRecordings),
+            ["db1"]
+        );
+        // A password sign-in keeps no groups and shows none.
+        let password = sign_in(&tokens, "alice", None);
+        let who = principal(&tokens, &config, &password).unwrap();
+        assert_eq!(who.roles(), ["user"]);
+        assert!(!who.permits(&config, Permission::WatchLive, Some("db1")));
+        let me = me_json(&config, &who);
+        assert_eq!(me["via"], "password");
+        assert!(me.get("groups").is_none(), "{me}");
+
+        // Nobody configured, no mapped group: no standing.
+        let dave = sign_in(&tokens, "dave", groups(&["unmapped"]));
+        assert!(principal(&tokens, &config, &dave).is_none());
+        let erin = sign_in(&tokens, "erin", None);
+        assert!(principal(&tokens, &config, &erin).is_none());
+    }
+
+    #[test]
+    fn a_reload_that_removes_a_mapping_takes_its_roles_away_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cell, path) = cell(dir.path(), &policy(MAPPING));
+        let tokens = TokenStore::open_in_memory().unwrap();
+        let carol = sign_in(&tokens, "carol", groups(&["auditors"]));
+        let alice = sign_in(&tokens, "alice", groups(&["dba", "auditors"]));
+        let before = cell.get();
+        let who = principal(&tokens, &before, &alice).unwrap();
+        assert!(who.permits(&before, Permission::ViewAudit, None));
+        assert!(principal(&tokens, &before, &carol).is_some());
+
+        // The auditors mapping goes: carol is left with no role, alice with her own and dba's.
+        std::fs::write(&path, policy("dba = [\"reviewer@databases\"]\n")).unwrap();
+        cell.reload().unwrap();
+        let after = cell.get();
+        assert!(principal(&tokens, &after, &carol).is_none());
+        let who = principal(&tokens, &after, &alice).unwrap();
+        assert_eq!(who.roles(), ["user", "reviewer@databases"]);
+        assert!(!who.permits(&after, Permission::ViewAudit, None));
+        assert!(who.permits(&after, Permission::WatchLive, Some("db1")));
+
+        // A group mapped to another role: the new role applies to the same session.
+        std::fs::write(&path, policy("auditors = [\"admin\"]\n")).unwrap();
+        cell.reload().unwrap();
+        let now = cell.get();
+        let who = principal(&tokens, &now, &alice).unwrap();
+        assert_eq!(who.roles(), ["user", "admin"]);
+        assert!(who.permits(&now, Permission::Manage, None));
+    }
 }

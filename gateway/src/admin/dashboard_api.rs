@@ -8,10 +8,13 @@ use super::dashboard::{
     overview as compute_overview, recent, replays, Coverage, EndedSession, Enforcement, Period,
     DEFAULT_DAYS, MAX_DAYS,
 };
+use super::recordings::allowed_targets;
 use super::respond::{error, json, query_param, Resp};
 use super::AdminState;
 use hyper::StatusCode;
 use psmgate_policy::rbac::Permission;
+use psmgate_storage::audit::{AuditEntry, AuditPage, SharedAuditLog};
+use psmgate_storage::error::Error as StorageError;
 use psmgate_storage::index::{ListFilter, SessionRow};
 use psmgate_storage::manifest::RecordingState;
 use serde_json::{json, Value};
@@ -23,7 +26,10 @@ use time::OffsetDateTime;
 /// The most index rows one overview reads (the figures say when the period held more).
 const MAX_ROWS: u32 = 100_000;
 /// The most recent audit entries one request reads.
-const MAX_AUDIT_SCAN: u64 = 200_000;
+const MAX_AUDIT_SCAN: usize = 200_000;
+/// The audit entries read first, from the end of the log; while the oldest of them is still in
+/// the period, four times as many are read, up to [`MAX_AUDIT_SCAN`].
+const FIRST_AUDIT_SCAN: usize = 1000;
 /// How far back the on-call view lists blocked or terminated sessions.
 const RECENT: time::Duration = time::Duration::hours(24);
 /// How far back before [`RECENT`] the on-call view looks for sessions that ended within it.
@@ -72,19 +78,58 @@ fn coverage() -> Coverage {
     }
 }
 
+/// Whether audit entry `e` was written at or after `since` (`None`: its time cannot be read).
+fn written_since(e: &AuditEntry, since: OffsetDateTime) -> Option<bool> {
+    OffsetDateTime::parse(&e.time, &Rfc3339)
+        .ok()
+        .map(|t| t >= since)
+}
+
+/// The last entries of the audit log back to the first written before `since` (entries are
+/// written in time order), at most [`MAX_AUDIT_SCAN`]: read from the end of the log,
+/// [`FIRST_AUDIT_SCAN`] first, then more while the oldest read is still in the period.
+fn audit_since(
+    audit: &SharedAuditLog,
+    since: OffsetDateTime,
+) -> psmgate_storage::error::Result<AuditPage> {
+    let mut limit = FIRST_AUDIT_SCAN.min(MAX_AUDIT_SCAN);
+    loop {
+        let page = audit.read_tail(limit)?;
+        let whole_log = page.entries.len() as u64 >= page.total;
+        let before = page
+            .entries
+            .first()
+            .is_some_and(|e| written_since(e, since) == Some(false));
+        if whole_log || before || limit >= MAX_AUDIT_SCAN {
+            return Ok(page);
+        }
+        limit = limit.saturating_mul(4).min(MAX_AUDIT_SCAN);
+    }
+}
+
 /// The enforcement events of the audit log since `since` (of its last [`MAX_AUDIT_SCAN`]
 /// entries), and whether older entries of the period were left unread.
 fn enforcements_since(
     state: &AdminState,
     since: OffsetDateTime,
 ) -> psmgate_storage::error::Result<(Vec<Enforcement>, bool)> {
-    let offset = state.store.audit.entries().saturating_sub(MAX_AUDIT_SCAN);
-    let page = state.store.audit.read_page(offset, usize::MAX)?;
-    let truncated = offset > 0
+    let audit = &state.store.audit;
+    let page = match audit_since(audit, since) {
+        Ok(page) => page,
+        // Entries out of order at the end of the log (`GET /api/audit` reports the log's
+        // integrity): the last entries by line, as before the log could be read from its end.
+        Err(StorageError::Audit(why)) => {
+            tracing::warn!(%why, "the end of the audit log is out of order; reading it whole");
+            let offset = audit.entries().saturating_sub(MAX_AUDIT_SCAN as u64);
+            audit.read_page(offset, usize::MAX)?
+        }
+        Err(e) => return Err(e),
+    };
+    let truncated = (page.entries.len() as u64) < page.total
         && page
             .entries
             .first()
-            .is_some_and(|e| OffsetDateTime::parse(&e.time, &Rfc3339).is_ok_and(|t| t >= since));
+            .is_some_and(|e| written_since(e, since) == Some(true));
     let events = page
         .entries
         .iter()
@@ -132,9 +177,11 @@ pub fn overview(state: &AdminState, who: &Principal, query: &str) -> Resp {
     let untargeted = who.permits(&config, Permission::ViewAudit, None);
     let now = OffsetDateTime::now_utc();
     let period = Period::ending(now, days);
+    // Only the caller's targets, before the limit: the limit counts sessions it may see.
     let filter = ListFilter {
         since: Some(period.since()),
         limit: Some(MAX_ROWS),
+        allowed_targets: allowed_targets(who, &config, perm),
         ..Default::default()
     };
     let mut rows = match state.store.index.list(&filter) {
@@ -262,6 +309,7 @@ pub fn oncall(state: &AdminState, who: &Principal) -> Resp {
     let filter = ListFilter {
         since: Some(since - RECENT_STARTS),
         limit: Some(RECENT_ROWS),
+        allowed_targets: allowed_targets(who, &config, Permission::WatchLive),
         ..Default::default()
     };
     let rows = match state.store.index.list(&filter) {

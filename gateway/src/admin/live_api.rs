@@ -27,6 +27,12 @@ pub fn list(state: &AdminState, who: &Principal) -> Resp {
             let mut v = serde_json::to_value(&s).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
                 o.insert("can_terminate".into(), can_terminate.into());
+                // Lock and resume need the same permission as terminate.
+                let locked = state.store.live.locked(&s.session_id);
+                o.insert(
+                    "locked".into(),
+                    serde_json::to_value(locked).unwrap_or_default(),
+                );
                 o.insert(
                     "player".into(),
                     format!("/player/?id={}", s.session_id).into(),

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod dashboard;
 mod dashboard_api;
 mod live_api;
+mod lock_api;
 pub mod oidc;
 pub mod ops;
 mod recordings;
@@ -346,6 +347,8 @@ async fn dispatch(
             blocking(state, who, move |s, w| live_api::thumbnail(s, w, &id)).await
         }
         "terminateSession" => live_api::terminate(state, who, p(0), req.into_body()).await,
+        "lockSession" => lock_api::lock(state, who, p(0), req.into_body()).await,
+        "resumeSession" => lock_api::resume(state, who, p(0), req.into_body()).await,
         "listAccessRequests" => {
             let q = query.to_owned();
             blocking(state, who, move |s, w| access_api::list(s, w, &q)).await

@@ -11,9 +11,12 @@
 //!   the token endpoint (with the client secret, `client_secret_basic` or `_post` as the provider
 //!   offers), the ID token verified (signature with the provider's published keys, issuer,
 //!   audience, times, nonce), and the user named by `oidc.user_claim` (of the ID token, else of
-//!   the userinfo answer) signed in — only if that user is configured under `[users.<name>]`,
-//!   whose roles apply. The browser gets the `psmgate_session` cookie a password sign-in gives
-//!   and goes (303) to `next`, a path on this site.
+//!   the userinfo answer) signed in — if that user is configured under `[users.<name>]`, or if
+//!   one of the user's groups at the provider (`oidc.groups_claim`, looked up the same way; see
+//!   [`groups`]) has roles under `[oidc.group_roles]`. The session keeps the groups, not the
+//!   roles: they are resolved against the policy in force on every request. The browser gets
+//!   the `psmgate_session` cookie a password sign-in gives and goes (303) to `next`, a path on
+//!   this site.
 //!
 //! Sign-ins are audited (`login`, detail `oidc from <address>`), refusals too (`login_failed`
 //! with the reason, never a code or token) and count against the same per-address limit as
@@ -24,18 +27,19 @@
 
 pub mod discovery;
 pub mod flow;
+pub mod groups;
 pub mod id_token;
 pub mod jws;
 mod provider;
 
-use super::auth::{cookie_in, session_cookie, LOGIN_TTL};
+use super::auth::{cookie_in, session_cookie, ADMIN_TOKEN_PRINCIPAL, LOGIN_TTL};
 use super::respond::{self, error, html_escape, Resp};
 use super::AdminState;
 use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, StatusCode};
 use provider::{Provider, ProviderError};
-use psmgate_policy::Config;
-use serde_json::json;
+use psmgate_policy::{Config, OidcConfig};
+use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -54,21 +58,31 @@ pub struct OidcState {
 }
 
 impl OidcState {
-    /// The client for `config`'s `[oidc]`: the one kept when the section is unchanged, else a
-    /// new one. `Ok(None)` when OIDC sign-in is not configured.
+    /// The client for `config`'s `[oidc]`: the one kept when the section is unchanged but for
+    /// `group_roles` (which sign-ins read from the policy in force), else a new one. `Ok(None)`
+    /// when OIDC sign-in is not configured.
     fn provider(&self, config: &Config) -> Result<Option<Arc<Provider>>, String> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let Some(wanted) = &config.oidc else {
             *current = None;
             return Ok(None);
         };
-        if let Some(p) = current.as_ref().filter(|p| p.config == *wanted) {
+        if let Some(p) = current.as_ref().filter(|p| same_client(&p.config, wanted)) {
             return Ok(Some(p.clone()));
         }
         let p = Arc::new(Provider::new(wanted.clone()).map_err(|e| format!("{e:#}"))?);
         *current = Some(p.clone());
         Ok(Some(p))
     }
+}
+
+/// Whether a client built for `a` serves `b` as well: they differ at most in `group_roles`.
+fn same_client(a: &OidcConfig, b: &OidcConfig) -> bool {
+    let without_mapping = |c: &OidcConfig| OidcConfig {
+        group_roles: Default::default(),
+        ..c.clone()
+    };
+    without_mapping(a) == without_mapping(b)
 }
 
 /// Serves the public OIDC operations `oidcStatus`, `oidcLogin` and `oidcCallback`.
@@ -236,13 +250,13 @@ async fn callback(
         return r;
     }
     let outcome = match sign_in(state, &provider, headers, query).await {
-        Ok((user, next)) => open_session(state, &user)
+        Ok(s) => open_session(state, &s.user, &s.groups)
             .await
-            .map(|token| (user, next, token)),
+            .map(|token| (s, token)),
         Err(r) => Err(r),
     };
     let mut resp = match outcome {
-        Ok((user, next, token)) => {
+        Ok((SignedIn { user, groups, next }, token)) => {
             crate::metrics::outcome(&crate::metrics::global().logins, "ok");
             state.audit(
                 &user,
@@ -250,7 +264,7 @@ async fn callback(
                 "",
                 &format!("oidc from {peer}"),
             );
-            tracing::info!(%peer, %user, "signed in with OpenID Connect");
+            tracing::info!(%peer, %user, groups = groups.len(), "signed in with OpenID Connect");
             let mut r = respond::see_other(&next);
             if let Ok(v) = HeaderValue::from_str(&session_cookie(&token)) {
                 r.headers_mut().append(header::SET_COOKIE, v);
@@ -281,13 +295,99 @@ async fn callback(
     resp
 }
 
-/// Checks the provider's answer; the configured user it names and where to go next.
+/// Who the provider signed in, and where to go next.
+#[derive(Debug)]
+struct SignedIn {
+    /// The user `oidc.user_claim` names.
+    user: String,
+    /// The user's groups at the provider (empty without `oidc.groups_claim`).
+    groups: Vec<String>,
+    /// The path to send the browser to.
+    next: String,
+}
+
+/// The userinfo answer for the subject `sub`, asked for at most once per sign-in (kept in
+/// `cache`); `None` without an access token or a userinfo endpoint.
+async fn userinfo<'c>(
+    provider: &Provider,
+    d: &discovery::Discovery,
+    access_token: Option<&str>,
+    sub: &str,
+    cache: &'c mut Option<Option<Map<String, Value>>>,
+) -> Result<Option<&'c Map<String, Value>>, Refusal> {
+    if cache.is_none() {
+        let info = match access_token {
+            Some(at) => provider
+                .userinfo(d, at, sub)
+                .await
+                .map_err(|e| unreachable(provider, &e))?,
+            None => None,
+        };
+        *cache = Some(info);
+    }
+    Ok(cache.as_ref().and_then(Option::as_ref))
+}
+
+/// Longest name, in bytes, of someone signed in who is not configured (what a session holds).
+const MAX_USER_NAME: usize = psmgate_storage::tokens::MAX_NAME_LEN;
+
+/// Whether `user`, not configured under `[users]`, can be the name of a sign-in session and the
+/// audit log's actor: 1..=[`MAX_USER_NAME`] bytes, not only spaces, without control characters,
+/// and not the admin token's name.
+fn usable_unconfigured_name(user: &str) -> bool {
+    !user.trim().is_empty()
+        && user.len() <= MAX_USER_NAME
+        && !user.chars().any(char::is_control)
+        && user != ADMIN_TOKEN_PRINCIPAL
+}
+
+/// Why someone the provider signed in has no standing under `config`, if they have none: a name
+/// that cannot be a user, or neither a configured user nor in a group with roles.
+fn standing_refusal(config: &Config, user: &str, groups: &[String]) -> Option<Refusal> {
+    let shown = discovery::printable(user, MAX_SHOWN_NAME);
+    let refuse = |code, message| {
+        Some(Refusal {
+            status: StatusCode::FORBIDDEN,
+            code,
+            message,
+            user: Some(shown.clone()),
+        })
+    };
+    if config.session_roles(user, Some(groups)).is_some() {
+        if config.users.contains_key(user) || usable_unconfigured_name(user) {
+            return None;
+        }
+        return refuse(
+            "bad_user_name",
+            format!(
+                "{shown:?} signed in at the OpenID provider but cannot be a psmgate user name (1..={MAX_USER_NAME} bytes without control characters, not {ADMIN_TOKEN_PRINCIPAL:?})"
+            ),
+        );
+    }
+    let reads_groups = config
+        .oidc
+        .as_ref()
+        .is_some_and(|o| o.groups_claim.is_some());
+    let message = if reads_groups {
+        format!(
+            "{shown:?} signed in at the OpenID provider but is not a psmgate user, and none of their groups has roles under [oidc.group_roles]; an administrator must add [users.{shown}] to the policy or map one of their groups"
+        )
+    } else {
+        format!(
+            "{shown:?} signed in at the OpenID provider but is not a psmgate user; an administrator must add [users.{shown}] to the policy"
+        )
+    };
+    refuse("not_a_user", message)
+}
+
+/// Checks the provider's answer; who it signed in (a configured user, or someone whose groups
+/// have roles) and where to go next.
 async fn sign_in(
     state: &AdminState,
     provider: &Provider,
     headers: &HeaderMap,
     query: &str,
-) -> Result<(String, String), Refusal> {
+) -> Result<SignedIn, Refusal> {
     let params = flow::CallbackParams::parse(query);
     let bad = |code, message: String| refusal(StatusCode::BAD_REQUEST, code, message);
     let Some(attempt) = params.state.as_deref() else {
@@ -368,19 +468,16 @@ async fn sign_in(
         },
     )
     .map_err(|e| rejected(&e))?;
+    // Claims come from the ID token, else from the userinfo answer.
+    let access_token = tokens.access_token.as_deref();
+    let mut info = None;
     let claim = &provider.config.user_claim;
     let user = match token.string_claim(claim) {
         Some(u) => u.to_owned(),
         None => {
             tracing::debug!(%claim, "the ID token does not name the user; asking the userinfo endpoint");
-            let info = match &tokens.access_token {
-                Some(at) => provider
-                    .userinfo(&d, at, &token.sub)
-                    .await
-                    .map_err(|e| unreachable(provider, &e))?,
-                None => None,
-            };
-            info.as_ref()
+            userinfo(provider, &d, access_token, &token.sub, &mut info)
+                .await?
                 .and_then(|m| m.get(claim.as_str()))
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
@@ -393,26 +490,59 @@ async fn sign_in(
                 })?
         }
     };
-    if !state.config().users.contains_key(&user) {
-        let shown = discovery::printable(&user, MAX_SHOWN_NAME);
-        return Err(Refusal {
-            status: StatusCode::FORBIDDEN,
-            code: "not_a_user",
-            message: format!(
-                "{shown:?} signed in at the OpenID provider but is not a psmgate user; an administrator must add [users.{shown}] to the policy"
-            ),
-            user: Some(shown),
-        });
+    let groups = match &provider.config.groups_claim {
+        None => Vec::new(),
+        Some(claim) => {
+            let value = match token.claims.get(claim) {
+                Some(v) => Some(v.clone()),
+                None => {
+                    tracing::debug!(%claim, "the ID token lists no groups; asking the userinfo endpoint");
+                    userinfo(provider, &d, access_token, &token.sub, &mut info)
+                        .await?
+                        .and_then(|m| m.get(claim.as_str()))
+                        .cloned()
+                }
+            };
+            match value {
+                Some(v) => {
+                    let g = groups::from_claim(claim, &v);
+                    if let Some(w) = &g.warning {
+                        tracing::warn!(user = %discovery::printable(&user, MAX_SHOWN_NAME), "{w}");
+                    }
+                    g.names
+                }
+                None => {
+                    tracing::debug!(%claim, "the provider lists no groups of the user");
+                    Vec::new()
+                }
+            }
+        }
+    };
+    if let Some(r) = standing_refusal(&state.config(), &user, &groups) {
+        return Err(r);
     }
-    Ok((user, pending.next))
+    Ok(SignedIn {
+        user,
+        groups,
+        next: pending.next,
+    })
 }
 
-/// Opens a sign-in session for `user`; its token.
-async fn open_session(state: &Arc<AdminState>, user: &str) -> Result<String, Refusal> {
-    let (s, u) = (state.clone(), user.to_owned());
+/// Opens a sign-in session for `user` that keeps `groups`; its token.
+async fn open_session(
+    state: &Arc<AdminState>,
+    user: &str,
+    groups: &[String],
+) -> Result<String, Refusal> {
+    let (s, u, g) = (state.clone(), user.to_owned(), groups.to_vec());
     let opened = tokio::task::spawn_blocking(move || {
-        s.tokens
-            .create_login(&u, "oidc", LOGIN_TTL, OffsetDateTime::now_utc())
+        s.tokens.create_login_with_groups(
+            &u,
+            "oidc",
+            Some(&g),
+            LOGIN_TTL,
+            OffsetDateTime::now_utc(),
+        )
     })
     .await;
     match opened {
@@ -473,6 +603,81 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("<mallory>"));
+    }
+
+    fn policy(oidc_extra: &str) -> Config {
+        let text = format!(
+            "[users.alice]\nroles = [\"user\"]\n\n\
+             [oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"psmgate\"\n\
+             redirect_url = \"https://psmgate.example.com/api/oidc/callback\"\n{oidc_extra}"
+        );
+        Config::from_toml_str(&text, "psmgate.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_new_group_mapping_keeps_the_client() {
+        let a = policy("groups_claim = \"groups\"\n[oidc.group_roles]\nauditors = [\"auditor\"]\n");
+        let b = policy("groups_claim = \"groups\"\n[oidc.group_roles]\nadmins = [\"admin\"]\n");
+        let c = policy("groups_claim = \"roles\"\n[oidc.group_roles]\nauditors = [\"auditor\"]\n");
+        let state = OidcState::default();
+        let first = state.provider(&a).unwrap().unwrap();
+        let kept = state.provider(&b).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &kept));
+        let rebuilt = state.provider(&c).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&first, &rebuilt));
+        assert_eq!(rebuilt.config.groups_claim.as_deref(), Some("roles"));
+        assert!(state.provider(&policy("")).unwrap().is_some());
+        let mut off = policy("");
+        off.oidc = None;
+        assert!(state.provider(&off).unwrap().is_none());
+    }
+
+    #[test]
+    fn who_may_sign_in() {
+        let c = policy("groups_claim = \"groups\"\n[oidc.group_roles]\nauditors = [\"auditor\"]\n");
+        // Configured, with or without groups; not configured, in a mapped group.
+        assert!(standing_refusal(&c, "alice", &[]).is_none());
+        assert!(standing_refusal(&c, "alice", &strings(&["other"])).is_none());
+        assert!(standing_refusal(&c, "carol", &strings(&["other", "auditors"])).is_none());
+        assert!(standing_refusal(&c, "carol@example.com", &strings(&["auditors"])).is_none());
+        // Not configured, no mapped group.
+        let r = standing_refusal(&c, "mallory", &strings(&["other"])).unwrap();
+        assert_eq!((r.status, r.code), (StatusCode::FORBIDDEN, "not_a_user"));
+        assert!(
+            r.message.starts_with(
+                "\"mallory\" signed in at the OpenID provider but is not a psmgate user, and none of their groups has roles under [oidc.group_roles]"
+            ),
+            "{}",
+            r.message
+        );
+        assert_eq!(r.user.as_deref(), Some("mallory"));
+        // A mapped group does not make an unusable name a user.
+        for name in [
+            ADMIN_TOKEN_PRINCIPAL.to_owned(),
+            " ".to_owned(),
+            "a\u{7}b".to_owned(),
+            "x".repeat(MAX_USER_NAME + 1),
+        ] {
+            let r = standing_refusal(&c, &name, &strings(&["auditors"])).unwrap();
+            assert_eq!(r.code, "bad_user_name", "{name:?}");
+            assert!(r
+                .user
+                .as_deref()
+                .is_some_and(|u| u.len() <= MAX_SHOWN_NAME * 4));
+        }
+        assert!(
+            standing_refusal(&c, &"x".repeat(MAX_USER_NAME), &strings(&["auditors"])).is_none()
+        );
+        // Without groups_claim, the refusal says what it always said.
+        let r = standing_refusal(&policy(""), "mallory", &strings(&["auditors"])).unwrap();
+        assert_eq!(
+            r.message,
+            "\"mallory\" signed in at the OpenID provider but is not a psmgate user; an administrator must add [users.mallory] to the policy"
+        );
     }
 
     #[test]

@@ -109,6 +109,18 @@ pub const OPERATIONS: &[Operation] = &[
         Access::Target(Permission::Terminate),
     ),
     op(
+        "lockSession",
+        "POST",
+        "/api/sessions/live/{id}/lock",
+        Access::Target(Permission::Terminate),
+    ),
+    op(
+        "resumeSession",
+        "POST",
+        "/api/sessions/live/{id}/resume",
+        Access::Target(Permission::Terminate),
+    ),
+    op(
         "listAccessRequests",
         "GET",
         "/api/access-requests",

@@ -2,14 +2,34 @@
 //! principals holding `view_recordings` on the recording's target; the audit log page; and the
 //! break-glass `/login?token=` cookie.
 
-use super::auth::Principal;
+use super::auth::{Principal, PrincipalKind};
 use super::respond::{bytes, constant_time_eq, error, json, query_param, text, Resp};
 use super::AdminState;
 use hyper::header::{self, HeaderValue};
 use hyper::StatusCode;
 use psmgate_policy::rbac::Permission;
+use psmgate_policy::Config;
 use psmgate_storage::index::ListFilter;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+
+/// The targets whose recordings `who` may be shown as holder of `perm`, as the index filters
+/// them ([`ListFilter::allowed_targets`]): `None` (every recording, also those of targets no
+/// longer configured) for the break-glass admin token, which holds every permission on
+/// everything; for a signed-in user, the configured targets on which its roles grant `perm`
+/// (an unscoped role: every configured target; a role scoped to a group: that group's
+/// targets), exactly those for which [`Principal::permits`] holds.
+pub(super) fn allowed_targets(
+    who: &Principal,
+    config: &Config,
+    perm: Permission,
+) -> Option<BTreeSet<String>> {
+    if matches!(who.kind, PrincipalKind::AdminToken) {
+        None
+    } else {
+        Some(who.targets_with(config, perm).into_iter().collect())
+    }
+}
 
 /// `GET /login?token=<admin token>[&next=/path]`: sets the admin-token cookie and redirects.
 pub fn token_login(state: &AdminState, query: &str, peer: SocketAddr) -> Resp {
@@ -32,7 +52,8 @@ pub fn token_login(state: &AdminState, query: &str, peer: SocketAddr) -> Resp {
     r
 }
 
-/// `GET /api/audit[?offset=N&limit=M]`: audit log entries, newest last, and the chain's check.
+/// `GET /api/audit[?offset=N&limit=M | ?tail=N]`: audit log entries, newest last (`tail`: the
+/// newest N), and the chain's check.
 pub fn audit_page(state: &AdminState, query: &str) -> Resp {
     let offset = query_param(query, "offset")
         .and_then(|v| v.parse::<u64>().ok())
@@ -42,7 +63,15 @@ pub fn audit_page(state: &AdminState, query: &str) -> Resp {
         .unwrap_or(200)
         .clamp(1, 1000);
     let backend = state.store.backend.as_ref();
-    let page = match state.store.audit.read_page(offset, limit as usize) {
+    // `tail=N`: the newest N entries (read from the end of the log), whatever `offset` says.
+    let tail = query_param(query, "tail")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|n| n.clamp(1, 1000) as usize);
+    let read = match tail {
+        Some(n) => state.store.audit.read_tail(n),
+        None => state.store.audit.read_page(offset, limit as usize),
+    };
+    let page = match read {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "reading the audit log failed");
@@ -76,18 +105,19 @@ pub fn handle(
     let config = state.config();
     let store = &state.store;
     if op == "listRecordings" {
-        let allowed = who.targets_with(&config, Permission::ViewRecordings);
-        let filter = match list_filter(query) {
+        let mut filter = match list_filter(query) {
             Ok(f) => f,
             Err(bad) => return bad,
         };
+        // The index leaves other targets out before it counts the page: pages are full and
+        // offsets count only what the caller may see.
+        filter.allowed_targets = allowed_targets(who, &config, Permission::ViewRecordings);
+        let allowed = filter.allowed_targets.as_ref();
         return match store.index.list(&filter) {
             Ok(rows) => json(&serde_json::Value::Array(
                 rows.iter()
-                    .filter(|r| {
-                        allowed.contains(&r.target)
-                            || who.permits(&config, Permission::ViewRecordings, Some(&r.target))
-                    })
+                    // Never list another target's recording, whatever an index returns.
+                    .filter(|r| allowed.is_none_or(|a| a.contains(&r.target)))
                     .map(crate::report::row_json)
                     .collect(),
             )),
@@ -114,6 +144,12 @@ pub fn handle(
         };
     }
     let file = params.get(1).map(String::as_str).unwrap_or("");
+    if op == "getRecordingFile" && file == "chain.jsonl" {
+        // How the player follows a recording in progress: a live viewer, and with `wait` the read
+        // waits for new chain lines (see recording::viewers).
+        let wait = query_param(query, "wait");
+        crate::recording::viewers::follow_chain(store, id, range, wait.as_deref());
+    }
     let tail = match op {
         "getManifest" => "manifest".to_owned(),
         "verifyRecording" => "verify".to_owned(),

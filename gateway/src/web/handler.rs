@@ -200,6 +200,10 @@ impl Handler {
         if let Some(response) = self.enforce_recorder(&session, &host) {
             return response.into();
         }
+        if let Some(lock) = session.locked() {
+            // Locked by an operator: nothing reaches the server until the session is resumed.
+            return pages::locked(&lock, &host).into();
+        }
         let config = self.gw.config();
         let web = &config.web;
         let secret = |n: &str| web.field_is_redacted(n);

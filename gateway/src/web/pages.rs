@@ -83,6 +83,29 @@ pub fn blocked(rule: &str, host: &str, user: &str) -> Response<Body> {
     res
 }
 
+/// 403: an operator locked the session (rule `lock` in the rule header); the page names who
+/// and why, and reloading it works again once the session is resumed.
+pub fn locked(lock: &crate::live::LockRequest, host: &str) -> Response<Body> {
+    let mut res = page(
+        StatusCode::FORBIDDEN,
+        "Session locked by an operator",
+        &format!(
+            "<p>Requests to <b>{}</b> are held back: <b>{}</b> locked this session.</p>\
+             <p>Reason: {}</p><p>Reload the page once the session is resumed.</p>\
+             <p>Rule: <code id=\"psmgate-rule\">{}</code></p>",
+            escape(host),
+            escape(&lock.actor),
+            escape(&lock.reason),
+            crate::live::LOCK_RULE
+        ),
+    );
+    res.headers_mut().insert(
+        RULE_HEADER,
+        header::HeaderValue::from_static(crate::live::LOCK_RULE),
+    );
+    res
+}
+
 /// 403: the session cannot go on (its recording failed).
 pub fn session_ended(reason: &str) -> Response<Body> {
     page(

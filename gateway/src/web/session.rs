@@ -99,8 +99,9 @@ pub struct WebSession {
     pub target: String,
     /// Its recording.
     pub rec: SessionRecording,
-    /// When the session ends with its grant: the grant's expiry, unless the rule that lets its
-    /// user at its target says sessions outlive their grant (`end_at_grant_expiry = false`).
+    /// The grant's expiry, when no rule's terms apply to the session (no deadline watches it):
+    /// requests after it are refused and `reap` ends the session. Under a rule, the rule's
+    /// `end_at_grant_expiry` decides, through the session's deadline.
     pub expires_at: Option<OffsetDateTime>,
     last_seen: Mutex<Instant>,
     /// The session's tracing span.
@@ -109,6 +110,8 @@ pub struct WebSession {
     pub recorders: Mutex<RecorderWatch>,
     /// The rule that ended the session and why (further requests get the block page).
     terminated: Mutex<Option<(String, String)>>,
+    /// An operator's lock: while it holds, requests get the lock page.
+    lock: tokio::sync::watch::Receiver<Option<crate::live::LockRequest>>,
     /// Set once the recording is being sealed.
     sealing: std::sync::atomic::AtomicBool,
     /// The video renderer (`web.video = "live"` with Chromium available), until the session
@@ -277,6 +280,11 @@ impl WebSession {
         if t.is_none() {
             *t = Some((rule.to_string(), why.to_string()));
         }
+    }
+
+    /// The operator's lock on the session, while one holds.
+    pub fn locked(&self) -> Option<crate::live::LockRequest> {
+        self.lock.borrow().clone()
     }
 
     /// Why policy ended the session, if it did.
@@ -531,10 +539,13 @@ impl Sessions {
             .map_err(Refusal::Failed)?;
         let limits = SessionLimits::for_grant(config, &grant);
         let deadline = limits.deadline.clone();
-        let outlives_grant = config
+        // Under a rule, its terms decide: the deadline above ends the session at the grant's
+        // expiry (with the `policy` event) when the rule says so. Without one, the grant's
+        // expiry is checked here (by `reap` and each sign-in).
+        let expires_at = config
             .access_policy(&user, &target, now)
-            .is_some_and(|p| !p.end_at_grant_expiry);
-        let expires_at = (!outlives_grant).then_some(grant.expires_at);
+            .is_none()
+            .then_some(grant.expires_at);
         let live = crate::supervisor::go_live(&gw.store, &rec, &info, limits);
         let stop = live.stop_signal();
         let span = tracing::info_span!("web_session", session = %rec.session_id(), user = %user, target = %target);
@@ -579,6 +590,7 @@ impl Sessions {
             span,
             recorders: Mutex::new(RecorderWatch::default()),
             terminated: Mutex::new(None),
+            lock: live.lock_signal(),
             sealing: std::sync::atomic::AtomicBool::new(false),
             renderer: Mutex::new(renderer),
             spool: Mutex::new(spool),

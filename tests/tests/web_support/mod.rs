@@ -260,6 +260,26 @@ pub fn start_web_gateway(extra_config: &str) -> Gateway {
             extra_config,
         },
     );
+    wait_for_proxy(gw)
+}
+
+/// [`start_web_gateway`] whose users and rules are `users_and_rules` (TOML `[users.…]` and
+/// `[[rules]]`, see [`Gateway::start_with_users`]) instead of the default.
+pub fn start_web_gateway_with_users(extra_config: &str, users_and_rules: &str) -> Gateway {
+    let gw = Gateway::start_with_users(
+        free_port().unwrap(),
+        Options {
+            password: None,
+            lab_extra: "",
+            extra_config,
+        },
+        users_and_rules,
+    );
+    wait_for_proxy(gw)
+}
+
+/// Returns `gw` once its web proxy listens.
+fn wait_for_proxy(gw: Gateway) -> Gateway {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", gw.web_port)).is_err() {
         assert!(

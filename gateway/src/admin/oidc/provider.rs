@@ -423,6 +423,8 @@ mod tests {
             extra_roots: vec![pem.clone()],
             extra_roots_as_written: vec![pem],
             button_label: "x".into(),
+            groups_claim: None,
+            group_roles: Default::default(),
         }
     }
 
