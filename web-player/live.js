@@ -2,8 +2,9 @@
  * psmgate player — following a recording in progress (served mode only).
  *
  * The chain says what is complete: the recorder appends bytes to a file, then chains them. So the
- * follower tails chain.jsonl (a Range request from the bytes it has; the gateway answers 416 when
- * nothing is new) and, for every new data record, fetches exactly the chained range of its file.
+ * follower tails chain.jsonl (a Range request from the bytes it has, asking the gateway to hold the
+ * answer until there are new lines: `wait`) and, for every new data record, fetches exactly the
+ * chained range of its file.
  * Bytes past the last record (a fragment being written) are never played, and the bytes played are
  * the bytes verified. The seal record followed by its checkpoint ends the recording.
  *
@@ -14,6 +15,8 @@
   'use strict';
   var PSM = (root.PSM = root.PSM || {});
   var NL = 10;
+  /** Seconds the gateway may hold a read of the chain's tail until new lines are chained. */
+  var WAIT_S = 10;
 
   /** An append-only byte buffer; earlier views stay valid (appends never rewrite them). */
   function Bytes() {
@@ -58,11 +61,16 @@
    * The bytes of a recording in progress, kept up to date from the chain.
    * @param {object} o
    * @param {Uint8Array} o.chain  chain.jsonl as first read (a torn last line is left out)
-   * @param {function(string, number, number=): Promise<Uint8Array|null>} o.fetchRange
-   *   bytes [start, end) of a file (end omitted: to its end); null when there is nothing there yet
+   * @param {function(string, number, number=, object=): Promise<Uint8Array|null>} o.fetchRange
+   *   bytes [start, end) of a file (end omitted: to its end); null when there is nothing there yet.
+   *   The chain's tail is asked for with a fourth argument {wait: seconds}: the server may hold the
+   *   answer that long for new lines (one that does not simply answers at once)
+   * @param {(number|function(): number)=} o.wait  seconds the server may hold a chain read
+   *   (default WAIT_S; 0: never), or a function asked before each read
    */
   function LiveStore(o) {
     this.fetchRange = o.fetchRange;
+    this.wait = o.wait === undefined ? WAIT_S : o.wait;
     this.chain = new Bytes();
     this.extent = Object.create(null); // file -> end of its last chained range
     this.files = Object.create(null); // file -> Bytes, never past its extent
@@ -73,15 +81,21 @@
     this.takeChain(o.chain || new Uint8Array(0));
   }
 
-  /** Take the complete lines of `b` (the chain's next bytes); returns the files they name. */
+  /**
+   * Take the complete lines of `b` (the chain's next bytes); returns the files they name. Sets
+   * `lastLines` to the number of lines taken.
+   */
   LiveStore.prototype.takeChain = function (b) {
     var n = completeLength(b);
+    this.lastLines = 0;
     if (!n) return [];
     var part = b.subarray(0, n);
     this.chain.append(part);
     var self = this;
     var named = [];
-    parseChainLines(new TextDecoder().decode(part)).forEach(function (r) {
+    var lines = parseChainLines(new TextDecoder().decode(part));
+    this.lastLines = lines.length;
+    lines.forEach(function (r) {
       if (r.checkpoint === true) {
         self.checkpoints++;
         if (self.sealSeq && r.seq === self.sealSeq) self.sealed = true;
@@ -127,27 +141,33 @@
   };
 
   /**
-   * One poll: read the chain's new lines, then the new chained bytes of every file.
-   * @returns {Promise<{changed:string[], named:string[]}>} files that grew; files the new lines name
+   * One poll: read the chain's new lines (the server may hold the read until there are some),
+   * then the new chained bytes of every file.
+   * @returns {Promise<{changed:string[], named:string[], lines:number}>} files that grew; files the
+   *   new lines name; how many new lines there were (0: nothing new)
    */
   LiveStore.prototype.poll = async function () {
     var tail = await this.chainTail();
     var named = tail ? this.takeChain(tail) : [];
+    var lines = tail ? this.lastLines : 0;
     var changed = [];
     var files = Object.keys(this.extent);
     for (var i = 0; i < files.length; i++) {
       if (await this.fill(files[i])) changed.push(files[i]);
     }
-    return { changed: changed, named: named };
+    return { changed: changed, named: named, lines: lines };
   };
 
   /**
    * The chain's bytes past what is here. The request starts one byte early (the newline that ends
-   * the last line read), so it is always satisfiable and "nothing new" is a one-byte answer.
+   * the last line read), so it is always satisfiable and "nothing new" is a one-byte answer; the
+   * gateway holds it (up to `wait` s) until new lines are chained.
    */
   LiveStore.prototype.chainTail = async function () {
     var have = this.chain.len;
-    var b = await this.fetchRange('chain.jsonl', Math.max(0, have - 1));
+    var wait = typeof this.wait === 'function' ? this.wait() : this.wait;
+    var opts = have && wait > 0 ? { wait: wait } : undefined;
+    var b = await this.fetchRange('chain.jsonl', Math.max(0, have - 1), undefined, opts);
     if (!b || !have) return b;
     if (b[0] !== NL) throw new Error('chain.jsonl changed: it no longer matches the lines read before');
     return b.subarray(1);
@@ -159,20 +179,29 @@
     return b && b.length ? b.end(b.length - 1) : 0;
   }
 
+  /** Seconds behind the buffered end that are played at normal speed. */
+  var EDGE_SLACK = 0.15;
+  /** Fastest catch-up rate. */
+  var MAX_CATCH_UP = 4;
+  /** Seconds behind the buffered end from which the playhead jumps instead of catching up. */
+  var EDGE_JUMP = 5;
+
   /**
    * How to stay at the live edge when `behind` seconds of buffered video are still to be played:
-   * catch up by playing faster (up to 2×), or jump when far behind (a hidden tab, a slow network).
+   * catch up by playing faster the further behind (1.25× just past EDGE_SLACK, 2.5× 1 s behind,
+   * at most MAX_CATCH_UP), or jump when far behind (a hidden tab, a slow network: a jump decodes
+   * from the segment's keyframe, which may be minutes back).
    * @returns {{rate:number, jump:boolean}}
    */
   function edgeAction(behind) {
     if (!(behind > 0)) return { rate: 1, jump: false };
-    if (behind > 5) return { rate: 1, jump: true };
-    if (behind <= 0.25) return { rate: 1, jump: false };
-    return { rate: Math.min(2, Math.round((1 + behind) * 4) / 4), jump: false };
+    if (behind > EDGE_JUMP) return { rate: 1, jump: true };
+    if (behind <= EDGE_SLACK) return { rate: 1, jump: false };
+    return { rate: Math.min(MAX_CATCH_UP, Math.round((1 + 1.5 * behind) * 4) / 4), jump: false };
   }
 
   PSM.live = {
     LiveStore: LiveStore, Bytes: Bytes, completeLength: completeLength, bufferedEnd: bufferedEnd,
-    edgeAction: edgeAction, POLL_MS: 500, EDGE_JUMP_BACK: 0.3
+    edgeAction: edgeAction, POLL_MS: 500, WAIT_S: WAIT_S, EDGE_JUMP_BACK: 0.3
   };
 })(window);

@@ -26,9 +26,10 @@
  * (clock.js) is the clock. Their transcript gets filters (All / Pages / HTTP / Policy).
  *
  * Live: a served recording whose manifest is still the partial one (state "recording") is followed
- * (live.js): twice a second the player reads the chain's new lines and the newly chained bytes, feeds
- * them to the same SourceBuffer, extends timeline and transcript, and keeps the playhead at the
- * live edge until the viewer seeks back ("Go live" returns). The seal ends it with the full check.
+ * (live.js): the player reads the chain's new lines as they are chained (the gateway holds each read
+ * until there are some) and the newly chained bytes, feeds them to the same SourceBuffer, extends
+ * timeline and transcript, and keeps the playhead at the live edge until the viewer seeks back
+ * ("Go live" returns). The seal ends it with the full check.
  */
 (function (root) {
   'use strict';
@@ -144,12 +145,16 @@
     function fileUrl(path) {
       return base + '/files/' + path.split('/').map(encodeURIComponent).join('/');
     }
-    /** Bytes [start, end) of a file (to its end without `end`); null when there are none yet (416). */
-    async function getRange(path, start, end) {
+    /**
+     * Bytes [start, end) of a file (to its end without `end`); null when there are none yet (416).
+     * opts.wait: seconds the gateway may hold the answer until the file grows (the chain's tail).
+     */
+    async function getRange(path, start, end, opts) {
       var h = {};
       if (start > 0 || end !== undefined) h.Range = 'bytes=' + start + '-' + (end === undefined ? '' : end - 1);
       if (headers.Authorization) h.Authorization = headers.Authorization;
-      var r = await fetch(fileUrl(path), { headers: h, credentials: 'same-origin', cache: 'no-store' });
+      var url = fileUrl(path) + (opts && opts.wait > 0 ? '?wait=' + Math.round(opts.wait) : '');
+      var r = await fetch(url, { headers: h, credentials: 'same-origin', cache: 'no-store' });
       if (r.status === 404 || r.status === 416) return null;
       if (!r.ok) throw new Error('GET ' + path + ' failed: HTTP ' + r.status);
       var b = new Uint8Array(await r.arrayBuffer());
@@ -206,7 +211,12 @@
 
   /** Turn a served source into a live one: every byte comes from the chain-driven store. */
   function makeLive(src, chainBytes, getRange, fetchManifest) {
-    var store = new PSM.live.LiveStore({ chain: chainBytes || new Uint8Array(0), fetchRange: getRange });
+    var store = new PSM.live.LiveStore({
+      chain: chainBytes || new Uint8Array(0), fetchRange: getRange,
+      // A held read keeps one of the browser's few connections to the gateway: only a tab that is
+      // shown holds one, a hidden tab asks every POLL_MS.
+      wait: function () { return document.hidden ? 0 : PSM.live.WAIT_S; }
+    });
     src.live = store;
     src.chainText = store.chainText();
     src.getFile = function (path) { return store.getFile(path); };
@@ -536,22 +546,29 @@
   }
 
   // ------------------------------------------------------------------ live
-  /** Poll about every second until the recording is sealed, then run the full check. */
+  /**
+   * Follow the chain until the recording is sealed, then run the full check. Each read of the
+   * chain's tail is held by the gateway until new lines are chained, so the next read starts as
+   * soon as the last one's bytes are in; a read that brought nothing new (a server that answers at
+   * once) or failed is followed by the next one POLL_MS after it started.
+   */
   async function followLive(ctx) {
     var store = ctx.src.live;
     ctx.ui.live.start(Date.parse(ctx.manifest.started_at));
     var verifiedCps = store.checkpoints;
     var verifiedAt = Date.now();
     while (!store.sealed) {
-      await sleep(PSM.live.POLL_MS);
+      var began = Date.now();
+      var fresh = false;
       try {
-        await liveStep(ctx);
+        fresh = await liveStep(ctx);
         ctx.ui.live.status('');
       } catch (e) {
         console.warn('live update failed', e);
         ctx.ui.live.status('Live update failed (' + (e.message || e) + '); retrying');
       }
       state.live.polls++;
+      if (!fresh && !store.sealed) await sleep(Math.max(0, PSM.live.POLL_MS - (Date.now() - began)));
       // Re-check at most every 10 s when new signed checkpoints arrived.
       if (!store.sealed && store.checkpoints > verifiedCps && Date.now() - verifiedAt >= 10000) {
         verifiedCps = store.checkpoints;
@@ -570,6 +587,7 @@
     return Object.keys(store.extent).filter(function (f) { return !listed[f] && f !== 'manifest.json'; });
   }
 
+  /** One read of the chain's new lines and their bytes; true when there were new lines. */
   async function liveStep(ctx) {
     var store = ctx.src.live;
     var r = await store.poll();
@@ -579,6 +597,7 @@
       if (m && typeof m === 'object') ctx.manifest = m;
     }
     if (r.changed.length || reload) await liveRefresh(ctx, reload);
+    return r.lines > 0;
   }
 
   /** Take the new bytes: transcript, video model, SourceBuffer, timeline. */

@@ -15,7 +15,21 @@
 //! encoded at the close time as a bridge sample (nearly free for an AV1 encoder), so the real
 //! frame's duration ends there and is flushed. The bridge then simply lasts until the next change.
 //! Encoders that hold frames internally are pumped with further copies until the real frame
-//! comes out. While nothing changes nothing is encoded: an idle screen costs no CPU.
+//! comes out. While nothing changes nothing is encoded: an idle screen costs no CPU (unless it is
+//! watched live, see below).
+//!
+//! A sample's duration is also known once the frame after it is in the encoder (frames go in in
+//! time order), so a flush writes every sample that comes before the newest frame sent, even
+//! while the encoder still holds that frame.
+//!
+//! # Live interval
+//! While someone watches the recording live, [`VideoTrack::set_live_interval`] shortens both
+//! times (never below [`MIN_FRAGMENT_MS`]): more, smaller fragments, so a change reaches the
+//! viewer sooner. A still screen's picture is then also extended every interval (another bridge
+//! copy, which gives the previous one its duration), so the track's timeline keeps up with the
+//! clock and the viewer never has to play through a still stretch to reach the next change.
+//! Without a viewer the configured times apply and an idle screen costs nothing, so storage and
+//! chain overhead stay as configured.
 //!
 //! # Segments and periods
 //! Every media segment starts with a keyframe. A new keyframe, and so a new segment, is forced
@@ -175,6 +189,10 @@ pub struct VideoStats {
 /// Longest run of pump copies fed to an encoder that holds frames back.
 const MAX_PUMP: usize = 32;
 
+/// The shortest flush interval [`VideoTrack::set_live_interval`] sets (ms): each flush costs a
+/// fragment header, a chain record and two fsyncs.
+pub const MIN_FRAGMENT_MS: u64 = 200;
+
 /// One recording's video track.
 pub struct VideoTrack {
     cfg: VideoConfig,
@@ -194,6 +212,8 @@ pub struct VideoTrack {
     force_key: bool,
     finished: bool,
     stats: VideoStats,
+    /// Flush interval while watched live ([`VideoTrack::set_live_interval`]).
+    live_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for VideoTrack {
@@ -227,7 +247,36 @@ impl VideoTrack {
             force_key: true,
             finished: false,
             stats: VideoStats::default(),
+            live_ms: None,
         }
+    }
+
+    /// While someone watches the recording live: flush a fragment once its oldest sample is
+    /// `interval_ms` old, and close the last frame after `interval_ms` without change, instead of
+    /// the configured `fragment_max_ms` and `idle_close_ms`. The interval is raised to
+    /// [`MIN_FRAGMENT_MS`] and never lengthens a configured time. `None` returns to the
+    /// configured times. Takes effect at the next [`VideoTrack::poll`] or
+    /// [`VideoTrack::next_deadline`].
+    pub fn set_live_interval(&mut self, interval_ms: Option<u64>) {
+        self.live_ms = interval_ms.map(|ms| ms.max(MIN_FRAGMENT_MS));
+    }
+
+    /// The live interval in force, if any (see [`VideoTrack::set_live_interval`]).
+    pub fn live_interval(&self) -> Option<u64> {
+        self.live_ms
+    }
+
+    /// How old a fragment's oldest sample may get before it is flushed, now.
+    fn fragment_ms(&self) -> u64 {
+        self.live_ms.map_or(self.cfg.fragment_max_ms, |l| {
+            l.min(self.cfg.fragment_max_ms)
+        })
+    }
+
+    /// How long the screen stays still before its last frame is closed, now.
+    fn idle_ms(&self) -> u64 {
+        self.live_ms
+            .map_or(self.cfg.idle_close_ms, |l| l.min(self.cfg.idle_close_ms))
     }
 
     /// Counters so far.
@@ -248,14 +297,14 @@ impl VideoTrack {
     /// When [`VideoTrack::poll`] next has work (as seen at `now`), if ever without a new frame.
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
         if !self.has_unflushed() {
-            return None;
+            return self.still_extend_at().map(|t| t.max(now));
         }
         let oldest = self.oldest_pts()?;
-        let due = oldest + self.cfg.fragment_max_ms;
+        let due = oldest + self.fragment_ms();
         if now < due {
             return Some(due);
         }
-        let idle_at = self.last_pts.unwrap_or(oldest) + self.cfg.idle_close_ms;
+        let idle_at = self.last_pts.unwrap_or(oldest) + self.idle_ms();
         Some(idle_at.max(now))
     }
 
@@ -315,18 +364,24 @@ impl VideoTrack {
     /// Flushes what is due at `now` (see the module docs).
     pub fn poll(&mut self, now: u64, out: &mut Vec<VideoOutput>) -> Result<(), VideoError> {
         if !self.has_unflushed() {
-            return Ok(());
+            return self.extend_still(now, out);
         }
         match self.oldest_pts() {
-            Some(oldest) if now >= oldest + self.cfg.fragment_max_ms => {}
+            Some(oldest) if now >= oldest + self.fragment_ms() => {}
             _ => return Ok(()),
         }
         let newest = self.last_pts.unwrap_or(0);
-        if now.saturating_sub(newest) < self.cfg.idle_close_ms {
-            // Still changing: flush every sample whose duration is known.
-            let known = self.ready.len().saturating_sub(1);
+        if now.saturating_sub(newest) < self.idle_ms() {
+            // Still changing: flush every sample whose duration is known — each one ends where
+            // the next begins, and the newest ready one where the first frame the encoder still
+            // holds begins.
+            let held = self.in_encoder.iter().map(|q| q.pts).min();
+            let known = match held {
+                Some(_) => self.ready.len(),
+                None => self.ready.len().saturating_sub(1),
+            };
             if known > 0 {
-                self.write(known, None, out)?;
+                self.write(known, held, out)?;
             }
             return Ok(());
         }
@@ -348,6 +403,41 @@ impl VideoTrack {
             self.write(n, Some(close_at), out)?;
         }
         Ok(())
+    }
+
+    /// While watched live, a still screen's picture is extended every live interval: a bridge
+    /// copy at `now` gives the bridge before it its duration, which is then written. So the
+    /// timeline keeps up with the clock and a viewer at the live edge sees the next change as
+    /// soon as it is flushed, instead of first playing the still stretch.
+    fn extend_still(&mut self, now: u64, out: &mut Vec<VideoOutput>) -> Result<(), VideoError> {
+        let due = match self.still_extend_at() {
+            Some(due) if now >= due => due,
+            _ => return Ok(()),
+        };
+        let close_at = now.max(due);
+        self.encode(close_at, false, true, out)?;
+        // An encoder that holds several frames gives back what came before the copy.
+        let mut pumped = 0;
+        while self.in_encoder.iter().any(|q| q.pts < close_at) && pumped < MAX_PUMP {
+            pumped += 1;
+            self.encode(close_at + pumped as u64, false, true, out)?;
+        }
+        let n = self.ready.iter().take_while(|r| r.pts < close_at).count();
+        if n > 0 {
+            let held = self.in_encoder.iter().map(|q| q.pts).min();
+            self.write(n, Some(held.unwrap_or(close_at)), out)?;
+        }
+        Ok(())
+    }
+
+    /// When a still screen's picture is next extended (see [`VideoTrack::extend_still`]): only
+    /// while watched live, once every real frame is written and a bridge copy is still open.
+    fn still_extend_at(&self) -> Option<u64> {
+        let live = self.live_ms?;
+        if self.has_unflushed() || (self.ready.is_empty() && self.in_encoder.is_empty()) {
+            return None;
+        }
+        Some(self.last_pts? + live)
     }
 
     /// Ends the track at `now`: drains the encoder and writes everything.
@@ -645,6 +735,130 @@ mod tests {
         v.finish(6000, &mut out).unwrap();
         assert!(worst <= 2100, "a change stayed unwritten for {worst} ms");
         assert_contiguous(&out, 6000);
+    }
+
+    /// End (ms) of the last fragment in `out`, if any.
+    fn flushed_to(out: &[VideoOutput]) -> Option<u64> {
+        out.iter().rev().find_map(|o| match o {
+            VideoOutput::Fragment {
+                start_ms,
+                duration_ms,
+                ..
+            } => Some(start_ms + duration_ms),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_live_interval_flushes_sooner_and_closes_a_still_frame_sooner() {
+        let mut v = track();
+        let mut out = Vec::new();
+        for (i, t) in [0u64, 100, 200].into_iter().enumerate() {
+            frame(&mut v, t, i as u32, &mut out);
+        }
+        // The configured times (2 s, 1 s): nothing due yet.
+        assert_eq!(v.next_deadline(300), Some(2000));
+        v.poll(600, &mut out).unwrap();
+        assert_eq!(flushed_to(&out), None);
+
+        v.set_live_interval(Some(250));
+        assert_eq!(v.live_interval(), Some(250));
+        assert_eq!(v.next_deadline(300), Some(450), "200 + 250: idle close");
+        // Still for 400 ms (> 250): the last frame is closed and everything written.
+        v.poll(600, &mut out).unwrap();
+        assert_eq!(flushed_to(&out), Some(600));
+        assert!(!v.has_unflushed());
+
+        // Changing again: a fragment is due once its oldest sample is 250 ms old.
+        for (i, t) in [1000u64, 1100].into_iter().enumerate() {
+            frame(&mut v, t, 10 + i as u32, &mut out);
+        }
+        let oldest = v.oldest_pts().unwrap();
+        assert_eq!(v.next_deadline(oldest), Some(oldest + 250));
+
+        // Back to the configured times.
+        v.set_live_interval(None);
+        assert_eq!(v.live_interval(), None);
+        let oldest = v.oldest_pts().unwrap();
+        assert_eq!(v.next_deadline(1300), Some(oldest + 2000));
+        v.finish(1500, &mut out).unwrap();
+        assert_contiguous(&out, 1500);
+    }
+
+    #[test]
+    fn a_still_screen_watched_live_keeps_its_timeline_up_with_the_clock() {
+        let mut v = track();
+        v.set_live_interval(Some(250));
+        let mut out = Vec::new();
+        for (i, t) in [0u64, 100, 200].into_iter().enumerate() {
+            frame(&mut v, t, i as u32, &mut out);
+        }
+        v.poll(450, &mut out).unwrap();
+        assert_eq!(flushed_to(&out), Some(450), "the last frame is closed");
+        let frames = v.stats().frames;
+        // Still: the picture is extended every 250 ms, the written timeline ending at the clock.
+        // (An encoder that holds frames back gets a few more copies, a millisecond apart.)
+        for _ in 0..3 {
+            let before = flushed_to(&out).unwrap();
+            let due = v.next_deadline(before).unwrap();
+            assert!(due >= before + 250 && due <= before + 250 + MAX_PUMP as u64);
+            v.poll(due - 1, &mut out).unwrap();
+            assert_eq!(flushed_to(&out), Some(before), "nothing before it is due");
+            v.poll(due, &mut out).unwrap();
+            assert_eq!(flushed_to(&out), Some(due));
+        }
+        assert_eq!(v.stats().frames, frames, "only copies were encoded");
+        // Nobody watching: a still screen costs nothing again.
+        let written = flushed_to(&out);
+        v.set_live_interval(None);
+        assert_eq!(v.next_deadline(1500), None);
+        v.poll(5000, &mut out).unwrap();
+        assert_eq!(flushed_to(&out), written);
+        frame(&mut v, 6000, 7, &mut out);
+        v.finish(6500, &mut out).unwrap();
+        assert_contiguous(&out, 6500);
+    }
+
+    #[test]
+    fn a_live_interval_has_a_floor_and_never_lengthens_the_configured_times() {
+        let mut v = track();
+        v.set_live_interval(Some(10));
+        assert_eq!(v.live_interval(), Some(MIN_FRAGMENT_MS));
+        let mut out = Vec::new();
+        frame(&mut v, 0, 0, &mut out);
+        frame(&mut v, 50, 1, &mut out);
+        assert_eq!(v.next_deadline(60), Some(MIN_FRAGMENT_MS));
+        v.set_live_interval(Some(60_000));
+        assert_eq!(
+            v.next_deadline(60),
+            Some(2000),
+            "the configured 2 s still apply"
+        );
+    }
+
+    #[test]
+    fn a_sample_is_flushed_once_the_frame_after_it_is_in_the_encoder() {
+        let mut v = track();
+        let mut out = Vec::new();
+        v.set_live_interval(Some(MIN_FRAGMENT_MS));
+        let mut t = 0;
+        // Until the encoder gave back some packets and still holds a later frame, and the oldest
+        // sample is due.
+        while v.ready.is_empty() || v.in_encoder.is_empty() || t < 400 {
+            frame(&mut v, t, (t / 100) as u32, &mut out);
+            t += 100;
+            assert!(t < 10_000, "the encoder gave nothing back");
+        }
+        let held = v.in_encoder.iter().map(|q| q.pts).min().unwrap();
+        let newest_ready = v.ready.back().unwrap().pts;
+        assert!(newest_ready < held);
+        // Changing (the newest frame is from now) and due: every ready sample goes out, the
+        // newest ending where the held frame starts.
+        v.poll(t - 100, &mut out).unwrap();
+        assert!(v.ready.is_empty(), "{} samples left", v.ready.len());
+        assert_eq!(flushed_to(&out), Some(held));
+        v.finish(t + 100, &mut out).unwrap();
+        assert_contiguous(&out, t + 100);
     }
 
     #[test]

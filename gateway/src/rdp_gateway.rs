@@ -329,6 +329,7 @@ async fn run_session(
         target,
         target_rest,
         bye_rx,
+        live.lock_signal(),
     ));
     let running = async {
         match (&mut relay).await {

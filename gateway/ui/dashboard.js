@@ -258,8 +258,8 @@
     const g = d.integrity;
     kpi('integrity', pct(g.ratio), `${g.verified} verified, ${g.failed} failed, ${g.unverified} not verified yet`);
     kpi('live', String(d.live_sessions), d.live_sessions === 1 ? 'session running now' : 'sessions running now');
-    kpi('storage', bytesText(d.bytes_total), `recorded in ${d.period.days} days (${d.sessions_total} sessions)`);
-    document.querySelector('#overview-kpis [data-kpi="storage"] .kpi-value').title = `${d.bytes_total} bytes`;
+    kpi('storage', bytesText(d.bytes_stored), `stored; ${bytesText(d.bytes_total)} recorded in ${d.period.days} days (${d.sessions_total} sessions)`);
+    document.querySelector('#overview-kpis [data-kpi="storage"] .kpi-value').title = `${d.bytes_stored} bytes`;
     const r = d.time_to_replay;
     let replayNote = 'no replay measured since the gateway started';
     if (r && r.samples === 1) replayNote = 'one replay measured since the gateway started';
@@ -286,7 +286,7 @@
       [{ id: 'sessions', name: 'Sessions', colour: '#0969da', values: d.sessions_per_day.map((x) => x.sessions) }], 'sessions');
     dataTable('table-sessions', ['Day', 'Sessions'], d.sessions_per_day.map((x) => [x.day, x.sessions]));
 
-    areaChart('chart-storage', 'Recorded storage, cumulative over the period', dayNames,
+    areaChart('chart-storage', 'Stored recordings (cumulative)', dayNames,
       d.bytes_per_day.map((x) => x.cumulative), bytesText);
     dataTable('table-storage', ['Day', 'Recorded that day', 'Cumulative'],
       d.bytes_per_day.map((x) => [x.day, bytesText(x.bytes), bytesText(x.cumulative)]));

@@ -197,6 +197,9 @@ pub trait Index: Send + Sync {
     fn without_text(&self) -> Result<Vec<SessionRow>, IndexError>;
     /// Sessions per integrity status and the bytes of all sessions, counted by the index.
     fn stats(&self) -> Result<IndexStats, IndexError>;
+    /// The bytes of every session `filter` selects (its `text`, `limit` and `offset` aside):
+    /// what a caller's sessions occupy, for storage growth.
+    fn stored_bytes(&self, filter: &ListFilter) -> Result<u64, IndexError>;
 }
 
 /// What [`Index::stats`] counts over the whole index.
@@ -565,6 +568,26 @@ impl Index for SqliteIndex {
         } else {
             matches_among_filtered(&conn, filter, &conditions, &query)
         }
+    }
+
+    fn stored_bytes(&self, filter: &ListFilter) -> Result<u64, IndexError> {
+        if filter
+            .allowed_targets
+            .as_ref()
+            .is_some_and(BTreeSet::is_empty)
+        {
+            return Ok(0);
+        }
+        let conditions = Conditions::of(filter)?;
+        let sql = format!(
+            "SELECT COALESCE(SUM(bytes), 0) FROM sessions{}",
+            conditions.where_clause()
+        );
+        let conn = self.lock();
+        let n: i64 = conn.query_row(&sql, rusqlite::params_from_iter(conditions.values), |r| {
+            r.get(0)
+        })?;
+        to_u64(n, "bytes")
     }
 
     fn set_integrity(&self, id: &str, integrity: &Integrity) -> Result<bool, IndexError> {
@@ -975,6 +998,42 @@ mod tests {
             text: Some(words.into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn stored_bytes_sums_what_the_filter_selects_whatever_the_page() {
+        let idx = SqliteIndex::open_in_memory().unwrap();
+        for (i, (id, target, bytes)) in [("a", "t1", 10u64), ("b", "t2", 200), ("c", "t1", 3000)]
+            .into_iter()
+            .enumerate()
+        {
+            idx.upsert(&SessionRow {
+                bytes,
+                ..row(id, "alice", target, "vnc", i as i64 * 10)
+            })
+            .unwrap();
+        }
+        let bytes = |f: ListFilter| idx.stored_bytes(&f).unwrap();
+        assert_eq!(bytes(ListFilter::default()), 3210);
+        let only_t1 = Some(BTreeSet::from(["t1".to_owned()]));
+        let t1 = ListFilter {
+            allowed_targets: only_t1.clone(),
+            limit: Some(1),
+            offset: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(bytes(t1), 3010, "limit and offset do not count");
+        let before_c = ListFilter {
+            until: Some(datetime!(2026-11-22 10:15 UTC)),
+            allowed_targets: only_t1,
+            ..Default::default()
+        };
+        assert_eq!(bytes(before_c), 10);
+        let none = ListFilter {
+            allowed_targets: Some(BTreeSet::new()),
+            ..Default::default()
+        };
+        assert_eq!(bytes(none), 0);
     }
 
     /// Three sessions a, b, c (newest last) with their searchable text.

@@ -45,7 +45,12 @@
 // 3. Live view: `psmgate serve --demo --demo-seconds 60` records the demo desktop in real time; the
 //    player opens on it as soon as its first segment exists and PSM.state.live.lag (wall time since
 //    the session started minus the playhead) is sampled every second for --live-seconds (after 2 s
-//    to settle), with the playhead's distance to the buffered end; p50/p95/max are printed.
+//    to settle), with the playhead's distance to the buffered end; p50/p95/max are printed. Where
+//    the lag comes from, per video fragment chained during the samples: the recorder (the fragment
+//    chained — its line seen in chain.jsonl on disk, polled every 5 ms — minus the session time its
+//    video ends at), the player's read (its bytes received by the page minus chained) and the
+//    append (in the SourceBuffer, sampled every 50 ms, minus received); with the age of the
+//    buffered end (wall time since start minus buffered end), sampled every 50 ms.
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -425,10 +430,119 @@ async function benchTtff(opts, browser) {
 }
 
 // ------------------------------------------------------------------ 3. live view lag
+/** In the page: when each file fetch's body arrived, and the buffered end every 50 ms. */
+function instrumentLive() {
+  window.__benchFetches = [];
+  window.__benchEdges = [];
+  const original = window.fetch;
+  window.fetch = async function (input, init) {
+    const r = await original.apply(this, arguments);
+    const url = String((input && input.url) || input);
+    const h = (init && init.headers) || {};
+    const range = h.Range || h.range || null;
+    r.clone().arrayBuffer().then((b) => window.__benchFetches.push({ url, range, at: Date.now(), len: b.byteLength }), () => {});
+    return r;
+  };
+  setInterval(() => {
+    const v = document.getElementById('video');
+    const b = v && v.buffered;
+    if (b && b.length) window.__benchEdges.push({ at: Date.now(), edge: b.end(b.length - 1) });
+  }, 50);
+}
+
+/** Top-level boxes of `b`: [type, body]. */
+function mp4Boxes(b) {
+  const out = [];
+  for (let i = 0; i + 8 <= b.length;) {
+    const size = b.readUInt32BE(i);
+    if (size < 8 || i + size > b.length) break;
+    out.push([b.toString('latin1', i + 4, i + 8), b.subarray(i + 8, i + size)]);
+    i += size;
+  }
+  return out;
+}
+
+/** Session time (ms) a fragment's video ends at: tfdt plus its samples' durations (timescale 1000). */
+function fragmentEndMs(bytes) {
+  const moof = mp4Boxes(bytes).find(([t]) => t === 'moof');
+  const traf = moof && mp4Boxes(moof[1]).find(([t]) => t === 'traf');
+  if (!traf) return null;
+  let start = null;
+  let dur = 0;
+  for (const [t, body] of mp4Boxes(traf[1])) {
+    if (t === 'tfdt') start = body[0] === 1 ? Number(body.readBigUInt64BE(4)) : body.readUInt32BE(4);
+    if (t === 'trun') {
+      const flags = body.readUInt32BE(0) & 0xffffff;
+      const n = body.readUInt32BE(4);
+      let at = 8 + (flags & 1 ? 4 : 0) + (flags & 4 ? 4 : 0);
+      const per = [0x100, 0x200, 0x400, 0x800].filter((f) => flags & f).length * 4;
+      for (let k = 0; k < n; k++, at += per) if (flags & 0x100) dur += body.readUInt32BE(at);
+    }
+  }
+  return start === null ? null : start + dur;
+}
+
+/** Watch a recording's chain.jsonl on disk: when each line appeared (polled every 5 ms). */
+function watchChain(file) {
+  const seen = [];
+  let have = 0;
+  let rest = '';
+  const timer = setInterval(() => {
+    let size;
+    try { size = fs.statSync(file).size; } catch { return; }
+    if (size <= have) return;
+    const fd = fs.openSync(file, 'r');
+    const b = Buffer.alloc(size - have);
+    fs.readSync(fd, b, 0, b.length, have);
+    fs.closeSync(fd);
+    have = size;
+    const at = Date.now();
+    const lines = (rest + b.toString('utf8')).split('\n');
+    rest = lines.pop();
+    for (const l of lines) if (l) { try { seen.push({ at, rec: JSON.parse(l) }); } catch { /* torn: never, lines are whole */ } }
+  }, 5);
+  return { seen, stop: () => clearInterval(timer) };
+}
+
+/** Per video fragment chained in [from, to]: recorder, read and append times (ms), see the header. */
+function lagBreakdown(folder, chained, fetches, edges, startedAt, from, to) {
+  const rows = [];
+  for (const { at, rec } of chained) {
+    if (at < from || at > to || typeof rec.file !== 'string' || !/^video\/\d+\.m4s$/.test(rec.file) || rec.offset === 0) continue;
+    const fd = fs.openSync(path.join(folder, rec.file), 'r');
+    const b = Buffer.alloc(rec.len);
+    fs.readSync(fd, b, 0, rec.len, rec.offset);
+    fs.closeSync(fd);
+    const end = fragmentEndMs(b);
+    if (end === null) continue;
+    const got = fetches.find((f) => {
+      const m = /^bytes=(\d+)-(\d*)$/.exec(f.range || '');
+      return f.url.split('?')[0].endsWith('/' + rec.file) && m && Number(m[1]) <= rec.offset && (m[2] === '' || Number(m[2]) >= rec.offset + rec.len - 1);
+    });
+    const appended = edges.find((e) => e.edge * 1000 >= end - 1 && (!got || e.at >= got.at));
+    rows.push({
+      recorderMs: at - startedAt - end,
+      readMs: got ? got.at - at : null,
+      appendMs: got && appended ? appended.at - got.at : null,
+    });
+  }
+  const edgeAge = edges.filter((e) => e.at >= from && e.at <= to).map((e) => e.at - startedAt - e.edge * 1000);
+  const stat = (xs) => ({ p50: quantile(xs, 0.5), p95: quantile(xs, 0.95), max: maxOf(xs), n: xs.filter((x) => x != null).length });
+  return {
+    fragments: rows.length,
+    recorderMs: stat(rows.map((r) => r.recorderMs)),
+    readMs: stat(rows.map((r) => r.readMs)),
+    appendMs: stat(rows.map((r) => r.appendMs)),
+    edgeAgeMs: stat(edgeAge),
+  };
+}
+
 async function benchLive(opts, browser) {
   const data = path.join(tempDir('psmgate-bench-live-'), 'data');
   const srv = await startServe(opts.psmgate, data, ['--demo', '--demo-seconds', String(opts.demoSeconds)]);
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  await context.addInitScript(instrumentLive);
+  let chainWatch = null;
   try {
     const auth = { headers: { Authorization: `Bearer ${srv.token}` } };
     const id = await until(async () => (await (await fetch(`${srv.base}/api/recordings`, auth)).json())[0]?.id, 'the demo session', 30000);
@@ -437,6 +551,9 @@ async function benchLive(opts, browser) {
       return m.periods?.[0]?.segments?.length ? m : null;
     }, 'the first segment', 30000);
     if (manifest.state !== 'recording') throw new Error(`the demo session is ${manifest.state}, not recording`);
+    const folder = findFolder(data, id);
+    chainWatch = watchChain(path.join(folder, 'chain.jsonl'));
+    const startedAt = Date.parse(manifest.started_at);
     const opened = Date.now();
     const page = await context.newPage();
     await page.goto(`${srv.base}/player/?id=${id}#token=${encodeURIComponent(srv.token)}`, { waitUntil: 'load' });
@@ -445,6 +562,7 @@ async function benchLive(opts, browser) {
     const openS = (Date.now() - opened) / 1000;
     await sleep(2000);
     const samples = [];
+    const from = Date.now();
     for (let i = 0; i < opts.liveSeconds; i++) {
       const s = await page.evaluate(() => {
         const v = document.getElementById('video');
@@ -455,19 +573,40 @@ async function benchLive(opts, browser) {
       samples.push(s);
       await sleep(1000);
     }
+    const to = Date.now();
     const sealedEarly = samples.some((s) => s.live !== 'following');
     const lags = samples.map((s) => s.lag);
     const edges = samples.map((s) => s.behindEdge);
+    const inPage = await page.evaluate(() => ({ fetches: window.__benchFetches, edges: window.__benchEdges }));
+    chainWatch.stop();
+    const breakdown = lagBreakdown(folder, chainWatch.seen, inPage.fetches, inPage.edges, startedAt, from, to);
     return {
       sessionId: id, demoSeconds: opts.demoSeconds, openS, samples,
       allFollowing: !sealedEarly,
       lag: { p50: quantile(lags, 0.5), p95: quantile(lags, 0.95), max: maxOf(lags), min: quantile(lags, 0) },
       behindEdge: { p50: quantile(edges, 0.5), p95: quantile(edges, 0.95), max: maxOf(edges) },
+      breakdown,
     };
   } finally {
+    if (chainWatch) chainWatch.stop();
     await context.close();
     await srv.stop();
   }
+}
+
+/** The folder of recording `id` below a data folder. */
+function findFolder(data, id) {
+  const stack = [data];
+  while (stack.length) {
+    const d = stack.pop();
+    for (const ent of fs.readdirSync(d, { withFileTypes: true })) {
+      if (!ent.isDirectory()) continue;
+      const p = path.join(d, ent.name);
+      if (ent.name === id) return p;
+      stack.push(p);
+    }
+  }
+  throw new Error(`no folder for recording ${id} below ${data}`);
 }
 
 // ------------------------------------------------------------------ output
@@ -513,12 +652,23 @@ function summarize(ttff, live) {
     ]));
   }
   if (live) {
-    out.live = { lag: live.lag, behindEdge: live.behindEdge, samples: live.samples.length, allFollowing: live.allFollowing };
+    out.live = { lag: live.lag, behindEdge: live.behindEdge, samples: live.samples.length, allFollowing: live.allFollowing, breakdown: live.breakdown };
     console.log(`\nLive view lag: psmgate serve --demo --demo-seconds ${live.demoSeconds}, player ready ${live.openS.toFixed(1)} s after it was opened (on the first segment), ${live.samples.length} samples 1 s apart${live.allFollowing ? '' : ' (NOT all while following the edge)'}`);
     console.log(table([
       ['measure', 'p50', 'p95', 'max'],
       ['PSM.state.live.lag (wall since start − playhead)', fmtS(live.lag.p50), fmtS(live.lag.p95), fmtS(live.lag.max)],
       ['playhead behind the buffered end', fmtS(live.behindEdge.p50), fmtS(live.behindEdge.p95), fmtS(live.behindEdge.max)],
+    ]));
+    const b = live.breakdown;
+    const ms = (x) => (x == null ? '—' : `${Math.round(x)} ms`);
+    const row = (name, st) => [name, ms(st.p50), ms(st.p95), ms(st.max)];
+    console.log(`\nWhere it comes from: ${b.fragments} video fragments chained during the samples`);
+    console.log(table([
+      ['per fragment', 'p50', 'p95', 'max'],
+      row('recorder: chained − session time its video ends at', b.recorderMs),
+      row('read: received by the page − chained', b.readMs),
+      row('append: in the SourceBuffer − received', b.appendMs),
+      row('age of the buffered end (every 50 ms)', b.edgeAgeMs),
     ]));
   }
   return out;

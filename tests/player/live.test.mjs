@@ -1,6 +1,7 @@
 // Live mode: the player follows a recording in progress.
 //  - always: a sealed two-period fixture replayed chain line by chain line by lib/mock-api.mjs
-//    (a new period while live, seeking back, "Go live", the seal);
+//    (a chain read held until new lines arrive, a new period while live, seeking back, "Go live",
+//    the seal);
 //  - with PSMGATE_BIN: a real `psmgate serve --demo` recording the synthetic desktop in real time;
 //    the lag behind the live edge is measured and printed.
 import assert from 'node:assert/strict';
@@ -79,10 +80,16 @@ describe('live recording (replayed by the mock API)', () => {
     const edge0 = s.edge;
     assert.ok(edge0 > 0, 'the first fragment is buffered');
 
-    // The rest of period 1 arrives: the buffered end grows.
+    // The player's next read of the chain's tail waits at the server for new lines (`wait`); the
+    // rest of period 1 arrives and that held read brings it: the buffered end grows.
+    await until(async () => replay.waiting > 0, 'a chain read held for new lines', 15000);
     replay.revealThrough((r) => r.file === fx.periods[0].segments.at(-1).file && r.offset > 0);
     await waitPage(page, (e) => { const b = document.getElementById('video').buffered; return b.length && b.end(b.length - 1) > e + 3; }, edge0);
     await waitVideo(page, '(v) => v.videoWidth === 640 && !v.paused', null);
+    const held = api.log.filter((e) => e.path.endsWith('/files/chain.jsonl') && e.released);
+    assert.equal(held.length, 1, 'one held read answered by the new lines');
+    assert.match(held[0].query, /^\?wait=\d+$/);
+    assert.equal(held[0].status, 206);
 
     // Seeking back stops following; "Go live" returns to the edge.
     await page.evaluate(() => { window.PSM.seek(0.5); });

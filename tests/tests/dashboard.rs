@@ -242,6 +242,8 @@ fn the_dashboards_show_in_a_browser_what_the_api_counts() {
         .map(|r| r["bytes"].as_u64().unwrap())
         .sum();
     assert!(bytes_total > 0);
+    // Every recording is from today: what is stored now is what the period recorded.
+    assert_eq!(d["bytes_stored"], bytes_total, "{d}");
     assert_eq!(
         d["bytes_per_day"][DAYS - 1]["cumulative"],
         bytes_total,

@@ -7,7 +7,6 @@
 mod vnc_support;
 
 use psmgate::vnc::ServerEvent;
-use psmgate_e2e::http_call;
 use psmgate_e2e::peers::{DemoApp, X11Vnc, XDisplay};
 use serde_json::Value;
 use std::time::Duration;
@@ -43,14 +42,9 @@ fn barrier(v: &mut RawViewer) {
     panic!("no screen update came back");
 }
 
-fn api(gw: &Gateway, admin: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let (status, body) = http_call(gw.admin_port, method, path, Some(admin), body);
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
 /// The live session listed by the admin API (the only one).
-fn live_session(gw: &Gateway, admin: &str) -> Value {
-    let (status, live) = api(gw, admin, "GET", "/api/sessions/live", None);
+fn live_session(gw: &Gateway) -> Value {
+    let (status, live) = gw.admin_api("GET", "/api/sessions/live", None);
     assert_eq!(status, 200, "{live}");
     let sessions = live["sessions"].as_array().cloned().unwrap_or_default();
     assert_eq!(sessions.len(), 1, "{live}");
@@ -63,15 +57,13 @@ fn a_locked_vnc_session_holds_input_back_until_resumed() {
     let app = DemoApp::start(&display).unwrap();
     let target = X11Vnc::start(&display, None).unwrap();
     let gw = Gateway::start(target.port(), None);
-    let admin = std::fs::read_to_string(gw.data().join("admin-token")).unwrap();
-    let admin = admin.trim();
     let token = gw.grant("lab-vnc", &["--ttl", "10m"]);
     let mut v = RawViewer::connect(gw.vnc_port, &token).unwrap();
 
     type_line(&mut v, "before");
     app.wait_for_typed("before", Duration::from_secs(5))
         .unwrap();
-    let session = live_session(&gw, admin);
+    let session = live_session(&gw);
     assert!(session["locked"].is_null(), "{session}");
     let id = session["session_id"].as_str().unwrap().to_owned();
     let lock = format!("/api/sessions/live/{id}/lock");
@@ -80,25 +72,19 @@ fn a_locked_vnc_session_holds_input_back_until_resumed() {
     // Shift is down on the target when the lock comes.
     key(&mut v, SHIFT, true);
     barrier(&mut v);
-    let (status, body) = api(&gw, admin, "POST", &lock, Some(r#"{"reason":""}"#));
+    let (status, body) = gw.admin_api("POST", &lock, Some(r#"{"reason":""}"#));
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("reason_required"))
     );
-    let (status, body) = api(
-        &gw,
-        admin,
-        "POST",
-        &lock,
-        Some(r#"{"reason":"change window closed"}"#),
-    );
+    let (status, body) = gw.admin_api("POST", &lock, Some(r#"{"reason":"change window closed"}"#));
     assert_eq!(status, 200, "{body}");
-    let (status, body) = api(&gw, admin, "POST", &lock, Some(r#"{"reason":"again"}"#));
+    let (status, body) = gw.admin_api("POST", &lock, Some(r#"{"reason":"again"}"#));
     assert_eq!(
         (status, body["error"].as_str()),
         (409, Some("already_locked"))
     );
-    let session = live_session(&gw, admin);
+    let session = live_session(&gw);
     assert_eq!(
         session["locked"]["reason"], "change window closed",
         "{session}"
@@ -108,11 +94,11 @@ fn a_locked_vnc_session_holds_input_back_until_resumed() {
     type_line(&mut v, "during");
     key(&mut v, SHIFT, false);
     barrier(&mut v);
-    let (status, body) = api(&gw, admin, "POST", &resume, Some("{}"));
+    let (status, body) = gw.admin_api("POST", &resume, Some("{}"));
     assert_eq!(status, 200, "{body}");
-    let (status, body) = api(&gw, admin, "POST", &resume, Some("{}"));
+    let (status, body) = gw.admin_api("POST", &resume, Some("{}"));
     assert_eq!((status, body["error"].as_str()), (409, Some("not_locked")));
-    assert!(live_session(&gw, admin)["locked"].is_null());
+    assert!(live_session(&gw)["locked"].is_null());
 
     // Keys reach the target in order: once "after" arrived, "during" would have come first.
     type_line(&mut v, "after");
@@ -151,7 +137,7 @@ fn a_locked_vnc_session_holds_input_back_until_resumed() {
         "input held back is not recorded: {t}"
     );
     // Both changes are audited.
-    let (_, audit) = api(&gw, admin, "GET", "/api/audit?tail=20", None);
+    let (_, audit) = gw.admin_api("GET", "/api/audit?tail=20", None);
     let actions: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()

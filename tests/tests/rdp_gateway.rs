@@ -2,7 +2,7 @@
 //! psmgate (TLS + NLA with an access token) → FreeRDP's shadow server (NLA with the vaulted
 //! account) or xrdp (TLS, the vaulted password in Client Info). What reached the target, what
 //! the transcript says, what the stored video shows (decoded with ffmpeg), masking, integrity,
-//! secrets, and the failure cases.
+//! secrets, and the failure cases, and an operator's lock on a live session.
 
 mod vnc_support;
 
@@ -13,7 +13,7 @@ use psmgate_e2e::peers::{
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use vnc_support::{manifest, transcript, walk, Gateway, Options};
+use vnc_support::{events_of, manifest, transcript, walk, Gateway, Options};
 
 const W: u32 = 1024;
 const H: u32 = 768;
@@ -433,4 +433,102 @@ fn a_failing_recording_ends_the_session_and_tells_the_client_why() {
     let all = all_artifacts(&gw, &rec);
     assert!(!all.contains(&token), "access token leaked");
     assert!(!all.contains(TARGET_PASSWORD), "target password leaked");
+}
+
+/// Runs `xdotool args…` on the client's display (for what [`RdpClient`] has no method for,
+/// such as holding a key down).
+fn xdotool(c: &RdpClient, args: &[&str]) {
+    let status = std::process::Command::new("xdotool")
+        .env("DISPLAY", c.display().name())
+        .env_remove("XAUTHORITY")
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "xdotool {args:?}: {status}");
+}
+
+#[test]
+fn a_locked_rdp_session_holds_input_back_and_releases_held_keys() {
+    let target = nla_shadow();
+    let gw = gateway(&target.address(), TARGET_USER, TARGET_PASSWORD);
+    let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
+    let mut c = RdpClient::start(client(&gw, "alice@lab-rdp", None, &token)).unwrap();
+    c.wait_connected(CONNECT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
+    c.type_text("before lock").unwrap();
+    c.key("Return").unwrap();
+    target
+        .app()
+        .wait_for_typed("before lock", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c.log_text()));
+    let (status, live) = gw.admin_api("GET", "/api/sessions/live", None);
+    assert_eq!(status, 200, "{live}");
+    let id = live["sessions"][0]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Shift is held down on the client, and so on the target, when the lock comes.
+    c.mouse_move(500, 400).unwrap(); // focuses the session window
+    xdotool(&c, &["keydown", "shift"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = gw.admin_api(
+        "POST",
+        &format!("/api/sessions/live/{id}/lock"),
+        Some(r#"{"reason":"change window closed"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Typed while locked, then Shift let go: none of it reaches the target.
+    c.type_text("during lock").unwrap();
+    c.key("Return").unwrap();
+    xdotool(&c, &["keyup", "shift"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        !target.app().typed().to_lowercase().contains("during"),
+        "input reached the target while locked: {:?}",
+        target.app().typed()
+    );
+    let (status, body) = gw.admin_api(
+        "POST",
+        &format!("/api/sessions/live/{id}/resume"),
+        Some("{}"),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // After the resume typing works again, and Shift is not stuck down on the target: the
+    // gateway released it when the lock came.
+    c.type_text("after lock").unwrap();
+    c.key("Return").unwrap();
+    let typed = target
+        .app()
+        .wait_for_typed("after lock", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\ntyped: {:?}", target.app().typed()));
+    assert!(!typed.to_lowercase().contains("during"), "{typed:?}");
+    c.stop();
+
+    let rec = gw.sealed(1).remove(0);
+    gw.assert_verifies(&rec);
+    let changes: Vec<(String, String)> = events_of(&rec, "policy")
+        .iter()
+        .filter(|e| e["rule"] == "lock")
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or("").to_owned(),
+                e["detail"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[0].0, "locked");
+    assert!(
+        changes[0].1.ends_with("change window closed"),
+        "{changes:?}"
+    );
+    assert_eq!(changes[1].0, "resumed");
+    let t = transcript(&rec);
+    assert!(t.contains("before lock") && t.contains("after lock"), "{t}");
+    assert!(
+        !t.contains("during"),
+        "input held back is not recorded: {t}"
+    );
 }

@@ -367,19 +367,6 @@ fn a_web_session_outlives_its_grant_when_the_rule_says_so() {
     );
 }
 
-/// `method` `path` on the admin API with the gateway's admin token; the status and JSON body.
-fn admin_api(
-    gw: &Gateway,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> (u16, serde_json::Value) {
-    let token = std::fs::read_to_string(gw.data().join("admin-token")).unwrap();
-    let (status, body) =
-        psmgate_e2e::http_call(gw.admin_port, method, path, Some(token.trim()), body);
-    (status, serde_json::from_str(&body).unwrap_or_default())
-}
-
 #[test]
 fn a_locked_web_session_gets_the_lock_page_until_resumed() {
     let c = Console::start();
@@ -389,14 +376,13 @@ fn a_locked_web_session_gets_the_lock_page_until_resumed() {
     let browser = Browser::new(&gw, &c, &token);
     let first = browser.get(t0);
     assert!(first.is_upstream(), "{}", first.line());
-    let (_, live) = admin_api(&gw, "GET", "/api/sessions/live", None);
+    let (_, live) = gw.admin_api("GET", "/api/sessions/live", None);
     let id = live["sessions"][0]["session_id"]
         .as_str()
         .unwrap_or_else(|| panic!("no live web session: {live}"))
         .to_owned();
 
-    let (status, body) = admin_api(
-        &gw,
+    let (status, body) = gw.admin_api(
         "POST",
         &format!("/api/sessions/live/{id}/lock"),
         Some(r#"{"reason":"review the change first"}"#),
@@ -416,12 +402,7 @@ fn a_locked_web_session_gets_the_lock_page_until_resumed() {
         "a request went through while locked"
     );
 
-    let (status, body) = admin_api(
-        &gw,
-        "POST",
-        &format!("/api/sessions/live/{id}/resume"),
-        None,
-    );
+    let (status, body) = gw.admin_api("POST", &format!("/api/sessions/live/{id}/resume"), None);
     assert_eq!(status, 200, "{body}");
     let after = browser.get(t0);
     assert!(after.is_upstream(), "{}", after.line());

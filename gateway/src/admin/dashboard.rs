@@ -337,6 +337,8 @@ pub struct Overview {
     pub bytes_per_day: Vec<BytesDay>,
     /// Bytes of the period's recordings.
     pub bytes_total: u64,
+    /// Bytes of every recording the caller may see, the period's and older (storage now).
+    pub bytes_stored: u64,
     /// Sessions of the period.
     pub sessions_total: u64,
     /// Enforcement events per day, every day of the period.
@@ -366,6 +368,19 @@ fn top(counts: BTreeMap<&str, (u64, u64)>) -> Vec<Ranked> {
     });
     v.truncate(TOP);
     v
+}
+
+impl Overview {
+    /// Counts `before` — the bytes of the caller's recordings from before the period — into
+    /// the storage figures: the cumulative curve starts from it, and `bytes_stored` is what the
+    /// recordings occupy now.
+    pub fn with_stored_before(mut self, before: u64) -> Self {
+        for d in &mut self.bytes_per_day {
+            d.cumulative = d.cumulative.saturating_add(before);
+        }
+        self.bytes_stored = self.bytes_total.saturating_add(before);
+        self
+    }
 }
 
 /// The overview of `period` from the index `rows` and the audit `events` a caller may see
@@ -451,6 +466,7 @@ pub fn overview(
             .collect(),
         bytes_per_day,
         bytes_total: cumulative,
+        bytes_stored: cumulative,
         sessions_total: sessions.iter().sum(),
         enforcement_per_day: days
             .iter()
@@ -1031,6 +1047,10 @@ mod tests {
             .collect();
         assert_eq!(bytes, [(7, 7), (3, 10), (150, 160)]);
         assert_eq!(o.bytes_total, 160);
+        let o = o.with_stored_before(1000);
+        let cumulative: Vec<u64> = o.bytes_per_day.iter().map(|d| d.cumulative).collect();
+        assert_eq!(cumulative, [1007, 1010, 1160]);
+        assert_eq!((o.bytes_total, o.bytes_stored), (160, 1160));
         assert_eq!(o.bytes_per_day[2].day, "2026-11-22");
 
         let day = |i: usize, k: &str| o.enforcement_per_day[i].counts[k];

@@ -195,7 +195,17 @@ pub fn overview(state: &AdminState, who: &Principal, query: &str) -> Resp {
         Err(e) => return internal("reading the audit log", e),
     };
     events.retain(|e| e.visible(&may, untargeted));
-    let o = compute_overview(&period, &rows, &events, coverage());
+    // Storage now: the caller's recordings from before the period count too.
+    let older = ListFilter {
+        until: Some(period.since()),
+        allowed_targets: allowed_targets(who, &config, perm),
+        ..Default::default()
+    };
+    let before = match state.store.index.stored_bytes(&older) {
+        Ok(b) => b,
+        Err(e) => return internal("reading the session index", e),
+    };
+    let o = compute_overview(&period, &rows, &events, coverage()).with_stored_before(before);
     let live = state
         .store
         .live

@@ -42,6 +42,14 @@
 //! three events of 40 make one [`Input::Wheel`] step (positive `dy` = towards the user, i.e.
 //! scrolling down; positive `dx` = right). Relative pointer events move the last absolute
 //! position, if one is known.
+//!
+//! # Held keys and buttons
+//!
+//! The decoder knows which keys and mouse buttons the client holds down;
+//! [`InputDecoder::releases`] gives the events that release them all, and [`encode_fast_path`]
+//! or [`encode_slow_path`] the frames that carry them. psmgate sends those when an operator
+//! locks a session, so that nothing stays held down on the target while the client's input is
+//! held back (see `crate::live::LockRequest`).
 
 use std::collections::HashMap;
 
@@ -54,14 +62,23 @@ use ironrdp_pdu::input::mouse_x::PointerXFlags;
 use ironrdp_pdu::input::scan_code::KeyboardFlags as ScanCodeFlags;
 use ironrdp_pdu::input::sync::SyncToggleFlags;
 use ironrdp_pdu::input::unicode::KeyboardFlags as UnicodeFlags;
-use ironrdp_pdu::input::{InputEvent, MousePdu, MouseRelPdu, MouseXPdu};
+use ironrdp_pdu::input::{
+    InputEvent, InputEventPdu, MousePdu, MouseRelPdu, MouseXPdu, ScanCodePdu, SyncPdu, UnicodePdu,
+};
 use ironrdp_pdu::mcs::SendDataRequest;
-use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPdu};
+use ironrdp_pdu::rdp::client_info::CompressionType;
+use ironrdp_pdu::rdp::headers::{
+    CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu,
+    StreamPriority,
+};
 use ironrdp_pdu::x224::X224;
 use psmgate_codecs::transcript::{keysym, Input};
 
 /// Wheel rotation units per notch ([MS-RDPBCGR] 2.2.8.1.1.3.1.1.3).
 const WHEEL_DELTA: i32 = 120;
+
+/// The mouse buttons the decoder tracks, numbered as in [`Input::Button`].
+const BUTTONS: [u8; 5] = [1, 2, 3, 8, 9];
 
 /// Share Control PDU type of a Data PDU (`PDUTYPE_DATAPDU`).
 const PDUTYPE_DATAPDU: u16 = 0x7;
@@ -105,6 +122,9 @@ pub enum InputError {
         /// The decoder's explanation.
         detail: String,
     },
+    /// Input psmgate writes itself could not be encoded.
+    #[error("encoding input events: {0}")]
+    Encode(String),
 }
 
 fn malformed(what: &'static str) -> impl FnOnce(ironrdp_core::DecodeError) -> InputError {
@@ -700,6 +720,8 @@ pub struct InputDecoder {
     last_pointer: Option<(u16, u16)>,
     wheel_v: i32,
     wheel_h: i32,
+    /// Mouse buttons held: bit `n` for button `n` (see [`BUTTONS`]).
+    buttons: u16,
 }
 
 impl InputDecoder {
@@ -725,6 +747,7 @@ impl InputDecoder {
             last_pointer: None,
             wheel_v: 0,
             wheel_h: 0,
+            buttons: 0,
         }
     }
 
@@ -752,6 +775,89 @@ impl InputDecoder {
     /// Whether Num Lock is on (as last synchronised or toggled).
     pub fn num_lock(&self) -> bool {
         self.num_lock
+    }
+
+    /// The keys held down (pressed and not yet released), as (scancode, extended) in order.
+    pub fn held_keys(&self) -> Vec<(u8, bool)> {
+        let mut keys: Vec<(u8, bool)> = self.pressed.keys().copied().collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// The mouse buttons held down, numbered as in [`Input::Button`] (1–3 left, middle,
+    /// right; 8 and 9 the X1/X2 buttons), in order.
+    pub fn held_buttons(&self) -> Vec<u8> {
+        BUTTONS
+            .into_iter()
+            .filter(|b| self.buttons & (1 << b) != 0)
+            .collect()
+    }
+
+    /// The events that release every key and mouse button held ([`Self::held_keys`],
+    /// [`Self::held_buttons`]), for psmgate to send the target on the client's behalf: key
+    /// releases (other keys before Shift, Ctrl, Alt, Windows and the lock keys), then button
+    /// releases at the pointer's last position (relative events, which need none, when the
+    /// client never gave an absolute one). Unicode keyboard events carry characters, not keys,
+    /// and hold nothing down on the target: they have no release here.
+    ///
+    /// Nothing changes until [`Self::apply_sent`] is given the events that were sent.
+    pub fn releases(&self) -> Vec<FastPathInputEvent> {
+        let mut keys = self.held_keys();
+        keys.sort_by_key(|&(sc, ext)| {
+            named_key(u16::from(sc), ext, self.layout).is_some_and(|n| n.modifier)
+        });
+        let mut out: Vec<FastPathInputEvent> = keys
+            .into_iter()
+            .map(|(sc, ext)| {
+                let mut flags = FastPathKeyFlags::RELEASE;
+                flags.set(FastPathKeyFlags::EXTENDED, ext);
+                FastPathInputEvent::KeyboardEvent(flags, sc)
+            })
+            .collect();
+        for button in self.held_buttons() {
+            out.push(match (button, self.position) {
+                (8 | 9, Some((x, y))) => FastPathInputEvent::MouseEventEx(MouseXPdu {
+                    flags: if button == 8 {
+                        PointerXFlags::BUTTON1
+                    } else {
+                        PointerXFlags::BUTTON2
+                    },
+                    x_position: x,
+                    y_position: y,
+                }),
+                (_, Some((x, y))) => FastPathInputEvent::MouseEvent(MousePdu {
+                    flags: match button {
+                        1 => PointerFlags::LEFT_BUTTON,
+                        2 => PointerFlags::MIDDLE_BUTTON_OR_WHEEL,
+                        _ => PointerFlags::RIGHT_BUTTON,
+                    },
+                    number_of_wheel_rotation_units: 0,
+                    x_position: x,
+                    y_position: y,
+                }),
+                (_, None) => FastPathInputEvent::MouseEventRel(MouseRelPdu {
+                    flags: match button {
+                        1 => PointerRelFlags::BUTTON1,
+                        2 => PointerRelFlags::BUTTON3,
+                        3 => PointerRelFlags::BUTTON2,
+                        8 => PointerRelFlags::XBUTTON1,
+                        _ => PointerRelFlags::XBUTTON2,
+                    },
+                    x_delta: 0,
+                    y_delta: 0,
+                }),
+            });
+        }
+        out
+    }
+
+    /// Takes in events psmgate sent the target itself (such as [`Self::releases`]), so that the
+    /// decoder's state stays that of the target's; they produce no [`Input`].
+    pub fn apply_sent(&mut self, events: &[FastPathInputEvent]) {
+        let mut ignored = Vec::new();
+        for event in events {
+            self.fast_path_event(event, &mut ignored);
+        }
     }
 
     /// Decodes one complete client → server fast-path input frame.
@@ -794,6 +900,19 @@ impl InputDecoder {
     /// Decodes one complete client → server slow-path (TPKT) frame. `Ok(None)` when it is not an
     /// Input PDU (connection sequence, virtual channel data, other Share Data PDUs, …).
     pub fn slow_path(&mut self, frame: &[u8]) -> Result<Option<Vec<Input>>, InputError> {
+        let Some(events) = self.slow_path_events(frame)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(events.len());
+        for event in &events {
+            self.slow_path_event(event, &mut out);
+        }
+        Ok(Some(out))
+    }
+
+    /// The events of a slow-path Input PDU, leaving the decoder's state as it is: `Ok(None)`
+    /// when the frame is not an Input PDU (see [`Self::slow_path`]).
+    pub fn slow_path_events(&self, frame: &[u8]) -> Result<Option<Vec<InputEvent>>, InputError> {
         if frame.is_empty() {
             return Err(InputError::Empty);
         }
@@ -844,19 +963,14 @@ impl InputDecoder {
         }
         let header: ShareControlHeader =
             ironrdp_core::decode(data).map_err(malformed("slow-path Input PDU"))?;
-        let events = match header.share_control_pdu {
+        match header.share_control_pdu {
             ShareControlPdu::Data(data) => match data.share_data_pdu {
-                ShareDataPdu::Input(pdu) => pdu.0,
-                ShareDataPdu::Compressed { .. } => return Err(InputError::Compressed),
-                _ => return Ok(None),
+                ShareDataPdu::Input(pdu) => Ok(Some(pdu.0)),
+                ShareDataPdu::Compressed { .. } => Err(InputError::Compressed),
+                _ => Ok(None),
             },
-            _ => return Ok(None),
-        };
-        let mut out = Vec::with_capacity(events.len());
-        for event in &events {
-            self.slow_path_event(event, &mut out);
+            _ => Ok(None),
         }
-        Ok(Some(out))
     }
 
     fn fast_path_event(&mut self, event: &FastPathInputEvent, out: &mut Vec<Input>) {
@@ -1196,7 +1310,14 @@ impl InputDecoder {
         }
     }
 
-    fn button(&self, button: u8, down: bool, out: &mut Vec<Input>) {
+    fn button(&mut self, button: u8, down: bool, out: &mut Vec<Input>) {
+        if BUTTONS.contains(&button) {
+            if down {
+                self.buttons |= 1 << button;
+            } else {
+                self.buttons &= !(1 << button);
+            }
+        }
         let (x, y) = self.position.unwrap_or((0, 0));
         out.push(Input::Button {
             button,
@@ -1284,15 +1405,139 @@ impl InputDecoder {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Input psmgate writes itself
+// ---------------------------------------------------------------------------------------------
+
+/// Client → server fast-path input frames carrying `events` (one frame per 255 events; none for
+/// no events), unencrypted: psmgate writes input only on connections secured by TLS, where
+/// fast-path frames carry no encryption of their own.
+///
+/// The length is always written in its two-byte form, as FreeRDP writes it.
+pub fn encode_fast_path(events: &[FastPathInputEvent]) -> Result<Vec<Vec<u8>>, InputError> {
+    events
+        .chunks(FastPathInput::MAX_EVENTS)
+        .map(|chunk| {
+            let mut body = Vec::new();
+            for event in chunk {
+                body.extend(
+                    ironrdp_core::encode_vec(event)
+                        .map_err(|e| InputError::Encode(e.to_string()))?,
+                );
+            }
+            let count = u8::try_from(chunk.len())
+                .map_err(|_| InputError::Encode("too many events".into()))?;
+            // numEvents in the header byte when it fits in four bits, else in its own byte.
+            let (header, count_byte) = if count < 16 {
+                (count << 2, None)
+            } else {
+                (0, Some(count))
+            };
+            let total = 3 + usize::from(count_byte.is_some()) + body.len();
+            let total = u16::try_from(total)
+                .ok()
+                .filter(|t| *t <= 0x7FFF)
+                .ok_or_else(|| InputError::Encode(format!("frame of {total} bytes")))?;
+            let mut frame = Vec::with_capacity(usize::from(total));
+            frame.push(header);
+            frame.extend_from_slice(&(total | 0x8000).to_be_bytes());
+            frame.extend(count_byte);
+            frame.extend(body);
+            Ok(frame)
+        })
+        .collect()
+}
+
+/// The slow-path form of a fast-path input event (`None` for a QoE timestamp, which has none).
+pub fn to_slow_path(event: &FastPathInputEvent) -> Option<InputEvent> {
+    let key_flags = |flags: FastPathKeyFlags| {
+        let mut out = ScanCodeFlags::empty();
+        out.set(
+            ScanCodeFlags::RELEASE,
+            flags.contains(FastPathKeyFlags::RELEASE),
+        );
+        out.set(
+            ScanCodeFlags::EXTENDED,
+            flags.contains(FastPathKeyFlags::EXTENDED),
+        );
+        out.set(
+            ScanCodeFlags::EXTENDED_1,
+            flags.contains(FastPathKeyFlags::EXTENDED1),
+        );
+        out
+    };
+    Some(match event {
+        FastPathInputEvent::KeyboardEvent(flags, code) => InputEvent::ScanCode(ScanCodePdu {
+            flags: key_flags(*flags),
+            key_code: u16::from(*code),
+        }),
+        FastPathInputEvent::UnicodeKeyboardEvent(flags, code) => InputEvent::Unicode(UnicodePdu {
+            flags: if flags.contains(FastPathKeyFlags::RELEASE) {
+                UnicodeFlags::RELEASE
+            } else {
+                UnicodeFlags::empty()
+            },
+            unicode_code: *code,
+        }),
+        FastPathInputEvent::MouseEvent(pdu) => InputEvent::Mouse(*pdu),
+        FastPathInputEvent::MouseEventEx(pdu) => InputEvent::MouseX(*pdu),
+        FastPathInputEvent::MouseEventRel(pdu) => InputEvent::MouseRel(*pdu),
+        FastPathInputEvent::SyncEvent(flags) => InputEvent::Sync(SyncPdu {
+            flags: SyncToggleFlags::from_bits_retain(u32::from(flags.bits())),
+        }),
+        FastPathInputEvent::QoeEvent(_) => return None,
+    })
+}
+
+/// Where a client's slow-path Input PDU travels: its MCS user channel (the sender), the I/O
+/// channel, and the share the server's Demand Active named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowPathRoute {
+    /// The client's MCS user channel id.
+    pub user_channel: u16,
+    /// The MCS I/O channel id.
+    pub io_channel: u16,
+    /// The share id.
+    pub share_id: u32,
+}
+
+/// A client → server slow-path frame (TPKT, X.224, MCS Send Data Request, Share Data) with one
+/// Input PDU carrying `events` (`None` for no events), unencrypted (see [`encode_fast_path`]).
+pub fn encode_slow_path(
+    events: &[FastPathInputEvent],
+    route: SlowPathRoute,
+) -> Result<Option<Vec<u8>>, InputError> {
+    let events: Vec<InputEvent> = events.iter().filter_map(to_slow_path).collect();
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let header = ShareControlHeader {
+        share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
+            share_data_pdu: ShareDataPdu::Input(InputEventPdu(events)),
+            stream_priority: StreamPriority::Low,
+            compression_flags: CompressionFlags::empty(),
+            compression_type: CompressionType::K8,
+        }),
+        pdu_source: route.user_channel,
+        share_id: route.share_id,
+    };
+    let encode = |e: ironrdp_core::EncodeError| InputError::Encode(e.to_string());
+    let user_data = ironrdp_core::encode_vec(&header).map_err(encode)?;
+    let frame = ironrdp_core::encode_vec(&X224(SendDataRequest {
+        initiator_id: route.user_channel,
+        channel_id: route.io_channel,
+        user_data: std::borrow::Cow::Owned(user_data),
+    }))
+    .map_err(encode)?;
+    Ok(Some(frame))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ironrdp_core::encode_vec;
-    use ironrdp_pdu::input::{InputEventPdu, ScanCodePdu, SyncPdu, UnicodePdu};
     use ironrdp_pdu::mcs::ChannelJoinRequest;
-    use ironrdp_pdu::rdp::client_info::CompressionType;
     use ironrdp_pdu::rdp::finalization_messages::SynchronizePdu;
-    use ironrdp_pdu::rdp::headers::{CompressionFlags, ShareDataHeader, StreamPriority};
     use proptest::prelude::*;
     use std::borrow::Cow;
 
@@ -2079,6 +2324,167 @@ mod tests {
             dec.fast_path(&frame),
             Err(InputError::Length { .. })
         ));
+    }
+
+    #[test]
+    fn held_keys_and_buttons_and_their_releases() {
+        let mut dec = InputDecoder::new(0x409);
+        const DOWN: u16 = 0x8000;
+        const LEFT: u16 = 0x1000;
+        const RIGHT: u16 = 0x2000;
+        run(
+            &mut dec,
+            &[
+                Ev::Key(SHIFT_L, false, true),
+                Ev::Key(0x1E, false, true),
+                Ev::Key(0x4B, true, true), // Left arrow (extended)
+                Ev::Key(0x30, false, true),
+                Ev::Key(0x30, false, false),
+                Ev::Mouse(0x0800, 0, 40, 50),
+                Ev::Mouse(LEFT | DOWN, 0, 40, 50),
+                Ev::Mouse(RIGHT | DOWN, 0, 40, 50),
+                Ev::Mouse(RIGHT, 0, 40, 50),
+                Ev::MouseX(0x0002 | DOWN, 41, 50),
+            ],
+        );
+        assert_eq!(
+            dec.held_keys(),
+            [(0x1E, false), (SHIFT_L, false), (0x4B, true)]
+        );
+        assert_eq!(dec.held_buttons(), [1, 9]);
+        let releases = dec.releases();
+        let release = |sc, ext| {
+            let mut f = FastPathKeyFlags::RELEASE;
+            f.set(FastPathKeyFlags::EXTENDED, ext);
+            FastPathInputEvent::KeyboardEvent(f, sc)
+        };
+        assert_eq!(
+            releases,
+            [
+                release(0x1E, false),
+                release(0x4B, true),
+                release(SHIFT_L, false),
+                FastPathInputEvent::MouseEvent(MousePdu {
+                    flags: PointerFlags::LEFT_BUTTON,
+                    number_of_wheel_rotation_units: 0,
+                    x_position: 41,
+                    y_position: 50,
+                }),
+                FastPathInputEvent::MouseEventEx(MouseXPdu {
+                    flags: PointerXFlags::BUTTON2,
+                    x_position: 41,
+                    y_position: 50,
+                }),
+            ]
+        );
+        // Asking changes nothing; taking the sent releases in leaves nothing held, records
+        // nothing, and keeps the pointer where it was.
+        assert_eq!(dec.held_buttons(), [1, 9]);
+        dec.apply_sent(&releases);
+        assert!(dec.held_keys().is_empty());
+        assert!(dec.held_buttons().is_empty());
+        assert!(dec.releases().is_empty());
+        assert_eq!(dec.pointer_position(), Some((41, 50)));
+        // Shift is up again: the next key types lower case.
+        assert_eq!(typed(&run(&mut dec, &tap(0x1E))), "a");
+    }
+
+    #[test]
+    fn buttons_pressed_without_a_position_are_released_relatively() {
+        let mut dec = InputDecoder::new(0x409);
+        let rel = |flags: u16| {
+            FastPathInputEvent::MouseEventRel(MouseRelPdu {
+                flags: PointerRelFlags::from_bits_retain(flags),
+                x_delta: 3,
+                y_delta: 4,
+            })
+        };
+        // Button 1 and button 3 (right: BUTTON2 in relative events) down, X1 down then up.
+        dec.fast_path(&fp_frame(&[
+            rel(0x9000),
+            rel(0xA000),
+            rel(0x8001),
+            rel(0x0001),
+        ]))
+        .unwrap();
+        assert_eq!(dec.held_buttons(), [1, 3]);
+        let releases = dec.releases();
+        assert_eq!(
+            releases,
+            [
+                FastPathInputEvent::MouseEventRel(MouseRelPdu {
+                    flags: PointerRelFlags::BUTTON1,
+                    x_delta: 0,
+                    y_delta: 0,
+                }),
+                FastPathInputEvent::MouseEventRel(MouseRelPdu {
+                    flags: PointerRelFlags::BUTTON2,
+                    x_delta: 0,
+                    y_delta: 0,
+                }),
+            ]
+        );
+        dec.apply_sent(&releases);
+        assert!(dec.held_buttons().is_empty());
+    }
+
+    #[test]
+    fn encoded_fast_path_frames_decode() {
+        assert!(encode_fast_path(&[]).unwrap().is_empty());
+        for n in [1usize, 15, 16, 40, 300] {
+            let events: Vec<FastPathInputEvent> = (0..n)
+                .map(|i| {
+                    let sc = u8::try_from(i % 0x50).unwrap() + 2;
+                    fast_event(Ev::Key(sc, i % 3 == 0, i % 2 == 0))
+                })
+                .collect();
+            let frames = encode_fast_path(&events).unwrap();
+            assert_eq!(frames.len(), n.div_ceil(255), "{n} events");
+            let mut decoded = Vec::new();
+            for frame in &frames {
+                let input: FastPathInput = ironrdp_core::decode(frame).unwrap();
+                decoded.extend_from_slice(input.input_events());
+                // psmgate's own decoder reads them too.
+                assert!(InputDecoder::new(0x409).fast_path(frame).is_ok());
+            }
+            assert_eq!(decoded, events, "{n} events");
+        }
+    }
+
+    #[test]
+    fn encoded_slow_path_input_decodes() {
+        let events = [
+            fast_event(Ev::Key(0x1E, false, false)),
+            fast_event(Ev::Key(0x1D, true, false)),
+            fast_event(Ev::Mouse(0x1000, 0, 7, 9)),
+            fast_event(Ev::MouseX(0x0001, 7, 9)),
+            fast_event(Ev::Uni(0x20AC, false)),
+            fast_event(Ev::Sync(true, false)),
+            FastPathInputEvent::QoeEvent(5),
+        ];
+        let route = SlowPathRoute {
+            user_channel: 1007,
+            io_channel: 1003,
+            share_id: 0x0001_03EA,
+        };
+        let frame = encode_slow_path(&events, route).unwrap().unwrap();
+        let mut dec = InputDecoder::new(0x409);
+        dec.set_io_channel(Some(1003));
+        let decoded = dec.slow_path_events(&frame).unwrap().unwrap();
+        let expected: Vec<InputEvent> = events.iter().filter_map(to_slow_path).collect();
+        assert_eq!(decoded, expected);
+        assert_eq!(decoded.len(), 6, "the QoE timestamp has no slow-path form");
+        // The same events read the same way on either path.
+        let mut fast = InputDecoder::new(0x409);
+        let mut slow = InputDecoder::new(0x409);
+        let events = &events[..6];
+        assert_eq!(
+            fast.fast_path(&fp_frame(events)).unwrap(),
+            slow.slow_path(&frame).unwrap().unwrap()
+        );
+        assert!(encode_slow_path(&[FastPathInputEvent::QoeEvent(1)], route)
+            .unwrap()
+            .is_none());
     }
 
     proptest! {

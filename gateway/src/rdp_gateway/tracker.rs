@@ -16,11 +16,15 @@
 //! - `cliprdr` data (both ways): the target's clipboard policy.
 //! - `drdynvc` data (both ways): the target's dynamic channel allow-list (denied channels are
 //!   refused to the server on the client's behalf and never reach the client).
+//! - An operator's lock ([`Tracker::set_locked`]): the client's input is held back, and the
+//!   keys and buttons it held are released on the target.
 
 use crate::rdp::cliprdr::{ClipboardFilter, Verdict};
 use crate::rdp::drdynvc::DynamicChannelFilter;
 use crate::rdp::framing::Frame;
-use crate::rdp::input::InputDecoder;
+use crate::rdp::input::{
+    encode_fast_path, encode_slow_path, InputDecoder, InputError, SlowPathRoute,
+};
 use crate::rdp::pdu_rewrite::{
     self, ChannelInfo, ConnectInitialPatch, ConnectResponseInfo, TargetCredentials,
 };
@@ -85,6 +89,15 @@ pub struct TrackerConfig {
     pub dynamic_channels: DynamicChannelFilter,
 }
 
+/// How the client sends its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputPath {
+    /// Fast-path input frames.
+    Fast,
+    /// Slow-path Input PDUs on the I/O channel.
+    Slow,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     ConnectInitial,
@@ -109,6 +122,12 @@ pub struct Tracker {
     dropped_fake: u64,
     client_info_seen: bool,
     share_id: Option<u32>,
+    /// An operator holds the client's input back ([`Tracker::set_locked`]).
+    locked: bool,
+    /// How the client last sent input (psmgate's own input travels the same way).
+    input_path: Option<InputPath>,
+    /// The client sent fast-path input encrypted with Standard RDP Security.
+    encrypted_input: bool,
 }
 
 impl std::fmt::Debug for Tracker {
@@ -139,7 +158,89 @@ impl Tracker {
             dropped_fake: 0,
             client_info_seen: false,
             share_id: None,
+            locked: false,
+            input_path: None,
+            encrypted_input: false,
         }
+    }
+
+    /// Starts (`true`) or ends (`false`) an operator's lock on the client's input.
+    ///
+    /// While locked, the client's input (fast-path input frames, and slow-path Input PDUs on
+    /// the I/O channel) is held back: it reaches neither the target nor the transcript, and the
+    /// input decoder does not take it in, so that its key, lock-key and pointer state stays the
+    /// target's and input after the lock is read the way the target reads it. Everything else
+    /// (the connection sequence, virtual channels under their policies, the server's output)
+    /// flows as before.
+    ///
+    /// When a lock starts on a running connection, the returned steps send the target the
+    /// releases of every key and mouse button the client holds, the way the client sends its
+    /// own input (fast path, or a slow-path Input PDU when that is what the client uses), so
+    /// that nothing stays held down on the target; they are not recorded as input. Before the
+    /// connection runs the lock is only noted (nothing can be held yet). The end of a lock
+    /// returns nothing: the client's next input flows again.
+    ///
+    /// psmgate writes input only where the connection is secured by TLS (always so for the
+    /// connections it relays); were Standard RDP Security encryption in use, nothing is sent
+    /// and a warning is logged, since frames psmgate wrote would lack the session's encryption.
+    pub fn set_locked(&mut self, locked: bool) -> Vec<Step> {
+        let starts = locked && !self.locked;
+        self.locked = locked;
+        if !starts || self.phase != Phase::Running {
+            return Vec::new();
+        }
+        self.release_held()
+    }
+
+    /// Whether an operator holds the client's input back.
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+
+    /// Frames that release what the client holds, for the target; the decoder takes them in.
+    fn release_held(&mut self) -> Vec<Step> {
+        let releases = self.input.releases();
+        if releases.is_empty() {
+            return Vec::new();
+        }
+        // SecurityProtocol 0 is Standard RDP Security; every other protocol is TLS-based.
+        if self.cfg.target_protocol.is_empty() || self.encrypted_input {
+            tracing::warn!(
+                events = releases.len(),
+                "the connection uses Standard RDP Security encryption: the keys and buttons the client holds cannot be released on the target"
+            );
+            return Vec::new();
+        }
+        match self.encode_releases(&releases) {
+            Ok(frames) => {
+                self.input.apply_sent(&releases);
+                frames.into_iter().map(Step::ToServer).collect()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the keys and buttons the client holds could not be released on the target");
+                Vec::new()
+            }
+        }
+    }
+
+    fn encode_releases(
+        &self,
+        events: &[ironrdp_pdu::input::fast_path::FastPathInputEvent],
+    ) -> Result<Vec<Vec<u8>>, InputError> {
+        if self.input_path == Some(InputPath::Slow) {
+            let route = match (&self.ids, self.user_channel, self.share_id) {
+                (Some(ids), Some(user_channel), Some(share_id)) => Some(SlowPathRoute {
+                    user_channel,
+                    io_channel: ids.io_channel_id,
+                    share_id,
+                }),
+                _ => None,
+            };
+            if let Some(route) = route {
+                return Ok(encode_slow_path(events, route)?.into_iter().collect());
+            }
+        }
+        encode_fast_path(events)
     }
 
     /// Frames the client sent on channels psmgate removed (dropped).
@@ -255,6 +356,15 @@ impl Tracker {
 
     fn client_running(&mut self, frame: Frame, out: &mut Vec<Step>) -> Result<()> {
         if frame.action == Action::FastPath {
+            // The two high bits of the header are the encryption flags.
+            if frame.bytes.first().is_some_and(|h| h >> 6 != 0) {
+                self.encrypted_input = true;
+            }
+            if self.locked {
+                // Every client fast-path frame is input: held back.
+                return Ok(());
+            }
+            self.input_path = Some(InputPath::Fast);
             // Forward first, then record.
             let inputs = self.input.fast_path(&frame.bytes);
             out.push(Step::ToServer(frame.bytes));
@@ -298,15 +408,24 @@ impl Tracker {
                     }
                     return Ok(());
                 }
-                match self.input.slow_path(&frame.bytes) {
-                    Ok(Some(inputs)) => {
-                        out.push(Step::ToServer(frame.bytes));
-                        self.push_inputs(inputs, out);
-                        return Ok(());
+                if self.locked {
+                    match self.input.slow_path_events(&frame.bytes) {
+                        Ok(None) => {}
+                        // An Input PDU, or what may be one: held back.
+                        Ok(Some(_)) | Err(_) => return Ok(()),
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "undecodable slow-path input (forwarded)")
+                } else {
+                    match self.input.slow_path(&frame.bytes) {
+                        Ok(Some(inputs)) => {
+                            self.input_path = Some(InputPath::Slow);
+                            out.push(Step::ToServer(frame.bytes));
+                            self.push_inputs(inputs, out);
+                            return Ok(());
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!(error = %e, "undecodable slow-path input (forwarded)")
+                        }
                     }
                 }
             }
@@ -530,12 +649,13 @@ impl Tracker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::rdp::framing::FrameSplitter;
     use crate::rdp::passive::{DecoderEvent, PassiveDecoder};
 
-    fn tracker() -> Tracker {
+    /// A tracker for a client and target that speak TLS + NLA, allowing the clipboard channel.
+    pub(in crate::rdp_gateway) fn tracker() -> Tracker {
         Tracker::new(TrackerConfig {
             target_protocol: SecurityProtocol::HYBRID,
             client_protocols: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
@@ -732,6 +852,523 @@ mod tests {
                     bytes,
                 };
                 let _ = if from_client { t.from_client(frame) } else { t.from_server(frame) };
+            }
+        }
+    }
+
+    // --- operator lock ---------------------------------------------------------------------
+
+    use crate::rdp::input::InputDecoder as Decoder;
+    use ironrdp_pdu::input::fast_path::{FastPathInput, FastPathInputEvent, KeyboardFlags};
+    use ironrdp_pdu::input::mouse::{MousePdu, PointerFlags};
+    use ironrdp_pdu::input::InputEvent;
+
+    /// The share id of [`frames::demand_active_frame`].
+    const SHARE_ID: u32 = 0x0001_03EA;
+
+    /// A tracker through the connection sequence (Attach User, Client Info, Demand Active):
+    /// input flows.
+    fn running_with(target_protocol: SecurityProtocol) -> Tracker {
+        let mut t = tracker();
+        t.cfg.target_protocol = target_protocol;
+        t.from_client(x224(frames::connect_initial_frame()))
+            .unwrap();
+        t.from_server(x224(frames::connect_response_frame(vec![1004], false)))
+            .unwrap();
+        let confirm = ironrdp_core::encode_vec(&X224(McsMessage::AttachUserConfirm(
+            ironrdp_pdu::mcs::AttachUserConfirm {
+                result: 0,
+                initiator_id: frames::USER_ID,
+            },
+        )))
+        .unwrap();
+        t.from_server(x224(confirm)).unwrap();
+        t.from_client(x224(frames::client_info_frame(frames::PASSWORD)))
+            .unwrap();
+        t.from_server(x224(frames::demand_active_frame())).unwrap();
+        assert_eq!(t.phase, Phase::Running);
+        assert_eq!(t.share_id, Some(SHARE_ID));
+        t
+    }
+
+    fn running() -> Tracker {
+        running_with(SecurityProtocol::HYBRID)
+    }
+
+    fn key(sc: u8, extended: bool, down: bool) -> FastPathInputEvent {
+        let mut flags = KeyboardFlags::empty();
+        flags.set(KeyboardFlags::EXTENDED, extended);
+        flags.set(KeyboardFlags::RELEASE, !down);
+        FastPathInputEvent::KeyboardEvent(flags, sc)
+    }
+
+    fn mouse(flags: PointerFlags, x: u16, y: u16) -> FastPathInputEvent {
+        FastPathInputEvent::MouseEvent(MousePdu {
+            flags,
+            number_of_wheel_rotation_units: 0,
+            x_position: x,
+            y_position: y,
+        })
+    }
+
+    fn fast(events: &[FastPathInputEvent]) -> Frame {
+        let mut frames = crate::rdp::input::encode_fast_path(events).unwrap();
+        assert_eq!(frames.len(), 1);
+        Frame {
+            action: Action::FastPath,
+            bytes: frames.remove(0),
+        }
+    }
+
+    fn route() -> SlowPathRoute {
+        SlowPathRoute {
+            user_channel: frames::USER_ID,
+            io_channel: frames::IO_CHANNEL,
+            share_id: SHARE_ID,
+        }
+    }
+
+    fn slow(events: &[FastPathInputEvent]) -> Frame {
+        x224(encode_slow_path(events, route()).unwrap().unwrap())
+    }
+
+    /// A clipboard capabilities PDU from the client, in one channel chunk (CHANNEL_FLAG_FIRST |
+    /// CHANNEL_FLAG_LAST).
+    fn clipboard_caps() -> Frame {
+        let pdu = [0x07, 0x00, 0x00, 0x00, 4, 0, 0, 0, 1, 0, 0, 0];
+        let mut chunk = u32::try_from(pdu.len()).unwrap().to_le_bytes().to_vec();
+        chunk.extend_from_slice(&3u32.to_le_bytes());
+        chunk.extend_from_slice(&pdu);
+        x224(frames::send_data_request(1004, chunk))
+    }
+
+    fn to_server(steps: &[Step]) -> Vec<Vec<u8>> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::ToServer(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn recorded(steps: &[Step]) -> usize {
+        steps
+            .iter()
+            .filter(|s| matches!(s, Step::Input(_) | Step::Pointer(..)))
+            .count()
+    }
+
+    /// The events of a fast-path input frame, decoded by IronRDP.
+    fn fast_events(bytes: &[u8]) -> Vec<FastPathInputEvent> {
+        ironrdp_core::decode::<FastPathInput>(bytes)
+            .expect("a fast-path input frame")
+            .input_events()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_lock_releases_exactly_the_keys_and_buttons_held() {
+        let mut t = running();
+        let out = t
+            .from_client(fast(&[
+                key(0x2A, false, true), // Shift
+                key(0x1E, false, true), // A
+                key(0x1D, true, true),  // right Ctrl
+                key(0x30, false, true), // B, pressed and released
+                key(0x30, false, false),
+                mouse(PointerFlags::MOVE, 100, 200),
+                mouse(PointerFlags::DOWN | PointerFlags::LEFT_BUTTON, 100, 200),
+                mouse(PointerFlags::DOWN | PointerFlags::RIGHT_BUTTON, 100, 200),
+                mouse(PointerFlags::RIGHT_BUTTON, 100, 200),
+            ]))
+            .unwrap();
+        assert_eq!(to_server(&out).len(), 1);
+        assert!(recorded(&out) > 0);
+        let steps = t.set_locked(true);
+        assert!(t.is_locked());
+        let sent = to_server(&steps);
+        assert_eq!(
+            sent.len(),
+            steps.len(),
+            "only frames for the target: {steps:?}"
+        );
+        let [release] = sent.as_slice() else {
+            panic!("one release frame: {steps:?}");
+        };
+        // Other keys before modifiers, then the button at the pointer's position.
+        assert_eq!(
+            fast_events(release),
+            [
+                key(0x1E, false, false),
+                key(0x1D, true, false),
+                key(0x2A, false, false),
+                mouse(PointerFlags::LEFT_BUTTON, 100, 200),
+            ]
+        );
+        // An independent decoder that saw the client's input and then the releases holds
+        // nothing.
+        let mut check = Decoder::new(0x407);
+        check
+            .fast_path(&fast(&[key(0x2A, false, true), key(0x1E, false, true)]).bytes)
+            .unwrap();
+        let releases = check.fast_path(release).unwrap();
+        assert!(releases.iter().all(|i| matches!(
+            i,
+            Input::Key { down: false, .. } | Input::Button { down: false, .. }
+        )));
+        assert!(t.input.held_keys().is_empty());
+        assert!(t.input.held_buttons().is_empty());
+        // Locking again while locked sends nothing more.
+        assert!(t.set_locked(true).is_empty());
+    }
+
+    #[test]
+    fn locked_input_is_held_back_while_other_traffic_flows() {
+        let mut t = running();
+        assert!(t.set_locked(true).is_empty(), "nothing held, nothing sent");
+        // A key press, its release, a click: nothing reaches the target or the transcript.
+        for frame in [
+            fast(&[key(0x1E, false, true)]),
+            fast(&[key(0x1E, false, false)]),
+            fast(&[mouse(
+                PointerFlags::MOVE | PointerFlags::DOWN | PointerFlags::LEFT_BUTTON,
+                5,
+                5,
+            )]),
+            slow(&[key(0x1F, false, true)]),
+            // Not decodable as input, but fast-path from the client all the same.
+            Frame {
+                action: Action::FastPath,
+                bytes: vec![0x04, 0x04, 0xFF, 0xFF],
+            },
+        ] {
+            let out = t.from_client(frame).unwrap();
+            assert!(out.is_empty(), "{out:?}");
+        }
+        // The held-back input changed nothing the target would see.
+        assert!(t.input.held_keys().is_empty());
+        assert!(t.input.held_buttons().is_empty());
+        assert_eq!(t.input.pointer_position(), None);
+        // The clipboard channel still flows…
+        let out = t.from_client(clipboard_caps()).unwrap();
+        assert_eq!(to_server(&out).len(), 1, "{out:?}");
+        // …and so does the I/O channel's other traffic (a reactivation's Confirm Active).
+        let out = t
+            .from_client(x224(frames::rich_confirm_active_frame()))
+            .unwrap();
+        assert_eq!(to_server(&out).len(), 1, "{out:?}");
+        // So does the server's output.
+        let out = t
+            .from_server(Frame {
+                action: Action::FastPath,
+                bytes: vec![0x00, 0x03, 0x00],
+            })
+            .unwrap();
+        assert!(out.iter().any(|s| matches!(s, Step::ToClient(_))));
+    }
+
+    #[test]
+    fn resuming_lets_the_next_input_through() {
+        let mut t = running();
+        let out = t.from_client(fast(&[key(0x1E, false, true)])).unwrap();
+        assert_eq!(to_server(&out).len(), 1);
+        assert_eq!(to_server(&t.set_locked(true)).len(), 1);
+        // The user lets go of A while locked: the target already had it released.
+        assert!(t
+            .from_client(fast(&[key(0x1E, false, false)]))
+            .unwrap()
+            .is_empty());
+        assert!(t.set_locked(false).is_empty());
+        assert!(!t.is_locked());
+        let frame = fast(&[key(0x30, false, true)]);
+        let bytes = frame.bytes.clone();
+        let out = t.from_client(frame).unwrap();
+        assert_eq!(to_server(&out), [bytes]);
+        assert!(out.iter().any(|s| matches!(
+            s,
+            Step::Input(Input::Key {
+                ch: Some('b'),
+                down: true,
+                ..
+            })
+        )));
+        let out = t.from_client(slow(&[key(0x30, false, false)])).unwrap();
+        assert_eq!(to_server(&out).len(), 1);
+        assert_eq!(recorded(&out), 1);
+        // Resuming when not locked sends nothing either.
+        assert!(t.set_locked(false).is_empty());
+    }
+
+    #[test]
+    fn input_after_a_lock_is_read_as_the_target_reads_it() {
+        let mut t = running();
+        t.set_locked(true);
+        // Shift and Caps Lock pressed while locked never reached the target…
+        for frame in [
+            fast(&[key(0x2A, false, true)]),
+            fast(&[key(0x3A, false, true), key(0x3A, false, false)]),
+        ] {
+            assert!(t.from_client(frame).unwrap().is_empty());
+        }
+        t.set_locked(false);
+        // …so A types a lower-case a there, and in the transcript.
+        let out = t.from_client(fast(&[key(0x1E, false, true)])).unwrap();
+        assert!(
+            out.iter().any(|s| matches!(
+                s,
+                Step::Input(Input::Key {
+                    ch: Some('a'),
+                    down: true,
+                    ..
+                })
+            )),
+            "{out:?}"
+        );
+        assert!(!t.input.caps_lock());
+    }
+
+    #[test]
+    fn slow_path_clients_get_their_releases_the_slow_way() {
+        let mut t = running();
+        let out = t
+            .from_client(slow(&[
+                key(0x38, false, true), // left Alt
+                key(0x0F, false, true), // Tab
+            ]))
+            .unwrap();
+        assert_eq!(to_server(&out).len(), 1);
+        assert_eq!(recorded(&out), 2);
+        let sent = to_server(&t.set_locked(true));
+        let [release] = sent.as_slice() else {
+            panic!("one release frame: {sent:?}");
+        };
+        let events = Decoder::new(0x409)
+            .slow_path_events(release)
+            .unwrap()
+            .expect("an Input PDU");
+        let released: Vec<(u16, bool)> = events
+            .iter()
+            .map(|e| match e {
+                InputEvent::ScanCode(pdu) => (
+                    pdu.key_code,
+                    pdu.flags
+                        .contains(ironrdp_pdu::input::scan_code::KeyboardFlags::RELEASE),
+                ),
+                other => panic!("not a key: {other:?}"),
+            })
+            .collect();
+        assert_eq!(released, [(0x0F, true), (0x38, true)]);
+        // Sent as the client: its user channel on the I/O channel, in the current share.
+        assert!(matches!(
+            ironrdp_core::decode::<X224<McsMessage<'_>>>(release),
+            Ok(X224(McsMessage::SendDataRequest(r)))
+                if r.initiator_id == frames::USER_ID && r.channel_id == frames::IO_CHANNEL
+        ));
+        // Slow-path input while locked is held back.
+        let out = t.from_client(slow(&[key(0x0F, false, false)])).unwrap();
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_lock_set_before_the_connection_runs_holds_from_the_start() {
+        let mut t = tracker();
+        assert!(t.set_locked(true).is_empty());
+        t.from_client(x224(frames::connect_initial_frame()))
+            .unwrap();
+        assert!(t.set_locked(true).is_empty());
+        t.from_server(x224(frames::connect_response_frame(vec![1004], false)))
+            .unwrap();
+        // The connection sequence itself still flows.
+        let out = t
+            .from_client(x224(frames::client_info_frame(frames::PASSWORD)))
+            .unwrap();
+        assert_eq!(to_server(&out).len(), 1);
+        assert!(t
+            .from_client(fast(&[key(0x1E, false, true)]))
+            .unwrap()
+            .is_empty());
+        t.set_locked(false);
+        let out = t.from_client(fast(&[key(0x1E, false, true)])).unwrap();
+        assert_eq!(to_server(&out).len(), 1);
+    }
+
+    #[test]
+    fn without_tls_no_input_is_written() {
+        // Standard RDP Security (no TLS): frames psmgate wrote would lack its encryption.
+        let mut t = running_with(SecurityProtocol::empty());
+        t.from_client(fast(&[key(0x1E, false, true)])).unwrap();
+        assert!(t.set_locked(true).is_empty());
+        // Input is held back all the same.
+        assert!(t
+            .from_client(fast(&[key(0x1F, false, true)]))
+            .unwrap()
+            .is_empty());
+        // Encrypted fast-path input from the client (header bits 6–7) has the same effect.
+        let mut t = running();
+        t.from_client(fast(&[key(0x1E, false, true)])).unwrap();
+        t.from_client(Frame {
+            action: Action::FastPath,
+            bytes: vec![0x84, 0x04, 0x00, 0x00],
+        })
+        .unwrap();
+        assert!(t.set_locked(true).is_empty());
+    }
+
+    /// Each event of an input frame psmgate sent (fast or slow path), and whether it only
+    /// releases a key or button.
+    fn releases(bytes: &[u8]) -> Vec<(String, bool)> {
+        use ironrdp_pdu::input::mouse_rel::PointerRelFlags;
+        use ironrdp_pdu::input::mouse_x::PointerXFlags;
+        use ironrdp_pdu::input::scan_code::KeyboardFlags as ScanFlags;
+        if bytes.first() == Some(&3) {
+            let events = Decoder::new(0x409)
+                .slow_path_events(bytes)
+                .expect("a slow-path frame")
+                .expect("an Input PDU");
+            return events
+                .into_iter()
+                .map(|e| {
+                    let release = match &e {
+                        InputEvent::ScanCode(p) => p.flags.contains(ScanFlags::RELEASE),
+                        InputEvent::Mouse(p) => {
+                            !p.flags.intersects(PointerFlags::DOWN | PointerFlags::MOVE)
+                        }
+                        InputEvent::MouseX(p) => !p.flags.contains(PointerXFlags::DOWN),
+                        InputEvent::MouseRel(p) => {
+                            p.x_delta == 0
+                                && p.y_delta == 0
+                                && !p.flags.contains(PointerRelFlags::DOWN)
+                        }
+                        _ => false,
+                    };
+                    (format!("{e:?}"), release)
+                })
+                .collect();
+        }
+        fast_events(bytes)
+            .into_iter()
+            .map(|e| {
+                let release = match e {
+                    FastPathInputEvent::KeyboardEvent(f, _) => f.contains(KeyboardFlags::RELEASE),
+                    FastPathInputEvent::MouseEvent(p) => {
+                        !p.flags.intersects(PointerFlags::DOWN | PointerFlags::MOVE)
+                    }
+                    FastPathInputEvent::MouseEventEx(p) => !p.flags.contains(PointerXFlags::DOWN),
+                    FastPathInputEvent::MouseEventRel(p) => {
+                        p.x_delta == 0 && p.y_delta == 0 && !p.flags.contains(PointerRelFlags::DOWN)
+                    }
+                    _ => false,
+                };
+                (format!("{e:?}"), release)
+            })
+            .collect()
+    }
+
+    /// One client event for the property test: (kind, flags, value).
+    fn arbitrary_event(kind: u8, flags: u8, value: u16) -> FastPathInputEvent {
+        let [lo, hi] = value.to_le_bytes();
+        match kind % 5 {
+            0 | 1 => key(lo & 0x7F, flags & 1 != 0, flags & 2 != 0),
+            2 => mouse(
+                PointerFlags::from_bits_retain(u16::from(flags & 0xF8) << 8),
+                u16::from(lo),
+                u16::from(hi),
+            ),
+            3 => FastPathInputEvent::MouseEventEx(ironrdp_pdu::input::MouseXPdu {
+                flags: ironrdp_pdu::input::mouse_x::PointerXFlags::from_bits_retain(
+                    (u16::from(flags & 0x80) << 8) | u16::from(flags & 0x03),
+                ),
+                x_position: u16::from(lo),
+                y_position: u16::from(hi),
+            }),
+            _ => FastPathInputEvent::MouseEventRel(ironrdp_pdu::input::MouseRelPdu {
+                flags: ironrdp_pdu::input::mouse_rel::PointerRelFlags::from_bits_retain(
+                    (u16::from(flags & 0xF8) << 8) | u16::from(flags & 0x03),
+                ),
+                x_delta: i16::from(lo as i8),
+                y_delta: i16::from(hi as i8),
+            }),
+        }
+    }
+
+    /// What the client does next in the property test.
+    #[derive(Debug, Clone)]
+    enum Act {
+        Fast(Vec<(u8, u8, u16)>),
+        Slow(Vec<(u8, u8, u16)>),
+        Garbage(Vec<u8>),
+        Clipboard,
+        Lock(bool),
+    }
+
+    fn act() -> impl Strategy<Value = Act> {
+        let events = proptest::collection::vec((any::<u8>(), any::<u8>(), any::<u16>()), 1..8);
+        prop_oneof![
+            events.clone().prop_map(Act::Fast),
+            events.prop_map(Act::Slow),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Act::Garbage),
+            Just(Act::Clipboard),
+            any::<bool>().prop_map(Act::Lock),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Whatever the client types and clicks, whenever the lock comes and goes: nothing
+        /// panics, no input reaches the target or the transcript while locked, what a lock sends
+        /// only releases, and after it nothing is held.
+        #[test]
+        fn nothing_gets_through_a_lock(acts in proptest::collection::vec(act(), 0..40)) {
+            let mut t = running();
+            for a in acts {
+                let locked = t.is_locked();
+                match a {
+                    Act::Lock(on) => {
+                        let steps = t.set_locked(on);
+                        prop_assert_eq!(to_server(&steps).len(), steps.len());
+                        if !on || locked {
+                            prop_assert!(steps.is_empty());
+                        }
+                        for bytes in to_server(&steps) {
+                            for (e, release) in releases(&bytes) {
+                                prop_assert!(release, "not a release: {}", e);
+                            }
+                        }
+                        if on {
+                            prop_assert!(t.input.held_keys().is_empty());
+                            prop_assert!(t.input.held_buttons().is_empty());
+                        }
+                    }
+                    Act::Fast(evs) | Act::Slow(evs) if locked => {
+                        let evs: Vec<_> = evs.into_iter().map(|(k, f, v)| arbitrary_event(k, f, v)).collect();
+                        prop_assert!(t.from_client(fast(&evs)).unwrap().is_empty());
+                        prop_assert!(t.from_client(slow(&evs)).unwrap().is_empty());
+                    }
+                    Act::Fast(evs) => {
+                        let evs: Vec<_> = evs.into_iter().map(|(k, f, v)| arbitrary_event(k, f, v)).collect();
+                        let out = t.from_client(fast(&evs)).unwrap();
+                        prop_assert_eq!(to_server(&out).len(), 1);
+                    }
+                    Act::Slow(evs) => {
+                        let evs: Vec<_> = evs.into_iter().map(|(k, f, v)| arbitrary_event(k, f, v)).collect();
+                        let out = t.from_client(slow(&evs)).unwrap();
+                        prop_assert_eq!(to_server(&out).len(), 1);
+                    }
+                    Act::Garbage(mut bytes) => {
+                        if let Some(h) = bytes.first_mut() {
+                            *h &= 0x3C; // a fast-path input header, unencrypted
+                        }
+                        let out = t.from_client(Frame { action: Action::FastPath, bytes });
+                        if locked {
+                            prop_assert!(out.unwrap().is_empty());
+                        }
+                    }
+                    Act::Clipboard => {
+                        let out = t.from_client(clipboard_caps()).unwrap();
+                        prop_assert_eq!(to_server(&out).len(), 1);
+                    }
+                }
             }
         }
     }

@@ -13,10 +13,14 @@
 //! [`Recorder::resize_at`] at the session's own times instead of the wall clock, and
 //! [`Recorder::mark_ended`] keeps the recording's end at the session's end although it is sealed
 //! later.
+//!
+//! While someone follows a recording live (reads its chain, see [`viewers`]), its video is
+//! flushed in shorter fragments.
 
 mod recorder;
 mod settings;
 mod sink;
+pub mod viewers;
 
 pub use recorder::{Recorder, RecorderError, SessionInfo, Thumbnail};
 pub use settings::{MaskRule, RecordingSettings};

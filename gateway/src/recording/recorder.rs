@@ -2,6 +2,7 @@
 
 use super::settings::RecordingSettings;
 use super::sink::StorageSink;
+use super::viewers::{self, Followed, Viewers};
 use psmgate_codecs::framebuffer::{Framebuffer, FramebufferError};
 use psmgate_codecs::mask::MaskSet;
 use psmgate_codecs::schedule::{Decision, FrameScheduler};
@@ -100,6 +101,18 @@ struct Shared {
     failure: watch::Sender<Option<String>>,
     /// Transcript time (ms) of the latest input; idle time is measured from it.
     last_input_ms: std::sync::atomic::AtomicU64,
+    /// Who follows the recording live (see [`viewers`]).
+    viewers: Viewers,
+}
+
+impl Followed for Shared {
+    fn viewers(&self) -> &Viewers {
+        &self.viewers
+    }
+
+    fn wake(&self) {
+        self.cond.notify_one();
+    }
 }
 
 impl Shared {
@@ -210,7 +223,10 @@ impl Recorder {
             cond: Condvar::new(),
             clock_cond: Condvar::new(),
             failure,
+            viewers: Viewers::default(),
         });
+        let followed: std::sync::Weak<dyn Followed> = Arc::downgrade(&shared) as _;
+        let registration = viewers::register(&session_id, followed);
         let sink = StorageSink::new(writer);
         let worker_shared = shared.clone();
         let masks = settings.masks.clone();
@@ -223,7 +239,10 @@ impl Recorder {
             .name(format!("rec-{}", &session_id[..8]))
             .spawn(move || {
                 let _g = span.enter();
-                run(worker_shared, sink, settings, after_seal)
+                let sealed = run(worker_shared, sink, settings, after_seal);
+                // Sealed (or failed): no longer followed.
+                drop(registration);
+                sealed
             })
             .map_err(|e| RecorderError::Worker(e.to_string()))?;
         Ok(Recorder {
@@ -638,6 +657,8 @@ fn run(
         Some(at) => sink.seal_at(state, &reason, at),
         None => sink.seal(state, &reason),
     };
+    // The seal record and its checkpoint are chained (or sealing failed): no read waits for more.
+    shared.viewers.end();
     match sealed {
         Ok(manifest) => {
             after_seal.record(&manifest);
@@ -668,6 +689,12 @@ impl Worker {
             let stop = st.stop.clone();
             let ended = st.ended.map(|(t, _)| t);
             let timed = st.clock.is_some();
+            // Shorter fragments while someone follows the recording live (on the wall clock
+            // only: a video made after the fact is not watched as it is made).
+            let live = (!timed && shared.viewers.watched()).then_some(viewers::LIVE_FRAGMENT_MS);
+            if self.video.live_interval() != live {
+                self.video.set_live_interval(live);
+            }
             // A frame at `frame_at`; then the video's clock is at `until`.
             let (frame_at, until) = match st.clock {
                 None => {
@@ -771,21 +798,27 @@ impl Worker {
                 self.flush_events(sink)?;
                 return Ok((state, reason));
             }
+            let mut chained = wrote_video;
             if wrote_video || due {
-                self.flush_events(sink)?;
+                chained |= self.flush_events(sink)?;
             }
-            sink.checkpoint_if_due(Instant::now())?;
+            chained |= sink.checkpoint_if_due(Instant::now())?;
+            if chained {
+                shared.viewers.wrote();
+            }
         }
     }
 
-    fn flush_events(&mut self, sink: &mut StorageSink) -> Result<(), RecorderError> {
-        if !self.pending.is_empty() {
+    /// Writes the pending transcript events; true when there were some.
+    fn flush_events(&mut self, sink: &mut StorageSink) -> Result<bool, RecorderError> {
+        let any = !self.pending.is_empty();
+        if any {
             self.pending.sort_by_key(|e| e.t);
             sink.events(&self.pending)?;
             self.pending.clear();
         }
         self.pending_since = None;
-        Ok(())
+        Ok(any)
     }
 
     /// Copies what changed into the worker's own copy of the screen, so the protocol's lock is
@@ -1126,6 +1159,69 @@ mod tests {
         let s = samples(backend.as_ref(), rec.dir(), &m);
         let (start, d) = *s.last().unwrap();
         assert_eq!(start + d, end, "{s:?}");
+    }
+
+    #[test]
+    fn a_read_following_the_chain_waits_for_the_next_lines_and_ends_with_the_seal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&psmgate_policy::Config::default(), Some(dir.path()))
+            .unwrap();
+        let rec = Recorder::start(
+            store.backend.clone(),
+            store.key.clone(),
+            store.index.clone(),
+            SessionInfo::default(),
+            RecordingSettings::default(),
+        )
+        .unwrap();
+        let id = rec.session_id().to_string();
+        let chain = format!("{}/chain.jsonl", rec.dir());
+        let chain_len = || store.backend.len(&chain).unwrap().unwrap_or(0);
+        let fragments = || {
+            let text = String::from_utf8(store.backend.read(&chain).unwrap_or_default()).unwrap();
+            text.lines()
+                .filter(|l| l.contains("\"video/000001.m4s\"") && !l.contains("\"offset\":0,"))
+                .count()
+        };
+        rec.resize(64, 64).unwrap();
+        rec.screen(|fb| fb.fill_rect(Rect::new(0, 0, 64, 64), 0x0012_3456))
+            .unwrap();
+        // A reader asks for the lines after those it has: it is answered once there are more.
+        for _ in 0..3 {
+            let have = chain_len();
+            let range = format!("bytes={}-", have.saturating_sub(1));
+            super::viewers::follow_chain(&store, &id, Some(&range), Some("10"));
+            if fragments() > 0 {
+                break;
+            }
+            assert!(chain_len() > have, "answered without new lines");
+        }
+        assert!(fragments() > 0, "a fragment was chained");
+        // A reader waiting when the recording ends is answered with the seal, not at its timeout.
+        let before = chain_len();
+        let range = format!("bytes={}-", before - 1);
+        let (seen, waited) = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let started = Instant::now();
+                super::viewers::follow_chain(&store, &id, Some(&range), Some("10"));
+                (chain_len(), started.elapsed())
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            rec.finish(RecordingState::Completed, "test").unwrap();
+            reader.join().unwrap()
+        });
+        assert!(seen > before, "the reader saw the new lines");
+        assert!(
+            waited < super::viewers::MAX_WAIT,
+            "answered after {waited:?}"
+        );
+        let sealed = String::from_utf8(store.backend.read(&chain).unwrap()).unwrap();
+        assert!(sealed.contains("\"file\":\"manifest.json\""));
+        // No recording in progress any more: reads are not held.
+        let started = Instant::now();
+        super::viewers::follow_chain(&store, &id, Some("bytes=0-"), Some("10"));
+        assert!(!super::viewers::note_reader(&id));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

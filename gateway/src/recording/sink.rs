@@ -170,9 +170,9 @@ impl StorageSink {
         self.append(&file, &transcript::to_jsonl(events))
     }
 
-    /// Signs the chain head if the interval passed.
-    pub fn checkpoint_if_due(&mut self, now: Instant) -> Result<(), SinkError> {
-        Ok(self.writer.checkpoint_if_due(now).map(|_| ())?)
+    /// Signs the chain head if the interval passed; true when a checkpoint was written.
+    pub fn checkpoint_if_due(&mut self, now: Instant) -> Result<bool, SinkError> {
+        Ok(self.writer.checkpoint_if_due(now)?)
     }
 
     /// Seals the recording.

@@ -9,7 +9,10 @@
 //
 // `replays` turns a sealed recording into one "in progress": only the first N chain lines are
 // visible (reveal(n)), every file is cut to what those lines cover, and the manifest is the partial
-// one (state "recording", only what is chained) until the seal record is revealed.
+// one (state "recording", only what is chained) until the seal record is revealed. A read of its
+// chain.jsonl with `?wait=<s>` and a `bytes=S-` range that has no new line past S + 1 is held, as
+// the gateway holds it, until lines are revealed or the wait (at most 10 s) passes; `waiting`
+// counts the reads held now, and the log marks a held read answered by a reveal (`released`).
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -23,9 +26,30 @@ class Replay {
     this.lines = fs.readFileSync(path.join(dir, 'chain.jsonl'), 'utf8').split('\n').filter(Boolean);
     this.manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
     this.shown = 0;
+    this.waiters = new Set();
   }
-  /** Make the first `n` chain lines visible (never fewer than before). */
-  reveal(n) { this.shown = Math.max(this.shown, Math.min(n, this.lines.length)); }
+  /** Reads of the chain held now. */
+  get waiting() { return this.waiters.size; }
+  /** Make the first `n` chain lines visible (never fewer than before); held reads are answered. */
+  reveal(n) {
+    const before = this.shown;
+    this.shown = Math.max(this.shown, Math.min(n, this.lines.length));
+    if (this.shown > before) for (const w of [...this.waiters]) w();
+  }
+  /**
+   * Hold a read of the chain that starts at `start` until there is a line past `start + 1`, or
+   * `seconds` pass; true when lines were revealed meanwhile.
+   */
+  waitForLines(start, seconds) {
+    if (this.file('chain.jsonl').length > start + 1) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (released) => { clearTimeout(timer); this.waiters.delete(wake); resolve(released); };
+      const wake = () => done(true);
+      const timer = setTimeout(() => done(false), Math.min(seconds, 10) * 1000);
+      timer.unref(); // a held read never keeps the test process alive
+      this.waiters.add(wake);
+    });
+  }
   /** Reveal up to and including the first line whose record satisfies `pred`. */
   revealThrough(pred) {
     const i = this.lines.findIndex((l, k) => k >= this.shown && pred(JSON.parse(l)));
@@ -74,9 +98,10 @@ function parseRange(h, len) {
  *   the player folder; recordings: session id -> recording folder; replays: session id -> sealed
  *   folder replayed live; token: required bearer token for /api (optional); delay(id, file, req):
  *   how long to hold back the answer to a /files/ request (ms, or a promise)
- * @returns {Promise<{url:string, requests:string[], log:Array<{path:string, range:?string, at:number, sentAt:?number, status:?number}>,
- *   replays:Object<string,Replay>, close:function}>}  log: every request (at: Date.now() when it
- *   arrived, sentAt: when its answer was sent)
+ * @returns {Promise<{url:string, requests:string[], log:Array<{path:string, query:string, range:?string, at:number, sentAt:?number,
+ *   status:?number, released:boolean}>, replays:Object<string,Replay>, close:function}>}  log: every
+ *   request (at: Date.now() when it arrived, sentAt: when its answer was sent, released: a held
+ *   chain read answered by a reveal)
  */
 export function startMockApi({ playerDir, vendor = {}, recordings = {}, replays = {}, token, delay }) {
   const requests = [];
@@ -85,15 +110,15 @@ export function startMockApi({ playerDir, vendor = {}, recordings = {}, replays 
   const server = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
     requests.push(`${req.method} ${u.pathname}`);
-    const entry = { path: u.pathname, range: req.headers.range || null, at: Date.now(), sentAt: null, status: null };
+    const entry = { path: u.pathname, query: u.search, range: req.headers.range || null, at: Date.now(), sentAt: null, status: null, released: false };
     log.push(entry);
     res.on('finish', () => { entry.sentAt = Date.now(); entry.status = res.statusCode; });
-    handle(req, res, u).catch((e) => {
+    handle(req, res, u, entry).catch((e) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(String(e && e.message));
     });
   });
-  async function handle(req, res, u) {
+  async function handle(req, res, u, entry) {
     const send = (code, body, type = 'text/plain', extra = {}) => { res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store', ...extra }); res.end(body); };
     const sendBytes = (bytes, type) => {
       const r = parseRange(req.headers.range, bytes.length);
@@ -125,6 +150,9 @@ export function startMockApi({ playerDir, vendor = {}, recordings = {}, replays 
     const replay = live[m[1]];
     if (replay) {
       if (m[2] === 'manifest') return send(200, replay.manifestBytes(), 'application/json');
+      const wait = Number(u.searchParams.get('wait'));
+      const from = /^bytes=(\d+)-$/.exec(req.headers.range || '');
+      if (rel === 'chain.jsonl' && wait > 0 && from) entry.released = await replay.waitForLines(Number(from[1]), wait);
       const b = replay.file(rel);
       return b ? sendBytes(b, TYPES[path.extname(rel)] || 'application/octet-stream') : send(404, 'no such file');
     }

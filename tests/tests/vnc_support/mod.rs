@@ -214,6 +214,23 @@ impl Gateway {
         self.dir.path().join("data")
     }
 
+    /// `method` `path` on the admin API with the gateway's admin token (a JSON `body` for
+    /// POST); the status and the JSON answer (`null` when there is none).
+    pub fn admin_api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let token = std::fs::read_to_string(self.data().join("admin-token")).unwrap();
+        let (status, body) =
+            psmgate_e2e::http_call(self.admin_port, method, path, Some(token.trim()), body);
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// The gateway's log so far (ANSI colours removed).
     pub fn log(&self) -> String {
         log(self.dir.path())
