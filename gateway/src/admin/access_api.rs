@@ -458,3 +458,79 @@ pub fn cancel(state: &AdminState, who: &Principal, id: &str) -> Resp {
         Err(e) => internal(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use psmgate_policy::Config;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let path = dir.join("psmgate.toml");
+        std::fs::write(
+            &path,
+            "[targets.db1]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:5901\"\n\n\
+             [targets.web1]\nprotocol = \"vnc\"\naddress = \"127.0.0.1:5902\"\n\n\
+             [target_groups]\ndatabases = [\"db1\"]\n\n\
+             [users.alice]\nroles = [\"user\"]\n\n\
+             [users.bob]\nroles = [\"user\"]\n",
+        )
+        .unwrap();
+        Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn signed_in(name: &str, roles: &[&str]) -> Principal {
+        Principal {
+            name: name.into(),
+            kind: PrincipalKind::Login {
+                token: "t".into(),
+                via: "oidc".into(),
+                groups: Some(vec!["dba".into()]),
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            },
+        }
+    }
+
+    fn request(user: &str, target: &str) -> AccessRequest {
+        AccessRequest {
+            id: 1,
+            user: user.into(),
+            target: target.into(),
+            reason: "r".into(),
+            duration: std::time::Duration::from_secs(3600),
+            rule_id: "r".into(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            status: RequestStatus::Pending,
+            decided_by: None,
+            decided_at: None,
+            note: None,
+            grant_id: None,
+        }
+    }
+
+    #[test]
+    fn the_signed_in_roles_decide_who_may_approve() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        // carol is known only through the provider, with approver on the databases group.
+        let carol = signed_in("carol", &["approver@databases"]);
+        assert!(may_decide(&config, &carol, &request("alice", "db1")));
+        assert!(
+            !may_decide(&config, &carol, &request("alice", "web1")),
+            "outside her group"
+        );
+        assert!(
+            !may_decide(&config, &carol, &request("carol", "db1")),
+            "her own request"
+        );
+        assert!(
+            !may_decide(&config, &carol, &request("mallory", "db1")),
+            "not a configured user"
+        );
+        // alice's own roles hold no approve.
+        assert!(!may_decide(
+            &config,
+            &signed_in("alice", &["user"]),
+            &request("bob", "db1")
+        ));
+    }
+}
