@@ -265,7 +265,7 @@ pub fn go_live(
 
 /// Resolves when one of `limits` is reached: the deadline passes, or no input was recorded for
 /// the idle time (checked every second).
-async fn limit_reached(rec: &Recorder, limits: &SessionLimits) -> StopRequest {
+pub(crate) async fn limit_reached(rec: &Recorder, limits: &SessionLimits) -> StopRequest {
     if limits.deadline.is_none() && limits.idle.is_none() {
         return std::future::pending().await;
     }

@@ -427,3 +427,84 @@ fn a_locked_web_session_gets_the_lock_page_until_resumed() {
     );
     assert_eq!(passed_on(&rec), 2, "the requests before and after the lock");
 }
+
+/// Alice's console rule with an idle limit of [`IDLE`].
+const IDLE_RULES: &str = r#"[users.alice]
+roles = ["admin"]
+
+[[rules]]
+id = "alice-console-idle"
+users = ["alice"]
+targets = ["console"]
+idle_timeout = "10s"
+"#;
+
+/// The rule's idle limit.
+const IDLE: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_web_session_without_user_input_ends_at_the_rules_idle_timeout() {
+    // Requests alone are not the user's input (a console polls by itself): curl fetching the
+    // stylesheet every 300 ms makes requests but no page reports a click, key or scroll.
+    let c = Console::start();
+    let gw = start_web_gateway_with_users(&console_config(&c, WEB, ""), IDLE_RULES);
+    let t0 = Instant::now();
+    let token = gw.grant("console", &["--ttl", "10m"]);
+    let browser = Browser::new(&gw, &c, &token);
+    let replies = browser.keep_getting(t0, IDLE + Duration::from_secs(5));
+    let all = listing(&replies);
+    let first_blocked = replies
+        .iter()
+        .position(|r| !r.is_upstream())
+        .unwrap_or_else(|| panic!("the session outlived its idle limit:\n{all}"));
+    assert!(first_blocked > 0, "the first request was refused:\n{all}");
+    let blocked = &replies[first_blocked];
+    // The session starts with the first request (after the grant); the limit is checked
+    // every second.
+    assert!(
+        blocked.end >= IDLE && blocked.start <= IDLE + Duration::from_secs(4),
+        "blocked at {:?}:\n{all}",
+        blocked.start
+    );
+    assert!(
+        replies[first_blocked..]
+            .iter()
+            .all(|r| r.is_blocked_by("idle-timeout")),
+        "after the idle limit every request gets the block page:\n{all}"
+    );
+    stop(&gw);
+    let rec = gw.sealed(1).remove(0);
+    gw.assert_verifies(&rec);
+    let policy = events_of(&rec, "policy");
+    assert_eq!(policy.len(), 1, "{policy:?}");
+    assert_eq!(policy[0]["rule"], "idle-timeout", "{policy:?}");
+}
+
+#[test]
+fn typing_on_the_page_keeps_a_web_session_within_its_idle_timeout() {
+    // The same rule, a real browser: what the admin types on the page (reported by the in-page
+    // recorder) is input, so 16 s of typing every 2 s outlive the 10 s idle limit.
+    let c = Console::start();
+    let gw = start_web_gateway_with_users(&console_config(&c, WEB, ""), IDLE_RULES);
+    let alice = web_support::ProxyAccess::alice(&gw, "console").trusting(&c.ca);
+    let login = format!("https://127.0.0.1:{}/login", c.console);
+    let mut steps = vec![serde_json::json!({"goto": login})];
+    for i in 0..8 {
+        steps.push(
+            serde_json::json!({"fill": "input[name=username]", "value": format!("alice{i}")}),
+        );
+        steps.push(serde_json::json!({"sleep": 2000}));
+    }
+    steps.push(serde_json::json!({"goto": login}));
+    let results = web_support::drive(&alice.input(serde_json::json!({ "steps": steps })));
+    let last = results.last().unwrap();
+    assert_eq!(
+        last["status"], 200,
+        "the session ended while the admin typed: {results:?}"
+    );
+    stop(&gw);
+    let rec = gw.sealed(1).remove(0);
+    gw.assert_verifies(&rec);
+    let policy = events_of(&rec, "policy");
+    assert!(policy.is_empty(), "{policy:?}");
+}

@@ -496,6 +496,15 @@ impl Recorder {
         st.inputs.len() + st.events.len()
     }
 
+    /// Notes that the user did something now without recording an input event (a web page's
+    /// DOM recording holds the input itself): resets [`Recorder::idle_for`].
+    pub fn note_input(&self) {
+        let t = self.shared.now_ms();
+        self.shared
+            .last_input_ms
+            .fetch_max(t, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// How long since the latest input (or since the session started, before any).
     pub fn idle_for(&self) -> Duration {
         let last = self

@@ -570,6 +570,24 @@ pub enum BatchError {
     Shape(String),
 }
 
+/// Whether `events` (a batch's rrweb events) hold something the user did on the page: moved or
+/// clicked the mouse, scrolled, touched, dragged, selected, or typed into a field. Mutations,
+/// resizes and style changes are the page's own doing and do not count. For the session's idle
+/// limit (the rule's `idle_timeout`), as key strokes and pointer events count over VNC and RDP.
+pub fn has_user_input(events: &[Value]) -> bool {
+    events.iter().any(|e| {
+        e.get("type").and_then(Value::as_u64) == Some(INCREMENTAL_SNAPSHOT)
+            && matches!(
+                e.get("data")
+                    .and_then(|d| d.get("source"))
+                    .and_then(Value::as_u64),
+                Some(
+                    MOUSE_MOVE | MOUSE_INTERACTION | SCROLL | INPUT | TOUCH_MOVE | DRAG | SELECTION
+                )
+            )
+    })
+}
+
 /// Parses and masks one batch. `state` is the page's state (create it with
 /// [`PageState::default`] on a page's first batch).
 pub fn mask_batch(
@@ -1440,8 +1458,27 @@ mod json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn user_input_is_what_the_user_did_not_what_the_page_did() {
+        let incremental =
+            |source: u64| json!({"type": 3, "data": {"source": source}, "timestamp": 1});
+        for source in [1, 2, 3, 5, 6, 12, 14] {
+            assert!(
+                has_user_input(&[incremental(0), incremental(source)]),
+                "source {source}"
+            );
+        }
+        for source in [0, 4, 7, 8, 10, 13, 15, 16, 99] {
+            assert!(!has_user_input(&[incremental(source)]), "source {source}");
+        }
+        let meta = json!({"type": 4, "data": {"source": 2}, "timestamp": 1});
+        assert!(!has_user_input(&[meta, json!({"type": 3})]));
+        assert!(!has_user_input(&[]));
+    }
 
     const AKIA: &str = "AKIA[0-9A-Z]{16}";
 

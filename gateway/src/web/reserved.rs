@@ -139,6 +139,9 @@ async fn events(
         }
     };
     let url = redact::url(&batch.url, &secret);
+    if super::dom::has_user_input(&batch.events) {
+        session.rec.note_input();
+    }
     w.reported(&batch.page, batch.gone);
     let title_changed = w.title_changed(&batch.page, &batch.title);
     let mut result = Ok(());

@@ -127,26 +127,20 @@ pub struct WebSession {
     live: Mutex<Option<LiveHandle>>,
 }
 
-/// Ends `session` by policy when it is stopped from outside (an operator's terminate) or its
-/// deadline (`max_session`, grant expiry) passes: the transcript gets the `policy` event, every
+/// Ends `session` by policy when it is stopped from outside (an operator's terminate) or one
+/// of its `limits` is reached (`max_session`, grant expiry, or the rule's `idle_timeout`: no
+/// user input on its pages for that long): the transcript gets the `policy` event, every
 /// further request the block page, and the next reap seals the recording. The watching task
 /// ends with the session's live handle.
 fn watch_stop(
     session: &Arc<WebSession>,
     mut stop: tokio::sync::watch::Receiver<Option<StopRequest>>,
-    deadline: Option<(tokio::time::Instant, StopRequest)>,
+    limits: SessionLimits,
 ) {
     let weak = Arc::downgrade(session);
+    let rec = session.rec.recorder().clone();
     tokio::spawn(async move {
-        let at_deadline = async {
-            match deadline {
-                Some((at, req)) => {
-                    tokio::time::sleep_until(at).await;
-                    req
-                }
-                None => std::future::pending().await,
-            }
-        };
+        let at_deadline = crate::supervisor::limit_reached(&rec, &limits);
         let req = tokio::select! {
             r = stop.wait_for(Option::is_some) => match r {
                 Ok(r) => r.clone(),
@@ -538,7 +532,7 @@ impl Sessions {
             .await
             .map_err(Refusal::Failed)?;
         let limits = SessionLimits::for_grant(config, &grant);
-        let deadline = limits.deadline.clone();
+        let watched = limits.clone();
         // Under a rule, its terms decide: the deadline above ends the session at the grant's
         // expiry (with the `policy` event) when the rule says so. Without one, the grant's
         // expiry is checked here (by `reap` and each sign-in).
@@ -597,7 +591,7 @@ impl Sessions {
             render_options,
             live: Mutex::new(Some(live)),
         });
-        watch_stop(&session, stop, deadline);
+        watch_stop(&session, stop, watched);
         Ok(session)
     }
 
