@@ -475,7 +475,26 @@ fn jit_access_is_approved_watched_live_and_terminated_in_the_ui() {
     );
     assert!(vncdo.exited().is_none(), "vncdo still connected");
 
-    // 5. bob terminates the session from the UI: vncdo is cut within MAX_CUT.
+    // 5. bob locks the session from the UI, sees it marked, and resumes it.
+    ui.send("lock");
+    let s = ui.step("locked", step_timeout, &gw);
+    assert_eq!(
+        (&s["lock_status"], &s["resume_status"]),
+        (&json!(200), &json!(200)),
+        "{s}"
+    );
+    let marked = s["locked_text"].as_str().unwrap_or_default();
+    assert!(
+        marked.contains("locked by bob") && marked.contains("checking the change"),
+        "{s}"
+    );
+    assert!(
+        s["prompt"].as_str().unwrap_or_default().contains("alice"),
+        "the prompt names whose session: {s}"
+    );
+    assert_eq!(s["still_marked"], false, "{s}");
+
+    // 6. bob terminates the session from the UI: vncdo is cut within MAX_CUT.
     ui.send("terminate");
     let s = ui.step("terminated", step_timeout, &gw);
     assert_eq!(s["status"], 200, "{s}");
@@ -527,7 +546,7 @@ fn jit_access_is_approved_watched_live_and_terminated_in_the_ui() {
     assert_eq!(s["player_errors"], json!([]), "{s}");
     ui.finish();
 
-    // 6. The recording: sealed, the termination recorded, verified.
+    // 7. The recording: sealed, the lock and the termination recorded, verified.
     let recs = gw.sealed(1);
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0], rec);
@@ -554,6 +573,21 @@ fn jit_access_is_approved_watched_live_and_terminated_in_the_ui() {
         "{detail}"
     );
     assert_eq!(stop[0]["rule"], "terminate", "{:?}", stop[0]);
+    let lock: Vec<&Value> = policy.iter().filter(|e| e["rule"] == "lock").collect();
+    assert_eq!(
+        lock.iter()
+            .map(|e| e["action"].as_str())
+            .collect::<Vec<_>>(),
+        [Some("locked"), Some("resumed")],
+        "{policy:?}"
+    );
+    assert!(
+        lock[0]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("locked by bob: "),
+        "{lock:?}"
+    );
     assert!(
         !events_of(&rec, "key").is_empty() || !events_of(&rec, "text").is_empty(),
         "alice's typing is in the transcript"

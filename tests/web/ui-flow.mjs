@@ -2,7 +2,8 @@
 // Drives the gateway's web UI in headless Debian Chromium (through playwright-core) through the
 // just-in-time access flow: a requester asks for access to a target, an approver (in a second
 // browser context, so with its own cookies) approves, the requester reads the one-time credential,
-// the approver watches the session live in the player and terminates it from the UI.
+// the approver watches the session live in the player, locks and resumes it, and terminates it
+// from the UI.
 //
 //   node ui-flow.mjs '<json>'
 //
@@ -25,6 +26,9 @@
 //   {"step":"watching","session":SID,"url":"…","live":"following","first":{…},"last":{…}}
 //                                                  (samples: t, frames, width, height, edge, luma,
 //                                                  integrity, badge, …)
+//                                                  then waits for "lock" on stdin
+//   {"step":"locked","lock_status":200,"prompt":"…","locked_text":"…","resume_status":200,"still_marked":false}
+//                                                  (Lock, then Resume, from the live view)
 //                                                  then waits for "terminate" on stdin
 //   {"step":"terminated","status":200,"body":{…},"prompt":"…","click_ms":E,"response_ms":E,"seen_ms":E}
 //                                                  (epoch milliseconds; response_ms is the browser's
@@ -39,6 +43,9 @@
 import fs from 'node:fs';
 import readline from 'node:readline';
 import { InputError, emit, launchChromium, main, readJsonArg, sleep } from './flow-common.mjs';
+
+/** The reason typed into the lock prompt. */
+const LOCK_REASON = 'hold on, checking the change';
 
 
 function readInput() {
@@ -284,6 +291,34 @@ async function run(input) {
     await sleep(3000);
     const last = await playerSample(player);
     emit({ step: 'watching', session: sid, url: player.url(), live: last.live, first, last });
+    await stdin.expect('lock');
+
+    // 5a. The approver locks the session (the reason goes in the prompt), sees it marked, and
+    //     resumes it.
+    let lockPrompt = null;
+    bob.once('dialog', (d) => {
+      lockPrompt = d.message();
+      d.accept(LOCK_REASON);
+    });
+    const locked = bob.waitForResponse((r) => r.url().endsWith(`/api/sessions/live/${encodeURIComponent(sid)}/lock`)
+      && r.request().method() === 'POST', { timeout });
+    await bob.click(`${row} button.lock`);
+    const lockResp = await locked;
+    await bob.waitForSelector(`${row} .locked`, { timeout });
+    const lockedText = await bob.textContent(`${row} .locked`);
+    const resumed = bob.waitForResponse((r) => r.url().endsWith(`/api/sessions/live/${encodeURIComponent(sid)}/resume`)
+      && r.request().method() === 'POST', { timeout });
+    await bob.click(`${row} button.resume`);
+    const resumeResp = await resumed;
+    await bob.waitForSelector(`${row} button.lock`, { timeout });
+    emit({
+      step: 'locked',
+      lock_status: lockResp.status(),
+      prompt: lockPrompt,
+      locked_text: lockedText,
+      resume_status: resumeResp.status(),
+      still_marked: (await bob.$(`${row} .locked`)) !== null,
+    });
     await stdin.expect('terminate');
 
     // 5. The approver terminates the session from the live view (the reason goes in the prompt).
