@@ -29,7 +29,8 @@ struct ReasonBody {
     reason: String,
 }
 
-/// The session `id` if `who` holds `terminate` on its target, else the response to give.
+/// `Ok` when session `id` runs and `who` holds `terminate` on its target; else the response to
+/// give (404 or 403).
 fn permitted(state: &AdminState, who: &Principal, id: &str) -> Result<(), Resp> {
     let Some(session) = state.store.live.get(id) else {
         return Err(not_found(id));
