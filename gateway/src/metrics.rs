@@ -286,8 +286,9 @@ pub struct Snapshot {
     pub queue_depth: i64,
 }
 
-/// The exposition text (Prometheus text format 0.0.4 / OpenMetrics) with `snap`'s state.
-pub fn render(snap: &Snapshot) -> String {
+/// Privileged sessions since the gateway started, over every protocol: (admitted by policy,
+/// recorded) — the two sides of session coverage.
+pub fn session_counts() -> (u64, u64) {
     let m = global();
     let sum = |f: &Family<ProtocolLabel, Counter>| -> u64 {
         ["vnc", "rdp", "web", "demo"]
@@ -300,7 +301,13 @@ pub fn render(snap: &Snapshot) -> String {
             })
             .sum()
     };
-    let (admitted, recorded) = (sum(&m.sessions_admitted), sum(&m.sessions_recorded));
+    (sum(&m.sessions_admitted), sum(&m.sessions_recorded))
+}
+
+/// The exposition text (Prometheus text format 0.0.4 / OpenMetrics) with `snap`'s state.
+pub fn render(snap: &Snapshot) -> String {
+    let m = global();
+    let (admitted, recorded) = session_counts();
     m.coverage.set(if admitted == 0 {
         1.0
     } else {

@@ -57,25 +57,8 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Resp {
 
 /// The gateway's coverage counters since it started.
 fn coverage() -> Coverage {
-    use crate::metrics::ProtocolLabel;
-    use prometheus_client::metrics::counter::Counter;
-    use prometheus_client::metrics::family::Family;
-    let m = crate::metrics::global();
-    let sum = |f: &Family<ProtocolLabel, Counter>| -> u64 {
-        ["vnc", "rdp", "web", "demo"]
-            .iter()
-            .map(|p| {
-                f.get_or_create(&ProtocolLabel {
-                    protocol: (*p).to_owned(),
-                })
-                .get()
-            })
-            .sum()
-    };
-    Coverage {
-        admitted: sum(&m.sessions_admitted),
-        recorded: sum(&m.sessions_recorded),
-    }
+    let (admitted, recorded) = crate::metrics::session_counts();
+    Coverage { admitted, recorded }
 }
 
 /// Whether audit entry `e` was written at or after `since` (`None`: its time cannot be read).
