@@ -1,17 +1,63 @@
-//! Live sessions: the list (for watching one in the player) and terminate.
+//! Live sessions: the list (for watching one in the player), thumbnails and terminate; the
+//! session lookup and reason checks the lock and resume operations share.
 
 use super::auth::Principal;
 use super::respond::{error, json, read_json, Resp};
 use super::AdminState;
-use crate::live::{StopError, StopRequest};
+use crate::live::{LiveSession, StopError, StopRequest};
 use hyper::body::Incoming;
 use hyper::StatusCode;
 use psmgate_policy::rbac::Permission;
 use serde::Deserialize;
 use serde_json::json;
 
-/// Longest termination reason kept.
+/// Longest reason (of a terminate, lock or resume) kept.
 const MAX_REASON: usize = 1000;
+
+/// The running session `id` if `who` holds `perm` on its target; else the response to give
+/// (404 or 403).
+pub(super) fn permitted_session(
+    state: &AdminState,
+    who: &Principal,
+    id: &str,
+    perm: Permission,
+) -> Result<LiveSession, Resp> {
+    let session = state.store.live.get(id).ok_or_else(|| not_found(id))?;
+    if !who.permits(&state.config(), perm, Some(&session.target)) {
+        return Err(super::forbidden(perm, Some(&session.target)));
+    }
+    Ok(session)
+}
+
+/// 404: no live session `id`.
+pub(super) fn not_found(id: &str) -> Resp {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no live session {id}"),
+    )
+}
+
+/// An operator's `reason`, trimmed: at most [`MAX_REASON`] characters, and not empty when
+/// `required`; else the 400 to give.
+pub(super) fn checked_reason(reason: &str, required: bool) -> Result<String, Resp> {
+    let reason = reason.trim();
+    if required && reason.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "reason_required",
+            "a reason is required",
+        ));
+    }
+    if reason.chars().count() > MAX_REASON {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "reason_too_long",
+            format!("the reason is limited to {MAX_REASON} characters"),
+        ));
+    }
+    Ok(reason.to_owned())
+}
 
 /// `GET /api/sessions/live`: running sessions on targets the caller may watch.
 pub fn list(state: &AdminState, who: &Principal) -> Resp {
@@ -50,16 +96,8 @@ const THUMBNAIL_WIDTH: u32 = 320;
 /// `GET /api/sessions/live/{id}/thumbnail`: a small JPEG of the session's screen now, masked as
 /// the recording is.
 pub fn thumbnail(state: &AdminState, who: &Principal, id: &str) -> Resp {
-    let Some(session) = state.store.live.get(id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no live session {id}"),
-        );
-    };
-    let config = state.config();
-    if !who.permits(&config, Permission::WatchLive, Some(&session.target)) {
-        return super::forbidden(Permission::WatchLive, Some(&session.target));
+    if let Err(r) = permitted_session(state, who, id, Permission::WatchLive) {
+        return r;
     }
     let Some(t) = state.store.live.thumbnail(id, THUMBNAIL_WIDTH) else {
         return error(
@@ -97,40 +135,21 @@ struct TerminateBody {
 /// `POST /api/sessions/live/{id}/terminate` `{"reason": "…"}`: ends the session; its recording
 /// gets a `policy` event naming the caller and the reason, and is sealed.
 pub async fn terminate(state: &AdminState, who: &Principal, id: &str, body: Incoming) -> Resp {
-    let Some(session) = state.store.live.get(id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no live session {id}"),
-        );
-    };
-    let config = state.config();
-    if !who.permits(&config, Permission::Terminate, Some(&session.target)) {
-        return super::forbidden(Permission::Terminate, Some(&session.target));
+    if let Err(r) = permitted_session(state, who, id, Permission::Terminate) {
+        return r;
     }
     let body: TerminateBody = match read_json(body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let reason = body.reason.trim();
-    if reason.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "reason_required",
-            "a reason is required",
-        );
-    }
-    if reason.chars().count() > MAX_REASON {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "reason_too_long",
-            format!("the reason is limited to {MAX_REASON} characters"),
-        );
-    }
+    let reason = match checked_reason(&body.reason, true) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     match state
         .store
         .live
-        .stop(id, StopRequest::terminate(&who.name, reason))
+        .stop(id, StopRequest::terminate(&who.name, &reason))
     {
         Ok(s) => {
             state.audit(
@@ -141,11 +160,7 @@ pub async fn terminate(state: &AdminState, who: &Principal, id: &str, body: Inco
             );
             json(&json!({ "terminated": s.session_id, "reason": reason }))
         }
-        Err(StopError::NotFound(_)) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no live session {id}"),
-        ),
+        Err(StopError::NotFound(_)) => not_found(id),
         Err(e @ StopError::AlreadyEnding(_)) => {
             error(StatusCode::CONFLICT, "already_ending", e.to_string())
         }

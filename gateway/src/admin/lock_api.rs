@@ -5,6 +5,7 @@
 //! session's transcript.
 
 use super::auth::Principal;
+use super::live_api::{checked_reason, not_found, permitted_session};
 use super::respond::{error, json, read_json, Resp};
 use super::AdminState;
 use crate::live::{LockError, LockRequest};
@@ -19,9 +20,6 @@ pub const ACTION_SESSION_LOCKED: &str = "session_locked";
 /// Audit action: an operator lifted the lock on a live session's input.
 pub const ACTION_SESSION_RESUMED: &str = "session_resumed";
 
-/// Longest reason kept.
-const MAX_REASON: usize = 1000;
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
@@ -29,53 +27,10 @@ struct ReasonBody {
     reason: String,
 }
 
-/// `Ok` when session `id` runs and `who` holds `terminate` on its target; else the response to
-/// give (404 or 403).
-fn permitted(state: &AdminState, who: &Principal, id: &str) -> Result<(), Resp> {
-    let Some(session) = state.store.live.get(id) else {
-        return Err(not_found(id));
-    };
-    if !who.permits(
-        &state.config(),
-        Permission::Terminate,
-        Some(&session.target),
-    ) {
-        return Err(super::forbidden(
-            Permission::Terminate,
-            Some(&session.target),
-        ));
-    }
-    Ok(())
-}
-
-fn not_found(id: &str) -> Resp {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no live session {id}"),
-    )
-}
-
-/// A reason read from the body: trimmed, at most [`MAX_REASON`] characters, required when
-/// `required`.
+/// The reason in the body, checked (required when `required`).
 async fn reason(body: Incoming, required: bool) -> Result<String, Resp> {
     let body: ReasonBody = read_json(body).await?;
-    let reason = body.reason.trim();
-    if required && reason.is_empty() {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "reason_required",
-            "a reason is required",
-        ));
-    }
-    if reason.chars().count() > MAX_REASON {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "reason_too_long",
-            format!("the reason is limited to {MAX_REASON} characters"),
-        ));
-    }
-    Ok(reason.to_owned())
+    checked_reason(&body.reason, required)
 }
 
 fn refused(e: LockError) -> Resp {
@@ -92,7 +47,7 @@ fn refused(e: LockError) -> Resp {
 /// `POST /api/sessions/live/{id}/lock` `{"reason": "…"}`: holds the user's input back until
 /// the session is resumed.
 pub async fn lock(state: &AdminState, who: &Principal, id: &str, body: Incoming) -> Resp {
-    if let Err(r) = permitted(state, who, id) {
+    if let Err(r) = permitted_session(state, who, id, Permission::Terminate) {
         return r;
     }
     let reason = match reason(body, true).await {
@@ -120,7 +75,7 @@ pub async fn lock(state: &AdminState, who: &Principal, id: &str, body: Incoming)
 /// `POST /api/sessions/live/{id}/resume` (optional `{"reason": "…"}`): lets the user's input
 /// through again.
 pub async fn resume(state: &AdminState, who: &Principal, id: &str, body: Incoming) -> Resp {
-    if let Err(r) = permitted(state, who, id) {
+    if let Err(r) = permitted_session(state, who, id, Permission::Terminate) {
         return r;
     }
     let reason = match reason(body, false).await {
