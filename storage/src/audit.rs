@@ -1217,16 +1217,30 @@ mod tests {
         assert_eq!((page.entries.len(), page.total), (0, 0));
     }
 
-    /// A backend whose next append can be made to fail (as a full disk would).
+    /// A local backend for tests whose next append can be made to fail (as a full disk would),
+    /// that can refuse whole-file reads, and that counts the bytes of ranged reads.
     #[derive(Debug)]
-    struct FlakyBackend {
+    struct TestBackend {
         inner: LocalBackend,
-        fail_next: AtomicBool,
+        fail_next_append: AtomicBool,
+        refuse_whole_reads: bool,
+        range_bytes_read: std::sync::atomic::AtomicU64,
     }
 
-    impl Backend for FlakyBackend {
+    impl TestBackend {
+        fn new(dir: &std::path::Path) -> TestBackend {
+            TestBackend {
+                inner: LocalBackend::new(dir).unwrap(),
+                fail_next_append: AtomicBool::new(false),
+                refuse_whole_reads: false,
+                range_bytes_read: Default::default(),
+            }
+        }
+    }
+
+    impl Backend for TestBackend {
         fn append(&self, path: &str, bytes: &[u8]) -> std::io::Result<u64> {
-            if self.fail_next.swap(false, Ordering::SeqCst) {
+            if self.fail_next_append.swap(false, Ordering::SeqCst) {
                 return Err(std::io::Error::other("disk full"));
             }
             self.inner.append(path, bytes)
@@ -1238,9 +1252,13 @@ mod tests {
             self.inner.put_atomic(path, bytes)
         }
         fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
+            if self.refuse_whole_reads {
+                return Err(std::io::Error::other("whole files are not read here"));
+            }
             self.inner.read(path)
         }
         fn read_range(&self, path: &str, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+            self.range_bytes_read.fetch_add(len, Ordering::SeqCst);
             self.inner.read_range(path, offset, len)
         }
         fn len(&self, path: &str) -> std::io::Result<Option<u64>> {
@@ -1266,15 +1284,12 @@ mod tests {
     #[test]
     fn a_shared_log_recovers_from_a_failed_write() {
         let dir = tempfile::tempdir().unwrap();
-        let flaky = Arc::new(FlakyBackend {
-            inner: LocalBackend::new(dir.path()).unwrap(),
-            fail_next: AtomicBool::new(false),
-        });
+        let flaky = Arc::new(TestBackend::new(dir.path()));
         let shared = SharedAuditLog::open(flaky.clone()).unwrap();
         shared
             .append(T0, ACTION_LOGIN, "", "", "alice", "")
             .unwrap();
-        flaky.fail_next.store(true, Ordering::SeqCst);
+        flaky.fail_next_append.store(true, Ordering::SeqCst);
         assert!(shared.append(T0, ACTION_LOGIN, "", "", "bob", "").is_err());
         // A plain writer stays unusable after a failure; the shared one reopens.
         let e = shared
@@ -1451,56 +1466,13 @@ mod tests {
         assert!(err.contains(&format!("line at byte {at}")), "{err}");
     }
 
-    /// A backend that counts what is read, and never reads a whole file.
-    #[derive(Debug)]
-    struct CountingBackend {
-        inner: LocalBackend,
-        read: std::sync::atomic::AtomicU64,
-    }
-
-    impl Backend for CountingBackend {
-        fn append(&self, path: &str, bytes: &[u8]) -> std::io::Result<u64> {
-            self.inner.append(path, bytes)
-        }
-        fn sync(&self, path: &str) -> std::io::Result<()> {
-            self.inner.sync(path)
-        }
-        fn put_atomic(&self, path: &str, bytes: &[u8]) -> std::io::Result<()> {
-            self.inner.put_atomic(path, bytes)
-        }
-        fn read(&self, _path: &str) -> std::io::Result<Vec<u8>> {
-            Err(std::io::Error::other("whole files are not read here"))
-        }
-        fn read_range(&self, path: &str, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
-            self.read.fetch_add(len, Ordering::SeqCst);
-            self.inner.read_range(path, offset, len)
-        }
-        fn len(&self, path: &str) -> std::io::Result<Option<u64>> {
-            self.inner.len(path)
-        }
-        fn truncate(&self, path: &str, len: u64) -> std::io::Result<()> {
-            self.inner.truncate(path, len)
-        }
-        fn remove(&self, path: &str) -> std::io::Result<()> {
-            self.inner.remove(path)
-        }
-        fn list_dirs(&self, prefix: &str) -> std::io::Result<Vec<String>> {
-            self.inner.list_dirs(prefix)
-        }
-        fn list_files(&self, prefix: &str) -> std::io::Result<Vec<String>> {
-            self.inner.list_files(prefix)
-        }
-        fn remove_dir_all(&self, prefix: &str) -> std::io::Result<()> {
-            self.inner.remove_dir_all(prefix)
-        }
-    }
-
     #[test]
     fn a_tail_reads_only_the_end_of_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let counting = CountingBackend {
-            inner: LocalBackend::new(dir.path()).unwrap(),
-            read: Default::default(),
+        // Never reads a whole file; counts what it reads.
+        let counting = TestBackend {
+            refuse_whole_reads: true,
+            ..TestBackend::new(dir.path())
         };
         let key = GatewayKey::generate();
         let all = chained(&details(5000), Some(&key));
@@ -1508,7 +1480,7 @@ mod tests {
         let len = counting.len(AUDIT_LOG).unwrap().unwrap();
         let tail = AuditLog::read_tail(&counting, 20).unwrap();
         assert_eq!((&tail.entries[..], tail.total), (&all[4980..], 5000));
-        let read = counting.read.load(Ordering::SeqCst);
+        let read = counting.range_bytes_read.load(Ordering::SeqCst);
         let tail_bytes: u64 = all[4979..]
             .iter()
             .map(|e| serde_json::to_vec(e).unwrap().len() as u64 + 1)
