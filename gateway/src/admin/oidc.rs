@@ -566,16 +566,9 @@ async fn open_session(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
     fn body(r: Resp) -> String {
-        let bytes = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(r.into_body().collect())
-            .unwrap()
-            .to_bytes();
-        String::from_utf8(bytes.to_vec()).unwrap()
+        String::from_utf8(super::respond::body_bytes(r).to_vec()).unwrap()
     }
 
     #[test]

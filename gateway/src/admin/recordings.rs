@@ -362,20 +362,10 @@ mod tests {
     fn rejected(query: &str) -> serde_json::Value {
         let r = list_filter(query).expect_err(query);
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
-        let body = futures_body(r);
+        let body: serde_json::Value =
+            serde_json::from_slice(&super::super::respond::body_bytes(r)).unwrap();
         assert_eq!(body["error"], "bad_parameter", "{query}: {body}");
         body
-    }
-
-    fn futures_body(r: Resp) -> serde_json::Value {
-        use http_body_util::BodyExt;
-        let bytes = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(r.into_body().collect())
-            .unwrap()
-            .to_bytes();
-        serde_json::from_slice(&bytes).unwrap()
     }
 
     #[test]

@@ -138,6 +138,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The whole body of `r`, for tests of handlers.
+#[cfg(test)]
+pub fn body_bytes(r: Resp) -> Bytes {
+    use http_body_util::BodyExt;
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(r.into_body().collect())
+        .unwrap()
+        .to_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
