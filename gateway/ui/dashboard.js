@@ -1,6 +1,6 @@
 // psmgate web UI: the overview and on-call dashboards. Charts are plain SVG drawn here (no
 // library, no build step); each has a <title>, an aria-label and a data table beside it with the
-// exact figures. Uses ui.js's helpers (api, flash, cell, link, button, time, terminate).
+// exact figures. Uses ui.js's helpers (api, flash, cell, link, button, time, watchLink, terminate).
 'use strict';
 
 (() => {
@@ -332,16 +332,10 @@
     meta.className = 'hint';
     meta.textContent = `${s.protocol.toUpperCase()} from ${s.client_addr}, since ${time(s.started_at)} UTC`;
     const actions = document.createElement('p');
-    const watch = link('Watch', s.player);
-    watch.target = '_blank';
-    watch.className = 'watch';
-    actions.appendChild(watch);
+    actions.appendChild(watchLink(s));
     if (s.can_terminate) {
       actions.append(' ');
-      actions.appendChild(button('Terminate', 'danger terminate', async () => {
-        await terminate(s);
-        loadOncall();
-      }));
+      actions.appendChild(button('Terminate', 'danger terminate', () => terminate(s, loadOncall)));
     }
     card.append(img, who, meta, actions);
     return card;

@@ -111,10 +111,7 @@ async function loadLive() {
       cell(tr, s.protocol);
       cell(tr, s.client_addr);
       const actions = document.createElement('span');
-      const watch = link('Watch', s.player);
-      watch.target = '_blank';
-      watch.className = 'watch';
-      actions.appendChild(watch);
+      actions.appendChild(watchLink(s));
       if (s.can_terminate) {
         actions.append(' ');
         if (s.locked) actions.appendChild(button('Resume', 'resume', () => resume(s)));
@@ -137,38 +134,42 @@ async function loadLive() {
   }
 }
 
-async function terminate(s) {
+/** The "Watch" link that opens the player on live session `s` in a new tab. */
+function watchLink(s) {
+  const watch = link('Watch', s.player);
+  watch.target = '_blank';
+  watch.className = 'watch';
+  return watch;
+}
+
+/**
+ * POSTs `action` (`terminate`, `lock`, `resume`) with `body` on live session `s`, says how it
+ * went, then runs `refresh` (the view the action was taken from).
+ */
+async function sessionAction(s, action, body, done, refresh) {
+  try {
+    await api('POST', `/api/sessions/live/${encodeURIComponent(s.session_id)}/${action}`, body);
+    flash(`Session of ${s.user} on ${s.target} ${done}.`);
+    refresh();
+  } catch (e) {
+    flash(`${action[0].toUpperCase()}${action.slice(1)}: ${e.message}`, true);
+  }
+}
+
+async function terminate(s, refresh = loadLive) {
   const reason = window.prompt(`Terminate ${s.user}'s session on ${s.target}? Reason:`);
   if (!reason) return;
-  try {
-    await api('POST', `/api/sessions/live/${encodeURIComponent(s.session_id)}/terminate`, { reason });
-    flash(`Session of ${s.user} on ${s.target} terminated.`);
-    loadLive();
-  } catch (e) {
-    flash(`Terminate: ${e.message}`, true);
-  }
+  await sessionAction(s, 'terminate', { reason }, 'terminated', refresh);
 }
 
 async function lockSession(s) {
   const reason = window.prompt(`Lock ${s.user}'s session on ${s.target}? Their input stops reaching the target until you resume it. Reason:`);
   if (!reason) return;
-  try {
-    await api('POST', `/api/sessions/live/${encodeURIComponent(s.session_id)}/lock`, { reason });
-    flash(`Session of ${s.user} on ${s.target} locked.`);
-    loadLive();
-  } catch (e) {
-    flash(`Lock: ${e.message}`, true);
-  }
+  await sessionAction(s, 'lock', { reason }, 'locked', loadLive);
 }
 
 async function resume(s) {
-  try {
-    await api('POST', `/api/sessions/live/${encodeURIComponent(s.session_id)}/resume`, {});
-    flash(`Session of ${s.user} on ${s.target} resumed.`);
-    loadLive();
-  } catch (e) {
-    flash(`Resume: ${e.message}`, true);
-  }
+  await sessionAction(s, 'resume', {}, 'resumed', loadLive);
 }
 
 async function loadAccess() {
