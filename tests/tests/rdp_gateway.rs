@@ -218,14 +218,21 @@ fn wait_for_end_reason(gw: &Gateway, needle: &str) {
     }
 }
 
+/// alice, with a fresh 10-minute grant to `lab-rdp`, connected through `gw` by FreeRDP; the
+/// client and the access token.
+fn connect_alice(gw: &Gateway) -> (RdpClient, String) {
+    let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
+    let mut c = RdpClient::start(client(gw, "alice@lab-rdp", None, &token)).unwrap();
+    c.wait_connected(CONNECT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
+    (c, token)
+}
+
 #[test]
 fn shadow_nla_session_through_psmgate_is_recorded() {
     let target = nla_shadow();
     let gw = gateway(&target.address(), TARGET_USER, TARGET_PASSWORD);
-    let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
-    let mut c = RdpClient::start(client(&gw, "alice@lab-rdp", None, &token)).unwrap();
-    c.wait_connected(CONNECT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
+    let (mut c, token) = connect_alice(&gw);
     let sentence = "Get-Service -Name W32Time";
     let shot = drive(
         &c,
@@ -335,10 +342,7 @@ fn target_ending_the_session_seals_the_recording() {
         TARGET_PASSWORD,
         "rdp_dynamic_channels = []",
     );
-    let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
-    let mut c = RdpClient::start(client(&gw, "alice@lab-rdp", None, &token)).unwrap();
-    c.wait_connected(CONNECT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
+    let (mut c, _) = connect_alice(&gw);
     c.type_text("before the end").unwrap();
     c.key("Return").unwrap();
     target
@@ -384,10 +388,7 @@ fn a_failing_recording_ends_the_session_and_tells_the_client_why() {
         eprintln!("skipping: cannot mount a tmpfs here (not root)");
         return;
     };
-    let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
-    let mut c = RdpClient::start(client(&gw, "alice@lab-rdp", None, &token)).unwrap();
-    c.wait_connected(CONNECT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
+    let (mut c, token) = connect_alice(&gw);
     c.type_text("recorded before the disk filled").unwrap();
     c.key("Return").unwrap();
     std::thread::sleep(Duration::from_millis(1500));
@@ -451,10 +452,7 @@ fn xdotool(c: &RdpClient, args: &[&str]) {
 fn a_locked_rdp_session_holds_input_back_and_releases_held_keys() {
     let target = nla_shadow();
     let gw = gateway(&target.address(), TARGET_USER, TARGET_PASSWORD);
-    let token = gw.grant("lab-rdp", &["--ttl", "10m"]);
-    let mut c = RdpClient::start(client(&gw, "alice@lab-rdp", None, &token)).unwrap();
-    c.wait_connected(CONNECT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
+    let (mut c, _) = connect_alice(&gw);
     c.type_text("before lock").unwrap();
     c.key("Return").unwrap();
     target
