@@ -232,18 +232,24 @@ fn end_reason(rec: &Path) -> String {
         .to_owned()
 }
 
-#[test]
-fn a_web_session_ends_when_its_grant_expires() {
-    let c = Console::start();
-    let gw = start_web_gateway(&console_config(&c, WEB, ""));
+/// Grants alice the console for [`TTL`]: when it was asked for, how long granting took (the
+/// grant expires between `issued + TTL` and `issued + granted + TTL`), and the token.
+fn grant_for_ttl(gw: &Gateway) -> (Instant, Duration, String) {
     let issued = Instant::now();
     let token = gw.grant("console", &["--ttl", &format!("{}s", TTL.as_secs())]);
-    // The grant expires between `issued + TTL` and `granted + TTL`.
     let granted = issued.elapsed();
     assert!(
         granted < Duration::from_secs(3),
         "granting took {granted:?}"
     );
+    (issued, granted, token)
+}
+
+#[test]
+fn a_web_session_ends_when_its_grant_expires() {
+    let c = Console::start();
+    let gw = start_web_gateway(&console_config(&c, WEB, ""));
+    let (issued, granted, token) = grant_for_ttl(&gw);
     let browser = Browser::new(&gw, &c, &token);
     let replies = browser.keep_getting(issued, granted + TTL + Duration::from_secs(3));
     let all = listing(&replies);
@@ -316,13 +322,7 @@ fn a_web_session_ends_when_its_grant_expires() {
 fn a_web_session_outlives_its_grant_when_the_rule_says_so() {
     let c = Console::start();
     let gw = start_web_gateway_with_users(&console_config(&c, WEB, ""), OUTLIVING_RULES);
-    let issued = Instant::now();
-    let token = gw.grant("console", &["--ttl", &format!("{}s", TTL.as_secs())]);
-    let granted = issued.elapsed();
-    assert!(
-        granted < Duration::from_secs(3),
-        "granting took {granted:?}"
-    );
+    let (issued, granted, token) = grant_for_ttl(&gw);
     let browser = Browser::new(&gw, &c, &token);
     let past_expiry = granted + TTL + Duration::from_secs(4);
     let replies = browser.keep_getting(issued, past_expiry + Duration::from_millis(500));
