@@ -976,6 +976,17 @@ fn parse_rfc3339(s: &str) -> Result<time::OffsetDateTime, String> {
         .map_err(|e| format!("{e} (expected RFC 3339, e.g. 2026-11-22T10:00:00Z)"))
 }
 
+/// Fails, saying where to add it, unless `user` and `target` are in the config.
+fn known_user_and_target(config: &Config, user: &str, target: &str) -> Result<()> {
+    if !config.users.contains_key(user) {
+        bail!("unknown user {user:?}: add it under [users] in the config");
+    }
+    if config.target(target).is_none() {
+        bail!("unknown target {target:?}: add it under [targets] in the config");
+    }
+    Ok(())
+}
+
 fn access(config: &Config, data: Option<&Path>, command: AccessCommand) -> Result<ExitCode> {
     let store = Store::open(config, data)?;
     let tokens = store.tokens()?;
@@ -987,12 +998,7 @@ fn access(config: &Config, data: Option<&Path>, command: AccessCommand) -> Resul
             once,
             ttl,
         } => {
-            if !config.users.contains_key(&user) {
-                bail!("unknown user {user:?}: add it under [users] in the config");
-            }
-            if config.target(&target).is_none() {
-                bail!("unknown target {target:?}: add it under [targets] in the config");
-            }
+            known_user_and_target(config, &user, &target)?;
             let decision = config.is_allowed(&user, &target);
             if !decision.allowed {
                 bail!("no rule allows {user} to reach {target}");
@@ -1062,12 +1068,7 @@ fn access(config: &Config, data: Option<&Path>, command: AccessCommand) -> Resul
             reason,
             duration,
         } => {
-            if !config.users.contains_key(&user) {
-                bail!("unknown user {user:?}");
-            }
-            if config.target(&target).is_none() {
-                bail!("unknown target {target:?}");
-            }
+            known_user_and_target(config, &user, &target)?;
             let Some(policy) = config.access_policy(&user, &target, now) else {
                 bail!("no rule lets {user} connect to {target} at this time");
             };
