@@ -9,7 +9,7 @@ use super::dashboard::{
     DEFAULT_DAYS, MAX_DAYS,
 };
 use super::recordings::allowed_targets;
-use super::respond::{error, json, query_param, Resp};
+use super::respond::{error, json, percent_encode, query_param, Resp};
 use super::AdminState;
 use hyper::StatusCode;
 use psmgate_policy::rbac::Permission;
@@ -274,7 +274,7 @@ pub fn oncall(state: &AdminState, who: &Principal) -> Resp {
         .into_iter()
         .filter(|s| may_watch(&s.target))
         .map(|s| {
-            let id = urlencoded(&s.session_id);
+            let id = percent_encode(&s.session_id);
             let mut v = serde_json::to_value(&s).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
                 o.insert(
@@ -327,7 +327,7 @@ pub fn oncall(state: &AdminState, who: &Principal) -> Resp {
         .map(|item| {
             let player = match (&item.session_id, &item.target) {
                 (Some(id), Some(t)) if may_view(t) => {
-                    Some(format!("/player/?id={}", urlencoded(id)))
+                    Some(format!("/player/?id={}", percent_encode(id)))
                 }
                 _ => None,
             };
@@ -343,32 +343,4 @@ pub fn oncall(state: &AdminState, who: &Principal) -> Resp {
         "recent": items,
         "since": rfc3339(since),
     }))
-}
-
-/// `s` with every byte but unreserved URL characters percent-encoded.
-fn urlencoded(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::urlencoded;
-
-    #[test]
-    fn ids_in_urls_are_percent_encoded() {
-        assert_eq!(
-            urlencoded("0b6e2c1a-77f0-4b1e-9d59-1c3c2f0c9e11"),
-            "0b6e2c1a-77f0-4b1e-9d59-1c3c2f0c9e11"
-        );
-        assert_eq!(urlencoded("a/b c?d"), "a%2Fb%20c%3Fd");
-        assert_eq!(urlencoded("é"), "%C3%A9");
-    }
 }

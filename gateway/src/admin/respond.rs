@@ -102,6 +102,20 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// `s` with every byte but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`)
+/// percent-encoded: safe in a URL's path, query or form body.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Decodes `%XX` escapes (invalid ones stay as they are; invalid UTF-8 is replaced).
 pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
@@ -160,6 +174,13 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert_eq!(percent_decode("/player/%3Fid%3D1"), "/player/?id=1");
+        assert_eq!(
+            percent_encode("0b6e2c1a-77f0-4b1e-9d59-1c3c2f0c9e11"),
+            "0b6e2c1a-77f0-4b1e-9d59-1c3c2f0c9e11"
+        );
+        assert_eq!(percent_encode("a/b c?d"), "a%2Fb%20c%3Fd");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+        assert_eq!(percent_decode(&percent_encode("a b/é~")), "a b/é~");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("%41"), "A");
         assert_eq!(query_param("a=1&b=x+y%21", "b").as_deref(), Some("x y!"));

@@ -3,6 +3,7 @@
 //! for at most [`PENDING_TTL`], bound to the browser that started it), the callback's parameters
 //! and where the browser goes once signed in.
 
+use crate::admin::respond::percent_encode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use psmgate_policy::TokenEndpointAuthMethod;
@@ -50,24 +51,11 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn pct(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// `application/x-www-form-urlencoded` text of `pairs` (also a URL query).
 pub fn form_encode(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", pct(k), pct(v)))
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -303,8 +291,8 @@ pub fn token_request(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!(
                 "{}:{}",
-                pct(client_id),
-                pct(secret)
+                percent_encode(client_id),
+                percent_encode(secret)
             ))
         )),
         ClientAuth::Post => {
